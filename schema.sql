@@ -1,0 +1,63 @@
+-- syncctl database schema: the one source of truth.
+--
+-- The file is a sequence of numbered steps. Each "-- step N" section is applied once, in
+-- order, in its own transaction, and PRAGMA user_version records the last step applied.
+-- A fresh database runs every step; an older one runs the steps it has not seen yet.
+-- Never edit a released step: add a new one at the end.
+
+-- step 1
+CREATE TABLE integrations (
+    id                   INTEGER PRIMARY KEY,
+    name                 TEXT    NOT NULL UNIQUE,
+    url                  TEXT    NOT NULL,
+    config               TEXT    NOT NULL DEFAULT '{}',  -- JSON; secrets only as ${VAR}
+    sync_interval        INTEGER,                        -- seconds; NULL = manual only
+    sync_enabled         INTEGER NOT NULL DEFAULT 1,     -- 0 = paused or auto-disabled
+    disabled_reason      TEXT,                           -- 'paused' | 'failures' | NULL
+    next_sync_at         TEXT,                           -- when run-due picks it up next
+    slot_at              TEXT,                           -- the schedule slot that sync belongs to
+    last_sync_at         TEXT,                           -- when the last sync finished
+    last_status          TEXT,                           -- 'SUCCESS' | 'FAILED' | NULL
+    last_error           TEXT,
+    last_hint            TEXT,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    records_count        INTEGER NOT NULL DEFAULT 0,
+    created_at           TEXT    NOT NULL,
+    updated_at           TEXT    NOT NULL
+);
+
+-- "What is due" reads only enabled, scheduled integrations, oldest slot first.
+CREATE INDEX integrations_due ON integrations (next_sync_at)
+    WHERE sync_enabled = 1 AND sync_interval IS NOT NULL;
+
+CREATE TABLE sync_logs (
+    id             INTEGER PRIMARY KEY,
+    integration_id INTEGER NOT NULL REFERENCES integrations (id) ON DELETE CASCADE,
+    trigger        TEXT    NOT NULL CHECK (trigger IN ('schedule', 'retry', 'manual')),
+    status         TEXT    NOT NULL CHECK (status IN ('PENDING', 'RUNNING', 'SUCCESS', 'FAILED')),
+    attempt        INTEGER NOT NULL DEFAULT 1,
+    started_at     TEXT    NOT NULL,
+    completed_at   TEXT,
+    duration_ms    INTEGER,
+    records_count  INTEGER,
+    error_message  TEXT,
+    error_hint     TEXT,
+    pid            INTEGER,                              -- the process running it
+    owner          TEXT                                  -- boot id + pid + process start time
+);
+
+-- "The last N logs of one integration", newest first.
+CREATE INDEX sync_logs_integration ON sync_logs (integration_id, id);
+-- Crash recovery looks only at unfinished rows.
+CREATE INDEX sync_logs_unfinished ON sync_logs (integration_id)
+    WHERE status IN ('PENDING', 'RUNNING');
+-- history --since and prune --older-than.
+CREATE INDEX sync_logs_started ON sync_logs (started_at);
+
+CREATE TABLE records (
+    integration_id INTEGER NOT NULL REFERENCES integrations (id) ON DELETE CASCADE,
+    key            TEXT    NOT NULL,
+    data           TEXT    NOT NULL,                     -- JSON
+    synced_at      TEXT    NOT NULL,
+    PRIMARY KEY (integration_id, key)
+) WITHOUT ROWID;

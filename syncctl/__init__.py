@@ -1,0 +1,3 @@
+"""syncctl: keep dashboard data fresh by syncing HTTP/JSON APIs into SQLite from cron."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,276 @@
+"""Sync one integration: claim -> fetch -> store -> log -> reschedule. Also crash
+recovery, which finishes the logs of syncs whose process is gone."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from syncctl import liveness
+from syncctl.errors import SyncError
+from syncctl.models import Integration, Status, SyncLog, SyncResult
+from syncctl.schedule import Plan, plan_after_sync
+from syncctl.store import Store
+
+if TYPE_CHECKING:
+    import requests
+
+    from syncctl.fetch import Cancel, RateLimiter
+
+INTERRUPTED_HINT = (
+    "nothing to fix if the machine restarted; it is retried at the next run. If it "
+    "repeats, check what kills syncctl (an OOM kill, a service timeout)"
+)
+
+
+@dataclass
+class SyncSettings:
+    """What every sync in one command shares."""
+
+    sync_timeout: float = 300.0
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    clock: Callable[[], datetime] | None = None
+    rng: random.Random = field(default_factory=random.Random)
+    global_limiter: RateLimiter | None = None
+
+
+def failure_plan(
+    now: datetime, rng: random.Random, retry_after: float | None = None
+) -> Callable[[Integration, SyncLog], Plan]:
+    """The schedule after a failed attempt (also an interrupted one)."""
+
+    def plan(integration: Integration, log: SyncLog) -> Plan:
+        return plan_after_sync(
+            trigger=log.trigger,
+            succeeded=False,
+            interval=integration.sync_interval,
+            slot_at=integration.slot_at,
+            next_sync_at=integration.next_sync_at,
+            failures=integration.consecutive_failures,
+            max_retries=integration.max_retries,
+            started=log.started_at,
+            now=now,
+            retry_after=retry_after,
+            rng=rng,
+        )
+
+    return plan
+
+
+def success_plan(now: datetime) -> Callable[[Integration, SyncLog], Plan]:
+    def plan(integration: Integration, log: SyncLog) -> Plan:
+        return plan_after_sync(
+            trigger=log.trigger,
+            succeeded=True,
+            interval=integration.sync_interval,
+            slot_at=integration.slot_at,
+            next_sync_at=integration.next_sync_at,
+            failures=integration.consecutive_failures,
+            max_retries=integration.max_retries,
+            started=log.started_at,
+            now=now,
+        )
+
+    return plan
+
+
+def signal_plan(now: datetime) -> Callable[[Integration, SyncLog], Plan]:
+    """Interrupted by a signal: not the source's fault, so no failure is counted; a
+    scheduled sync is due again at the next run."""
+
+    def plan(integration: Integration, log: SyncLog) -> Plan:
+        if log.trigger == "manual" or integration.sync_interval is None:
+            return Plan(integration.next_sync_at, integration.slot_at, integration.consecutive_failures)
+        return Plan(now, integration.slot_at, integration.consecutive_failures)
+
+    return plan
+
+
+def recover_orphans(
+    store: Store, now: datetime, rng: random.Random | None = None, integration_id: int | None = None
+) -> list[SyncLog]:
+    """Mark FAILED every RUNNING log whose process is gone; each counts as a failure for
+    retry scheduling. A live sync is never touched. Returns the logs recovered."""
+    recovered = []
+    for log in store.unfinished_logs(integration_id):
+        if liveness.is_alive(log.pid, log.owner):
+            continue
+        done = store.finish_sync(
+            log.id,
+            status=Status.FAILED,
+            now=now,
+            records_count=None,
+            error_message=f"interrupted: process {log.pid} ended before the sync finished "
+            "(killed, or the machine restarted)",
+            error_hint=INTERRUPTED_HINT,
+            plan=failure_plan(now, rng or random.Random()),
+        )
+        if done is not None:
+            recovered.append(log)
+    return recovered
+
+
+class Engine:
+    """Runs syncs against one database connection (one Engine per thread)."""
+
+    def __init__(self, store: Store, settings: SyncSettings, session: requests.Session) -> None:
+        self.store = store
+        self.settings = settings
+        self.session = session
+
+    def now(self) -> datetime:
+        from syncctl.timeutil import utcnow
+
+        return (self.settings.clock or utcnow)()
+
+    def sync(self, integration_id: int, *, manual: bool, cancel: Cancel) -> SyncResult:
+        """Sync one integration and record the attempt. Never raises for a sync failure:
+        one broken integration never stops the others."""
+        from syncctl.fetch import Cancelled, Connector
+
+        started_clock = time.monotonic()
+        recover_orphans(self.store, self.now(), self.settings.rng, integration_id)
+        claimed = self.store.claim(
+            integration_id,
+            manual=manual,
+            now=self.now(),
+            pid=os.getpid(),
+            owner=liveness.owner_token(),
+        )
+        if claimed is None:
+            integration = self.store.get_by_id(integration_id)
+            return SyncResult(integration.name if integration else f"#{integration_id}", "SKIPPED")
+        if isinstance(claimed, SyncLog):
+            return _busy(claimed, self.now())
+        log_id, integration, trigger = claimed
+        deadline = started_clock + self.settings.sync_timeout
+        timer = threading.Timer(self.settings.sync_timeout, cancel.cancel, args=("timeout",))
+        timer.daemon = True
+        timer.start()
+        count = 0
+        connector = None
+        try:
+            connector = Connector(
+                integration.url,
+                integration.config,
+                session=self.session,
+                env=self.settings.env,
+                deadline=deadline,
+                cancel=cancel,
+                global_limiter=self.settings.global_limiter,
+                rng=self.settings.rng,
+            )
+            for page in connector.pages():
+                self.store.upsert_records(integration.id, page.records, self.now())
+                count += len(page.records)
+        except Cancelled:
+            return self._fail(log_id, integration, trigger, count, self._cancelled(cancel), None)
+        except SyncError as exc:
+            if time.monotonic() >= deadline:
+                return self._fail(log_id, integration, trigger, count, self._timeout(), None)
+            redact = connector.redact if connector else (lambda text: text)
+            error = (redact(exc.message), redact(exc.hint) if exc.hint else None)
+            return self._fail(log_id, integration, trigger, count, error, exc.retry_after)
+        except Exception as exc:  # a bug must not stop the other syncs: record it
+            error = (
+                f"internal error: {type(exc).__name__}: {exc}",
+                "please report this as a syncctl bug, with the integration's config",
+            )
+            if connector is not None:
+                error = (connector.redact(error[0]), error[1])
+            return self._fail(log_id, integration, trigger, count, error, None)
+        finally:
+            timer.cancel()
+        now = self.now()
+        done = self.store.finish_sync(
+            log_id,
+            status=Status.SUCCESS,
+            now=now,
+            records_count=count,
+            error_message=None,
+            error_hint=None,
+            plan=success_plan(now),
+        )
+        return self._result(done, integration, trigger, log_id, Status.SUCCESS, count, None)
+
+    def _cancelled(self, cancel: Cancel) -> tuple[str, str]:
+        if cancel.reason in (None, "timeout"):
+            return self._timeout()
+        return (f"interrupted by {cancel.reason}", "it is rescheduled for the next run; nothing to fix")
+
+    def _timeout(self) -> tuple[str, str]:
+        limit = f"{self.settings.sync_timeout:g}"
+        return (
+            f"sync took longer than --sync-timeout ({limit} s) and was stopped",
+            "the source is slow or drips data: raise --sync-timeout, lower --max-pages, or check the source",
+        )
+
+    def _fail(
+        self,
+        log_id: int,
+        integration: Integration,
+        trigger: str,
+        count: int,
+        error: tuple[str, str | None],
+        retry_after: float | None,
+    ) -> SyncResult:
+        now = self.now()
+        signalled = error[0].startswith("interrupted by ")
+        plan = signal_plan(now) if signalled else failure_plan(now, self.settings.rng, retry_after)
+        done = self.store.finish_sync(
+            log_id,
+            status=Status.FAILED,
+            now=now,
+            records_count=count,
+            error_message=error[0],
+            error_hint=error[1],
+            plan=plan,
+        )
+        return self._result(done, integration, trigger, log_id, Status.FAILED, count, error)
+
+    def _result(
+        self,
+        done: Any,
+        integration: Integration,
+        trigger: str,
+        log_id: int,
+        status: Status,
+        count: int,
+        error: tuple[str, str | None] | None,
+    ) -> SyncResult:
+        log = self.store.history_entry(log_id)
+        result = SyncResult(
+            name=integration.name,
+            status=log.status if log else status.value,
+            trigger=trigger,
+            log_id=log_id,
+            records_count=count,
+            duration_ms=(log.duration_ms or 0) if log else 0,
+            error_message=log.error_message if log else (error[0] if error else None),
+            error_hint=log.error_hint if log else (error[1] if error else None),
+        )
+        if done is not None:
+            after, plan = done
+            result.disabled = plan.disable
+            if after is not None:
+                result.notes.append(f"failures={after.consecutive_failures}")
+        return result
+
+
+def _busy(holder: SyncLog, now: datetime) -> SyncResult:
+    from syncctl.timeutil import human_duration
+
+    age = human_duration((now - holder.started_at).total_seconds())
+    return SyncResult(
+        holder.integration,
+        "BUSY",
+        error_message=f"{holder.integration} is being synced by "
+        f"another process right now (pid {holder.pid}, started {age} ago)",
+        error_hint=f"wait for it to finish; follow it with: syncctl history {holder.integration}",
+    )

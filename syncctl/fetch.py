@@ -1,0 +1,586 @@
+"""The HTTP JSON connector: requests, pagination, record extraction, retries within a
+sync, rate limiting, and the classification of every failure into a message with a hint.
+
+Imported only when a sync actually runs (it pulls in requests and backoff).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import logging
+import math
+import random
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import backoff
+import requests
+
+from syncctl.errors import SyncError
+from syncctl.models import dumps
+
+MAX_PAGE_BYTES = 64 * 1024 * 1024
+RETRY_TRIES = 3
+RETRY_BUDGET_SECONDS = 60.0
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+MAX_REDIRECTS = 10
+DEFAULT_KEY = "id"
+FALLBACK_RECORD_FIELDS = ("data", "items", "results", "records")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+# Giving up is recorded in the sync log; the library must not print its own lines.
+logging.getLogger("backoff").addHandler(logging.NullHandler())
+logging.getLogger("backoff").propagate = False
+logging.getLogger("urllib3").propagate = False
+
+
+# -- secrets -----------------------------------------------------------------------------
+
+
+@dataclass
+class Secrets:
+    """The ``${VAR}`` values expanded for one sync, so every message can be redacted."""
+
+    env: Mapping[str, str]
+    used: list[str] = field(default_factory=list)
+    values: set[str] = field(default_factory=set)
+
+    def expand(self, template: str) -> str:
+        """Replace each ``${VAR}`` with its value; a missing variable fails the sync."""
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in self.used:
+                self.used.append(name)
+            value = self.env.get(name)
+            if value is None:
+                raise SyncError(
+                    f"environment variable {name} is not set",
+                    f"export {name} in the environment syncctl runs in (for cron: in the "
+                    "crontab or a file it sources); no request was sent",
+                )
+            if value:
+                self.values.add(value)
+            return value
+
+        return _VAR.sub(substitute, template)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret value, and any URL password, blanked out."""
+        for value in sorted(self.values, key=len, reverse=True):
+            if len(value) >= 3:
+                text = text.replace(value, "***")
+        return re.sub(r"(://[^/\s:@]+:)[^@/\s]+@", r"\1***@", text)
+
+    def references(self) -> str:
+        return ", ".join("${" + name + "}" for name in self.used)
+
+
+def uses_secret(template: str) -> bool:
+    return bool(_VAR.search(template))
+
+
+# -- rate limiting and cancellation ------------------------------------------------------
+
+
+class RateLimiter:
+    """Spaces calls at least ``1 / per_second`` apart; shared safely between threads."""
+
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            at = max(now, self._next)
+            self._next = at + self.interval
+        if at > now:
+            time.sleep(at - now)
+
+
+class Cancel:
+    """Ends one sync from another thread: the per-sync timeout and signal handling both
+    use it. Cancelling shuts down the socket being read, so even a source that drips
+    one byte a second is cut off at once."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._response: requests.Response | None = None
+        self._lock = threading.Lock()
+
+    def cancel(self, reason: str) -> None:
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
+            response = self._response
+        if response is not None:
+            _shutdown(response)
+
+    def watch(self, response: requests.Response | None) -> None:
+        with self._lock:
+            self._response = response
+            cancelled = self.reason is not None
+        if cancelled and response is not None:
+            _shutdown(response)
+
+
+def _shutdown(response: requests.Response) -> None:
+    connection = getattr(response.raw, "connection", None) or getattr(response.raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    try:
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class Cancelled(Exception):
+    """The sync was cancelled (timeout or signal); ``Cancel.reason`` says why."""
+
+
+# -- records -----------------------------------------------------------------------------
+
+
+def extract_records(body: Any, records_path: str | None) -> list[Any]:
+    """The records in a page: the body if it is an array; else the array at
+    ``records_path``; else the first of data/items/results/records that is an array;
+    else the object itself as one record."""
+    if isinstance(body, list):
+        return body
+    if records_path:
+        found = _lookup(body, records_path)
+        if isinstance(found, list):
+            return found
+        where, keys = _deepest(body, records_path)
+        shown = ", ".join(keys[:12]) if keys else "none"
+        raise SyncError(
+            f"records path {records_path!r} not found in the response"
+            + (f" (at {where!r} the keys are: {shown})" if where else f" (top-level keys: {shown})"),
+            "set --records-path to the dotted path of the array of records, e.g. data.items",
+        )
+    if isinstance(body, dict):
+        for name in FALLBACK_RECORD_FIELDS:
+            if isinstance(body.get(name), list):
+                return body[name]
+    return [body]
+
+
+def _lookup(body: Any, path: str) -> Any:
+    for part in path.split("."):
+        if isinstance(body, dict) and part in body:
+            body = body[part]
+        elif isinstance(body, list) and part.isdigit() and int(part) < len(body):
+            body = body[int(part)]
+        else:
+            return None
+    return body
+
+
+def _deepest(body: Any, path: str) -> tuple[str, list[str]]:
+    """The longest prefix of ``path`` that exists, and the keys found there."""
+    reached: list[str] = []
+    for part in path.split("."):
+        if isinstance(body, dict) and part in body:
+            body = body[part]
+            reached.append(part)
+        else:
+            break
+    keys = [str(k) for k in body] if isinstance(body, dict) else []
+    return ".".join(reached), keys
+
+
+def record_key(record: Any, key_field: str) -> str:
+    """The record's key field, or a hash of its canonical JSON when it has none."""
+    if isinstance(record, dict):
+        value = _lookup(record, key_field) if "." in key_field else record.get(key_field)
+        if value is not None and not isinstance(value, (dict, list)):
+            if isinstance(value, bool):
+                return "true" if value else "false"
+            return str(value)
+    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+def keyed(records: list[Any], key_field: str) -> list[tuple[str, str]]:
+    return [(record_key(r, key_field), dumps(r)) for r in records]
+
+
+# -- the connector -----------------------------------------------------------------------
+
+
+@dataclass
+class Page:
+    number: int
+    records: list[tuple[str, str]]  # (key, JSON)
+
+
+class Connector:
+    """Fetches one integration's pages. ``pages()`` yields one page at a time, so memory
+    stays bounded by one page however many there are."""
+
+    def __init__(
+        self,
+        url: str,
+        config: Mapping[str, Any],
+        *,
+        session: requests.Session,
+        env: Mapping[str, str],
+        deadline: float,
+        cancel: Cancel,
+        global_limiter: RateLimiter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.session = session
+        self.secrets = Secrets(env)
+        self.deadline = deadline
+        self.cancel = cancel
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.timeout = float(config.get("timeout", 30))
+        self.limiters = [x for x in (global_limiter, _integration_limiter(config)) if x]
+        # Expand every ${VAR} up front: a missing variable fails before any request.
+        self.url = self.secrets.expand(url)
+        self.headers = {k: self.secrets.expand(v) for k, v in config.get("headers", {}).items()}
+        self.secret_headers = {k for k, v in config.get("headers", {}).items() if uses_secret(v)}
+        self.params = [
+            (k, self.secrets.expand(v))
+            for k, vs in config.get("params", {}).items()
+            for v in (vs if isinstance(vs, list) else [vs])
+        ]
+        self.origin = _origin(self.url)
+
+    def redact(self, text: str) -> str:
+        return self.secrets.redact(text)
+
+    def pages(self) -> Iterator[Page]:
+        mode, *args = (self.config.get("paginate") or "none").split(":")
+        max_pages = int(self.config.get("max_pages", 1000))
+        records_path = self.config.get("records_path")
+        key_field = self.config.get("key") or DEFAULT_KEY
+        url, extra, seen = self.url, [], set()
+        for number in range(1, max_pages + 1):
+            if mode == "page":
+                extra = [(args[0], str(number))]
+            body, response = self._get(url, self.params + extra if url == self.url else extra)
+            records = extract_records(body, records_path)
+            if mode == "page" and not records:
+                return
+            yield Page(number, keyed(records, key_field))
+            if mode == "link":
+                nxt = response.links.get("next", {}).get("url")
+                url, extra = (urljoin(response.url, nxt), []) if nxt else (None, [])
+            elif mode == "next-url":
+                nxt = _lookup(body, args[0]) if isinstance(body, dict) else None
+                url, extra = (urljoin(response.url, str(nxt)), []) if nxt else (None, [])
+            elif mode == "cursor":
+                cursor = _lookup(body, args[0]) if isinstance(body, dict) else None
+                if cursor in (None, "", False) or str(cursor) in seen:
+                    return
+                seen.add(str(cursor))
+                url, extra = self.url, [(args[1], str(cursor))]
+                continue
+            elif mode != "page":
+                return
+            if mode in ("link", "next-url"):
+                if url is None or url in seen:
+                    return
+                seen.add(url)
+
+    # -- one GET, with retries within the sync ---------------------------------------------
+
+    def _get(self, url: str, params: list[tuple[str, str]]) -> tuple[Any, requests.Response]:
+        started = self.clock()
+        tries = {"n": 0}
+
+        def giveup(exc: SyncError) -> bool:
+            if not exc.retryable:
+                return True
+            wait = exc.retry_after or 0
+            return self.clock() - started + wait > RETRY_BUDGET_SECONDS or wait > self._remaining()
+
+        def waits() -> Iterator[float]:
+            exc = yield 0.0
+            attempt = 0
+            while True:
+                attempt += 1
+                if exc.retry_after:
+                    wait = exc.retry_after
+                else:  # exponential with full jitter
+                    wait = self.rng.uniform(0, 2 ** (attempt - 1))
+                exc = yield min(wait, max(self._remaining(), 0))
+
+        def count(details: dict[str, Any]) -> None:
+            tries["n"] = details["tries"]
+
+        attempt = backoff.on_exception(
+            waits,
+            SyncError,
+            max_tries=RETRY_TRIES,
+            max_time=RETRY_BUDGET_SECONDS,
+            jitter=None,
+            giveup=giveup,
+            on_giveup=count,
+            logger=None,
+        )(self._get_once)
+        try:
+            return attempt(url, params)
+        except SyncError as exc:
+            if exc.retryable and tries["n"] > 1:
+                exc.message = f"{exc.message} (gave up after {tries['n']} tries)"
+            raise
+
+    def _remaining(self) -> float:
+        return self.deadline - self.clock()
+
+    def _check_cancel(self) -> None:
+        if self.cancel.reason is not None or self._remaining() <= 0:
+            raise Cancelled(self.cancel.reason or "timeout")
+
+    def _get_once(self, url: str, params: list[tuple[str, str]]) -> tuple[Any, requests.Response]:
+        self._check_cancel()
+        for limiter in self.limiters:
+            limiter.wait()
+        response = self._send(url, params)
+        try:
+            if response.status_code >= 400:
+                raise self._status_error(response)
+            body = self._read(response)
+        finally:
+            response.close()
+        try:
+            return json.loads(body), response
+        except ValueError as exc:
+            raise self._not_json(response, body, exc) from None
+
+    def _send(self, url: str, params: list[tuple[str, str]]) -> requests.Response:
+        """GET, following redirects by hand so secret headers never leave the origin."""
+        for _ in range(MAX_REDIRECTS + 1):
+            self._check_cancel()
+            timeout = max(0.001, min(self.timeout, self._remaining()))
+            headers = dict(self.headers)
+            if _origin(url) != self.origin:
+                for name in self.secret_headers:
+                    headers.pop(name, None)
+            try:
+                response = self.session.get(
+                    url,
+                    params=params or None,
+                    headers=headers,
+                    timeout=timeout,
+                    allow_redirects=False,
+                    stream=True,
+                    verify=True,
+                )
+            except requests.RequestException as exc:
+                raise self._transport_error(exc, url) from None
+            if response.is_redirect and response.headers.get("Location"):
+                url = urljoin(response.url, response.headers["Location"])
+                params = []
+                response.close()
+                continue
+            return response
+        raise SyncError(
+            f"too many redirects from {self._show(url)}", "check the URL: the source redirects in a loop"
+        )
+
+    def _read(self, response: requests.Response) -> bytes:
+        """The body, at most 64 MiB, cut off by the deadline or a cancel."""
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > MAX_PAGE_BYTES:
+            raise _too_large(int(declared))
+        body = bytearray()
+        self.cancel.watch(response)
+        try:
+            for chunk in response.iter_content(1 << 16):
+                body += chunk
+                if len(body) > MAX_PAGE_BYTES:
+                    raise _too_large(len(body))
+                self._check_cancel()
+        except requests.RequestException as exc:
+            self._check_cancel()
+            raise self._transport_error(exc, response.url) from None
+        finally:
+            self.cancel.watch(None)
+        return bytes(body)
+
+    # -- errors with hints -----------------------------------------------------------------
+
+    def _show(self, url: str) -> str:
+        """A URL fit for a message: no query string, no password, secrets redacted."""
+        parts = urlsplit(url)
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        return self.redact(urlunsplit((parts.scheme, netloc, parts.path, "", "")))
+
+    def _transport_error(self, exc: requests.RequestException, url: str) -> SyncError:
+        host = urlsplit(url).hostname or url
+        text = self.redact(str(exc))
+        if isinstance(exc, requests.exceptions.SSLError):
+            return SyncError(
+                f"TLS verification failed for {host}",
+                "fix the server's certificate, or point REQUESTS_CA_BUNDLE at the CA bundle that signs it",
+            )
+        if isinstance(exc, requests.exceptions.Timeout):
+            return SyncError(
+                f"timed out waiting for {host} (after {self.timeout:g} s)",
+                "the source is slow or down: raise --timeout, or check the source",
+                retryable=True,
+            )
+        if isinstance(
+            exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
+        ):
+            return SyncError(
+                f"connection to {host} broke while reading the response",
+                "the source closed the connection mid-body; syncctl will retry",
+                retryable=True,
+            )
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            if any(
+                s in text
+                for s in (
+                    "NameResolution",
+                    "Name or service not known",
+                    "nodename nor servname",
+                    "getaddrinfo",
+                    "No address",
+                )
+            ):
+                return SyncError(
+                    f"cannot resolve host {host}",
+                    "check the host name in the URL and this machine's DNS",
+                    retryable=True,
+                )
+            if "refused" in text.lower():
+                port = urlsplit(url).port or (443 if url.startswith("https") else 80)
+                return SyncError(
+                    f"connection refused by {host}:{port}",
+                    "is the service running? check the host and port in the URL",
+                    retryable=True,
+                )
+            if "reset" in text.lower() or "aborted" in text.lower():
+                return SyncError(
+                    f"connection to {host} was reset",
+                    "the source dropped the connection; syncctl will retry",
+                    retryable=True,
+                )
+            return SyncError(
+                f"cannot connect to {host}: {_first_line(text)}",
+                "check the URL and the network",
+                retryable=True,
+            )
+        return SyncError(
+            f"request to {host} failed: {_first_line(text)}", "check the URL and the integration's options"
+        )
+
+    def _status_error(self, response: requests.Response) -> SyncError:
+        code = response.status_code
+        shown = self._show(response.url)
+        what = f"HTTP {code} {response.reason or ''}".rstrip() + f" from {shown}"
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if code in (401, 403):
+            refs = self.secrets.references()
+            hint = (
+                f"check the credentials in {refs} (set in the environment syncctl runs in)"
+                if refs
+                else "the request sends no credentials: add them, e.g. "
+                "--header 'Authorization: Bearer ${API_TOKEN}'"
+            )
+            return SyncError(f"{what}: the credentials were refused", hint)
+        if code == 404:
+            return SyncError(what, f"check the URL path ({urlsplit(shown).path or '/'})")
+        if code == 429:
+            return SyncError(
+                f"{what}: rate limited" + (f", asked to wait {retry_after:.0f} s" if retry_after else ""),
+                "lower --rate-limit or lengthen the interval; syncctl will retry",
+                retryable=True,
+                retry_after=retry_after,
+            )
+        if code >= 500:
+            return SyncError(
+                f"{what}: the source failed",
+                "a remote fault; syncctl will retry",
+                retryable=code in RETRY_STATUSES,
+                retry_after=retry_after,
+            )
+        return SyncError(what, "check the URL and the --param values")
+
+    def _not_json(self, response: requests.Response, body: bytes, exc: ValueError) -> SyncError:
+        ctype = response.headers.get("Content-Type", "no content type")
+        start = self.redact(body[:60].decode("utf-8", "replace"))
+        start = re.sub(r"\s+", " ", start).strip()
+        if "json" in ctype.lower():
+            return SyncError(
+                f"invalid JSON from {self._show(response.url)} ({ctype}, {len(body)} bytes): "
+                f"{_first_line(str(exc))}",
+                "the body was cut short or malformed; check the source",
+            )
+        return SyncError(
+            f"expected JSON from {self._show(response.url)}, got {ctype}: {start!r}",
+            "check that the URL points at the API, not a web page or login form",
+        )
+
+
+def _too_large(size: int) -> SyncError:
+    return SyncError(
+        f"a page of the response exceeds 64 MiB ({size / 1048576:.0f} MiB so far)",
+        "fetch it in smaller pages with --paginate (and a page-size --param)",
+    )
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:300] if text.strip() else "no detail"
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _integration_limiter(config: Mapping[str, Any]) -> RateLimiter | None:
+    rate = config.get("rate_limit")
+    return RateLimiter(float(rate["per_second"])) if rate else None
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date); None for
+    0, negative or unreadable values, which fall back to the normal backoff."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds) or seconds <= 0:
+        return None
+    return seconds
+
+
+def new_session() -> requests.Session:
+    """A session (connection pool) for one worker thread."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=16, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = "syncctl"
+    return session

@@ -1,0 +1,59 @@
+"""Is the process that owns a RUNNING log still alive?
+
+A pid alone is not enough: pids are reused, and after a reboot every pid is someone
+else's. The owner token is the boot id, the pid and the process's start time (in clock
+ticks since boot, from /proc); a sync is alive only if all three still match. Where /proc
+is missing (not Linux) we fall back to "a process with that pid exists".
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import lru_cache
+from pathlib import Path
+
+
+@lru_cache(maxsize=1)
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "-"
+
+
+def _start_ticks(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return fields[19]  # field 22, starttime
+
+
+def owner_token(pid: int | None = None) -> str:
+    """The identity of a process that survives nothing but that process."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{_boot_id()}:{pid}:{_start_ticks(pid) or '-'}"
+
+
+def is_alive(pid: int | None, owner: str | None) -> bool:
+    """True while the process that wrote ``owner`` runs; never true for a reused pid."""
+    if not pid or not owner:
+        return False
+    try:
+        host, boot, _, ticks = owner.rsplit(":", 3)
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return True  # another machine's sync: we cannot see it, so never reap it
+    if ticks != "-" and boot != "-":
+        return boot == _boot_id() and _start_ticks(pid) == ticks
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,103 @@
+"""Domain objects shared by the store, the engine and the renderers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+
+class Status(str, Enum):
+    """A sync log's status, stored verbatim."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+
+
+class Trigger(str, Enum):
+    """What started a sync, stored verbatim."""
+
+    SCHEDULE = "schedule"
+    RETRY = "retry"
+    MANUAL = "manual"
+
+
+@dataclass
+class Integration:
+    """One row of ``integrations``, with its config decoded."""
+
+    id: int
+    name: str
+    url: str
+    config: dict[str, Any]
+    sync_interval: int | None
+    sync_enabled: bool
+    disabled_reason: str | None
+    next_sync_at: datetime | None
+    slot_at: datetime | None
+    last_sync_at: datetime | None
+    last_status: str | None
+    last_error: str | None
+    last_hint: str | None
+    consecutive_failures: int
+    records_count: int
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def state(self) -> str:
+        """``active``, ``manual``, ``paused`` or ``disabled``."""
+        if not self.sync_enabled:
+            return "disabled" if self.disabled_reason == "failures" else "paused"
+        if self.sync_interval is None:
+            return "manual"
+        return "active"
+
+    @property
+    def max_retries(self) -> int:
+        return int(self.config.get("max_retries", 3))
+
+
+@dataclass
+class SyncLog:
+    """One row of ``sync_logs``, with its integration's name."""
+
+    id: int
+    integration_id: int
+    integration: str
+    trigger: str
+    status: str
+    attempt: int
+    started_at: datetime
+    completed_at: datetime | None
+    duration_ms: int | None
+    records_count: int | None
+    error_message: str | None
+    error_hint: str | None
+    pid: int | None = None
+    owner: str | None = None
+
+
+@dataclass
+class SyncResult:
+    """What one sync attempt came to, for the CLI to render."""
+
+    name: str
+    status: str  # SUCCESS | FAILED | BUSY | SKIPPED
+    trigger: str | None = None
+    log_id: int | None = None
+    records_count: int = 0
+    duration_ms: int = 0
+    error_message: str | None = None
+    error_hint: str | None = None
+    disabled: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON as stored in the database."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

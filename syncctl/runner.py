@@ -1,0 +1,229 @@
+"""Running many syncs: the run-due lock, the worker pool that both ``run-due`` and
+``sync`` use, and what happens on SIGTERM / SIGINT."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from syncctl import liveness
+from syncctl.engine import Engine, SyncSettings, recover_orphans, signal_plan
+from syncctl.models import Integration, Status, SyncResult
+from syncctl.store import Store
+
+GRACE_SECONDS = 5.0  # how long running syncs may finish after SIGTERM
+CANCEL_SECONDS = 3.0  # then how long they get to record that they were interrupted
+
+
+@dataclass
+class RunReport:
+    """What a run came to."""
+
+    results: list[SyncResult] = field(default_factory=list)
+    recovered: int = 0
+    locked_by: str | None = None  # run-due: another process holds the lock
+    signal: int | None = None
+
+    @property
+    def failed(self) -> list[SyncResult]:
+        return [r for r in self.results if r.status == Status.FAILED]
+
+    @property
+    def busy(self) -> list[SyncResult]:
+        return [r for r in self.results if r.status == "BUSY"]
+
+
+class Stopped(Exception):
+    """Raised when a signal ended the run; carries the report so far."""
+
+    def __init__(self, report: RunReport) -> None:
+        super().__init__(f"stopped by signal {report.signal}")
+        self.report = report
+
+
+@contextlib.contextmanager
+def run_lock(db_path: Path) -> Iterator[str | None]:
+    """Hold ``<db>.lock`` (never deleted: deleting it would break mutual exclusion).
+    Yields None when acquired, else what the holder wrote into the file."""
+    lock_path = Path(f"{db_path}.lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            yield holder or "another process"
+            return
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+        yield None
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+class _Workers:
+    """Per-thread database connections and HTTP sessions, closed at the end."""
+
+    def __init__(self, store: Store, settings: SyncSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.local = threading.local()
+        self.opened: list[Any] = []
+        self.lock = threading.Lock()
+
+    def engine(self) -> Engine:
+        engine = getattr(self.local, "engine", None)
+        if engine is None:
+            from syncctl.fetch import new_session
+
+            store, session = self.store.reopen(), new_session()
+            with self.lock:
+                self.opened += [store, session]
+            engine = self.local.engine = Engine(store, self.settings, session)
+        return engine
+
+    def close(self) -> None:
+        for thing in self.opened:
+            with contextlib.suppress(Exception):
+                thing.close()
+
+
+def run_syncs(
+    store: Store,
+    integrations: list[Integration],
+    *,
+    manual: bool,
+    concurrency: int,
+    settings: SyncSettings,
+    on_result: Callable[[SyncResult], None] | None = None,
+    report: RunReport | None = None,
+) -> RunReport:
+    """Sync ``integrations``, ``concurrency`` at a time. On SIGTERM/SIGINT: start nothing
+    new, give running syncs a grace period, then interrupt them, make sure none of their
+    logs stays RUNNING, and raise Stopped."""
+    from syncctl.fetch import Cancel
+
+    report = report or RunReport()
+    pending = deque(integrations)
+    running: dict[Future[SyncResult], Cancel] = {}
+    workers = _Workers(store, settings)
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="sync")
+    stop: list[int] = []
+
+    def collect(futures: set[Future[SyncResult]]) -> None:
+        for future in futures:
+            running.pop(future, None)
+            report.results.append(future.result())
+            if on_result:
+                on_result(report.results[-1])
+
+    def task(integration_id: int, cancel: Cancel) -> SyncResult:
+        return workers.engine().sync(integration_id, manual=manual, cancel=cancel)
+
+    with _signals(stop):
+        while (pending or running) and not stop:
+            while pending and len(running) < concurrency and not stop:
+                cancel = Cancel()
+                running[pool.submit(task, pending.popleft().id, cancel)] = cancel
+            done, _ = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
+            collect(done)
+    if not stop:
+        pool.shutdown(wait=True)
+        workers.close()
+        return report
+    report.signal = stop[0]
+    done, _ = wait(running, timeout=GRACE_SECONDS)
+    collect(done)
+    name = signal.Signals(stop[0]).name
+    for cancel in running.values():
+        cancel.cancel(name)
+    done, _ = wait(running, timeout=CANCEL_SECONDS)
+    collect(done)
+    _interrupt_own_logs(store, name, settings)
+    pool.shutdown(wait=False, cancel_futures=True)
+    raise Stopped(report)
+
+
+def _interrupt_own_logs(store: Store, signal_name: str, settings: SyncSettings) -> None:
+    """Finish this process's logs still RUNNING (syncs stuck past the grace period)."""
+    from syncctl.timeutil import utcnow
+
+    owner = liveness.owner_token()
+    now = (settings.clock or utcnow)()
+    for log in store.unfinished_logs():
+        if log.owner == owner:
+            store.finish_sync(
+                log.id,
+                status=Status.FAILED,
+                now=now,
+                records_count=None,
+                error_message=f"interrupted by {signal_name}",
+                error_hint="it is rescheduled for the next run; nothing to fix",
+                plan=signal_plan(now),
+            )
+
+
+@contextlib.contextmanager
+def _signals(stop: list[int]) -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into a flag the pool loop checks."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        if not stop:
+            stop.append(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def run_due(
+    store: Store,
+    *,
+    now: Callable[[], datetime],
+    concurrency: int,
+    settings: SyncSettings,
+    on_result: Callable[[SyncResult], None] | None = None,
+) -> RunReport:
+    """The cron entry point: lock, recover orphans, sync what is due."""
+    report = RunReport()
+    with run_lock(store.path) as holder:
+        if holder is not None:
+            report.locked_by = holder
+            return report
+        report.recovered = len(recover_orphans(store, now(), settings.rng))
+        due = store.due_integrations(now())
+        if not due:
+            return report
+        return run_syncs(
+            store,
+            due,
+            manual=False,
+            concurrency=concurrency,
+            settings=settings,
+            on_result=on_result,
+            report=report,
+        )
+
+
+def flush_and_exit(code: int) -> None:
+    """Exit now, even if a worker thread is stuck in a read: its log is already final."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,558 @@
+"""The database: the only module that speaks SQL or imports sqlite_utils.
+
+Methods are named after domain operations. Every state transition (a log row, the
+integration's counters and its next due time) happens in one ``BEGIN IMMEDIATE``
+transaction, so it happens whole or not at all, and a writer waits for another (busy
+timeout) instead of failing with "database is locked".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import os
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from syncctl.errors import DatabaseError, UsageError
+from syncctl.models import Integration, Status, SyncLog, Trigger, dumps
+from syncctl.schedule import Plan
+from syncctl.timeutil import format_ts, parse_ts
+
+APPLICATION_ID = 0x53594E43  # "SYNC" in the file header: marks a syncctl database
+BUSY_TIMEOUT_MS = 120_000
+_STEP = re.compile(r"^-- step (\d+)\s*$", re.MULTILINE)
+
+
+def default_db_path() -> Path:
+    """``$XDG_DATA_HOME/syncctl/syncctl.db`` (``~/.local/share/syncctl/syncctl.db``)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "syncctl" / "syncctl.db"
+
+
+def schema_steps() -> list[tuple[int, str]]:
+    """The numbered steps of ``schema.sql``, found in the installed package or the checkout."""
+    packaged = resources.files("syncctl") / "schema.sql"
+    if packaged.is_file():
+        text = packaged.read_text(encoding="utf-8")
+    else:  # a source checkout or an editable install: the file at the top of the repository
+        text = (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
+    parts = _STEP.split(text)
+    return [(int(parts[i]), parts[i + 1]) for i in range(1, len(parts), 2)]
+
+
+def _row_to_integration(row: dict[str, Any]) -> Integration:
+    return Integration(
+        id=row["id"],
+        name=row["name"],
+        url=row["url"],
+        config=json.loads(row["config"] or "{}"),
+        sync_interval=row["sync_interval"],
+        sync_enabled=bool(row["sync_enabled"]),
+        disabled_reason=row["disabled_reason"],
+        next_sync_at=parse_ts(row["next_sync_at"]),
+        slot_at=parse_ts(row["slot_at"]),
+        last_sync_at=parse_ts(row["last_sync_at"]),
+        last_status=row["last_status"],
+        last_error=row["last_error"],
+        last_hint=row["last_hint"],
+        consecutive_failures=row["consecutive_failures"],
+        records_count=row["records_count"],
+        created_at=parse_ts(row["created_at"]),
+        updated_at=parse_ts(row["updated_at"]),
+    )
+
+
+def _row_to_log(row: dict[str, Any]) -> SyncLog:
+    return SyncLog(
+        id=row["id"],
+        integration_id=row["integration_id"],
+        integration=row["name"],
+        trigger=row["trigger"],
+        status=row["status"],
+        attempt=row["attempt"],
+        started_at=parse_ts(row["started_at"]),
+        completed_at=parse_ts(row["completed_at"]),
+        duration_ms=row["duration_ms"],
+        records_count=row["records_count"],
+        error_message=row["error_message"],
+        error_hint=row["error_hint"],
+        pid=row["pid"],
+        owner=row["owner"],
+    )
+
+
+class Store:
+    """A connection to one syncctl database. Not shared between threads: use ``reopen``."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.db = sqlite_utils.Database(conn, execute_plugins=False)
+        self.conn = conn
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Open (creating it with its folder, mode 0600) and migrate the database.
+
+        Anything that is not a syncctl database we can use raises DatabaseError (exit 3)
+        before a single byte of the file is changed.
+        """
+        path = Path(path).expanduser()
+        hint = "pass another file with --db PATH or SYNCCTL_DB"
+        if path.is_dir():
+            raise DatabaseError(f"database path {path} is a directory", hint)
+        if not path.exists():
+            _create_private_file(path, hint)
+        elif not os.access(path, os.R_OK | os.W_OK):
+            raise DatabaseError(
+                f"cannot open database {path}: permission denied",
+                "run as the user who owns it, or fix its permissions",
+            )
+        store = cls._connect(path)
+        try:
+            store._check_and_migrate()
+        except sqlite3.DatabaseError as exc:
+            store.close()
+            raise DatabaseError(f"cannot use database {path}: {exc}", hint) from None
+        except DatabaseError:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def _connect(cls, path: Path) -> Store:
+        try:
+            conn = sqlite3.connect(
+                str(path),
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise DatabaseError(
+                f"cannot open database {path}: {exc}", "check the path and its permissions"
+            ) from None
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return cls(path, conn)
+
+    def reopen(self) -> Store:
+        """Another connection to the same, already checked, database (one per thread)."""
+        store = self._connect(self.path)
+        store._configure()
+        return store
+
+    def _configure(self) -> None:
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        # WAL: readers never block the writer. NORMAL: no fsync per commit; a power cut
+        # can lose the last commits but never corrupts the database.
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+
+    def _check_and_migrate(self) -> None:
+        path = self.path
+        app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        steps = schema_steps()
+        known = steps[-1][0]
+        if app_id != APPLICATION_ID:
+            tables = [
+                r[0]
+                for r in self.conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+                )
+            ]
+            if tables or version:
+                shown = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
+                raise DatabaseError(
+                    f"{path} is not a syncctl database (it holds tables: {shown or 'none'})",
+                    "pass a syncctl database, or a new file name, with --db PATH or SYNCCTL_DB",
+                )
+        elif version > known:
+            raise DatabaseError(
+                f"{path} was written by a newer syncctl (schema version {version}; "
+                f"this syncctl knows up to {known})",
+                "upgrade syncctl: pip install --upgrade syncctl",
+            )
+        if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.conn.execute("PRAGMA journal_mode = WAL")
+        self._configure()
+        for number, sql in steps:
+            if number > version:
+                self._apply_step(number, sql)
+
+    def _apply_step(self, number: int, sql: str) -> None:
+        # executescript would commit on its own; run the statements inside our transaction.
+        statements = [s for s in _split_sql(sql) if s]
+        with self.transaction():
+            if self.conn.execute("PRAGMA user_version").fetchone()[0] >= number:
+                return  # another process migrated it while we waited for the lock
+            for statement in statements:
+                self.conn.execute(statement)
+            self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            self.conn.execute(f"PRAGMA user_version = {number}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``: take the write lock up front (waiting for it
+        under the busy timeout) so a read-then-write never fails half way."""
+        if self.conn.in_transaction:
+            with self.db.atomic():  # nested: a savepoint
+                yield
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- integrations ----------------------------------------------------------------------
+
+    def add_integration(
+        self, *, name: str, url: str, config: dict[str, Any], interval: int | None, now: datetime
+    ) -> Integration:
+        """Create an integration; the first sync is due at once (NULL for manual only)."""
+        due = format_ts(now) if interval is not None else None
+        with self.transaction():
+            if self._find_row(name) is not None:
+                raise UsageError(
+                    f"integration {name!r} already exists",
+                    f"pick another name, or see it with: syncctl show {name}",
+                )
+            self.conn.execute(
+                "INSERT INTO integrations (name, url, config, sync_interval, sync_enabled,"
+                " next_sync_at, slot_at, created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)",
+                (name, url, dumps(config), interval, due, due, format_ts(now), format_ts(now)),
+            )
+        return self.get(name)
+
+    def _find_row(self, name: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM integrations WHERE name = ?", [name]))
+        return rows[0] if rows else None
+
+    def get(self, name: str) -> Integration:
+        """The integration called ``name``; UsageError (exit 2) naming the closest one."""
+        row = self._find_row(name)
+        if row is None:
+            raise self._unknown(name)
+        return _row_to_integration(row)
+
+    def get_by_id(self, integration_id: int) -> Integration | None:
+        rows = list(self.db.query("SELECT * FROM integrations WHERE id = ?", [integration_id]))
+        return _row_to_integration(rows[0]) if rows else None
+
+    def _unknown(self, name: str) -> UsageError:
+        names = self.names()
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+        if close:
+            return UsageError(
+                f"unknown integration {name!r}; did you mean {close[0]!r}?",
+                "see all names with: syncctl list",
+            )
+        if names:
+            return UsageError(f"unknown integration {name!r}", "see all names with: syncctl list")
+        return UsageError(
+            f"unknown integration {name!r}: there are no integrations yet",
+            "add one with: syncctl add NAME --url URL",
+        )
+
+    def names(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT name FROM integrations ORDER BY name")]
+
+    def resolve(self, names: Iterable[str], all_: bool) -> list[Integration]:
+        """The integrations named (each must exist), or all of them with ``all_``."""
+        if all_:
+            return self.list_integrations()
+        return [self.get(name) for name in dict.fromkeys(names)]
+
+    def list_integrations(self) -> list[Integration]:
+        return [_row_to_integration(r) for r in self.db.query("SELECT * FROM integrations ORDER BY name")]
+
+    def remove_integration(self, integration_id: int) -> tuple[int, int]:
+        """Delete an integration with its logs and records; returns (logs, records) removed."""
+        with self.transaction():
+            logs = self.conn.execute(
+                "DELETE FROM sync_logs WHERE integration_id = ?", [integration_id]
+            ).rowcount
+            records = self.conn.execute(
+                "DELETE FROM records WHERE integration_id = ?", [integration_id]
+            ).rowcount
+            self.conn.execute("DELETE FROM integrations WHERE id = ?", [integration_id])
+        return logs, records
+
+    def set_interval(
+        self, integration_id: int, interval: int | None, next_sync_at: datetime | None, now: datetime
+    ) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE integrations SET sync_interval = ?, next_sync_at = ?, slot_at = ?,"
+                " updated_at = ? WHERE id = ?",
+                (interval, format_ts(next_sync_at), format_ts(next_sync_at), format_ts(now), integration_id),
+            )
+
+    def pause(self, integration_ids: list[int], now: datetime) -> None:
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE integrations SET sync_enabled = 0, disabled_reason = 'paused',"
+                " updated_at = ? WHERE id = ?",
+                [(format_ts(now), i) for i in integration_ids],
+            )
+
+    def resume(
+        self,
+        integration_ids: list[int],
+        now: datetime,
+        plan: Callable[[Integration], datetime | None],
+    ) -> list[Integration]:
+        """Enable again (also an auto-disabled one), clear the failure streak, and set the
+        next sync to ``plan(integration)``."""
+        with self.transaction():
+            for integration_id in integration_ids:
+                integration = self.get_by_id(integration_id)
+                if integration is None:
+                    continue
+                self.conn.execute(
+                    "UPDATE integrations SET sync_enabled = 1, disabled_reason = NULL,"
+                    " consecutive_failures = 0, next_sync_at = ?, updated_at = ? WHERE id = ?",
+                    (format_ts(plan(integration)), format_ts(now), integration_id),
+                )
+        return [i for i in (self.get_by_id(x) for x in integration_ids) if i is not None]
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    def due_integrations(self, now: datetime) -> list[Integration]:
+        """Enabled, scheduled and ``next_sync_at <= now``: oldest slot first (index-only)."""
+        rows = self.db.query(
+            "SELECT * FROM integrations WHERE sync_enabled = 1 AND sync_interval IS NOT NULL"
+            " AND next_sync_at <= ? ORDER BY next_sync_at",
+            [format_ts(now)],
+        )
+        return [_row_to_integration(r) for r in rows]
+
+    def claim(
+        self,
+        integration_id: int,
+        *,
+        manual: bool,
+        now: datetime,
+        pid: int,
+        owner: str,
+    ) -> tuple[int, Integration, str] | SyncLog | None:
+        """Start a sync: insert its RUNNING log, unless someone else is syncing it.
+
+        Returns (log id, integration, trigger); the running SyncLog of whoever holds it;
+        or None when there is nothing to do (deleted, or a scheduled sync no longer due).
+        Callers reap dead owners first, so every unfinished row here belongs to a live one.
+        """
+        with self.transaction():
+            integration = self.get_by_id(integration_id)
+            if integration is None:
+                return None
+            if not manual and not (
+                integration.sync_enabled
+                and integration.sync_interval is not None
+                and integration.next_sync_at is not None
+                and integration.next_sync_at <= now
+            ):
+                return None
+            running = self.unfinished_logs(integration_id)
+            if running:
+                return running[0]
+            if manual:
+                trigger = Trigger.MANUAL
+            else:
+                trigger = Trigger.RETRY if integration.consecutive_failures else Trigger.SCHEDULE
+            cursor = self.conn.execute(
+                "INSERT INTO sync_logs (integration_id, trigger, status, attempt, started_at,"
+                " pid, owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    integration_id,
+                    trigger.value,
+                    Status.RUNNING.value,
+                    integration.consecutive_failures + 1,
+                    format_ts(now),
+                    pid,
+                    owner,
+                ),
+            )
+            return cursor.lastrowid, integration, trigger.value
+
+    def unfinished_logs(self, integration_id: int | None = None) -> list[SyncLog]:
+        """PENDING or RUNNING logs (of one integration, or all)."""
+        sql = (
+            "SELECT l.*, i.name FROM sync_logs l JOIN integrations i ON i.id = l.integration_id"
+            " WHERE l.status IN ('PENDING', 'RUNNING')"
+        )
+        params: list[Any] = []
+        if integration_id is not None:
+            sql += " AND l.integration_id = ?"
+            params.append(integration_id)
+        return [_row_to_log(r) for r in self.db.query(sql + " ORDER BY l.id", params)]
+
+    def finish_sync(
+        self,
+        log_id: int,
+        *,
+        status: Status,
+        now: datetime,
+        records_count: int | None,
+        error_message: str | None,
+        error_hint: str | None,
+        plan: Callable[[Integration, SyncLog], Plan],
+    ) -> tuple[Integration, Plan] | None:
+        """End a RUNNING log and move its integration's schedule, in one transaction.
+
+        ``plan`` decides the schedule from the integration as it is now (an admin may
+        have paused it meanwhile). Returns None if the log was already finished by
+        someone else (crash recovery, a signal handler), and then changes nothing.
+        """
+        with self.transaction():
+            log = self.history_entry(log_id)
+            if log is None or log.status not in (Status.RUNNING, Status.PENDING):
+                return None
+            duration = max(0, int((now - log.started_at).total_seconds() * 1000))
+            self.conn.execute(
+                "UPDATE sync_logs SET status = ?, completed_at = ?, duration_ms = ?,"
+                " records_count = ?, error_message = ?, error_hint = ? WHERE id = ?",
+                (status.value, format_ts(now), duration, records_count, error_message, error_hint, log_id),
+            )
+            integration = self.get_by_id(log.integration_id)
+            decided = plan(integration, log)
+            succeeded = status is Status.SUCCESS
+            self.conn.execute(
+                "UPDATE integrations SET last_sync_at = ?, last_status = ?, last_error = ?,"
+                " last_hint = ?, consecutive_failures = ?, next_sync_at = ?, slot_at = ?,"
+                " records_count = (SELECT COUNT(*) FROM records WHERE integration_id = ?),"
+                " sync_enabled = CASE WHEN ? THEN 0 ELSE sync_enabled END,"
+                " disabled_reason = CASE WHEN ? THEN 'failures' ELSE disabled_reason END,"
+                " updated_at = ? WHERE id = ?",
+                (
+                    format_ts(now),
+                    status.value,
+                    None if succeeded else error_message,
+                    None if succeeded else error_hint,
+                    decided.consecutive_failures,
+                    format_ts(decided.next_sync_at),
+                    format_ts(decided.slot_at),
+                    log.integration_id,
+                    decided.disable,
+                    decided.disable,
+                    format_ts(now),
+                    log.integration_id,
+                ),
+            )
+        return self.get_by_id(log.integration_id), decided
+
+    # -- records ---------------------------------------------------------------------------
+
+    def upsert_records(self, integration_id: int, records: list[tuple[str, str]], now: datetime) -> None:
+        """Insert or update (key, JSON) pairs; a second sync adds no duplicates."""
+        stamp = format_ts(now)
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO records (integration_id, key, data, synced_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (integration_id, key) DO UPDATE SET data = excluded.data,"
+                " synced_at = excluded.synced_at",
+                ((integration_id, key, data, stamp) for key, data in records),
+            )
+
+    def records(self, integration_id: int) -> dict[str, Any]:
+        """Every stored record of one integration, by key (for tests and ``show``)."""
+        return {
+            r["key"]: json.loads(r["data"])
+            for r in self.db.query(
+                "SELECT key, data FROM records WHERE integration_id = ? ORDER BY key", [integration_id]
+            )
+        }
+
+    # -- logs ------------------------------------------------------------------------------
+
+    def history(
+        self,
+        *,
+        integration_id: int | None = None,
+        limit: int = 20,
+        status: str | None = None,
+        since: datetime | None = None,
+    ) -> list[SyncLog]:
+        """Sync logs, newest first."""
+        where, params = [], []
+        if integration_id is not None:
+            where.append("l.integration_id = ?")
+            params.append(integration_id)
+        if status is not None:
+            where.append("l.status = ?")
+            params.append(status)
+        if since is not None:
+            where.append("l.started_at >= ?")
+            params.append(format_ts(since))
+        sql = "SELECT l.*, i.name FROM sync_logs l JOIN integrations i ON i.id = l.integration_id"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY l.id DESC LIMIT ?"
+        params.append(limit)
+        return [_row_to_log(r) for r in self.db.query(sql, params)]
+
+    def history_entry(self, log_id: int) -> SyncLog | None:
+        rows = list(
+            self.db.query(
+                "SELECT l.*, i.name FROM sync_logs l JOIN integrations i"
+                " ON i.id = l.integration_id WHERE l.id = ?",
+                [log_id],
+            )
+        )
+        return _row_to_log(rows[0]) if rows else None
+
+    def prune(self, cutoff: datetime, keep: int = 10) -> dict[str, int]:
+        """Delete finished logs started before ``cutoff``, keeping each integration's
+        newest ``keep``. Returns {integration name: logs removed}."""
+        removed: dict[str, int] = {}
+        stamp = format_ts(cutoff)
+        with self.transaction():
+            candidates = self.conn.execute(
+                "SELECT DISTINCT integration_id FROM sync_logs WHERE started_at < ?", [stamp]
+            ).fetchall()
+            for (integration_id,) in candidates:
+                count = self.conn.execute(
+                    "DELETE FROM sync_logs WHERE integration_id = ? AND started_at < ?"
+                    " AND status NOT IN ('PENDING', 'RUNNING') AND id NOT IN"
+                    " (SELECT id FROM sync_logs WHERE integration_id = ? ORDER BY id DESC LIMIT ?)",
+                    (integration_id, stamp, integration_id, keep),
+                ).rowcount
+                if count:
+                    name = self.conn.execute(
+                        "SELECT name FROM integrations WHERE id = ?", [integration_id]
+                    ).fetchone()
+                    removed[name[0] if name else f"#{integration_id}"] = count
+        return removed
+
+
+def _create_private_file(path: Path, hint: str) -> None:
+    """Create the database file (and its folder) readable by its owner only."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise DatabaseError(f"cannot create database {path}: {exc.strerror}", hint) from None
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a schema step into statements (it holds no triggers or string semicolons)."""
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    text = "\n".join(line.split(" --")[0] for line in lines)
+    return [s.strip() for s in text.split(";")]
