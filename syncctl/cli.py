@@ -10,7 +10,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from syncctl import __version__, render
@@ -113,31 +112,46 @@ def _names_or_all(names: list[str] | None, all_: bool, command: str) -> None:
 )
 def add(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="A lowercase slug: [a-z0-9][a-z0-9._-]{0,63}.")],
-    url: Annotated[str, typer.Option("--url", help="The http(s) URL to GET.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A lowercase slug: [a-z0-9][a-z0-9._-]{0,63}.")],
+    url: Annotated[str, typer.Option("--url", metavar="URL", help="The http(s) URL to GET.")],
     interval: Annotated[
-        str, typer.Option(help="5m, 15m, 1h, 1d, '2 hours', hourly, daily, weekly, or manual.")
+        str,
+        typer.Option(
+            metavar="INTERVAL", help="5m, 15m, 1h, 1d, '2 hours', hourly, daily, weekly, or manual."
+        ),
     ] = "1h",
     header: Annotated[
-        list[str], typer.Option("--header", "-H", help="'Name: value' (repeatable); secrets as ${VAR}.")
+        list[str],
+        typer.Option(
+            "--header", "-H", metavar="'NAME: VALUE'", help="'Name: value' (repeatable); secrets as ${VAR}."
+        ),
     ] = [],  # noqa: B006
     param: Annotated[
         list[str],
-        typer.Option("--param", "-p", help="key=value query parameter (repeatable); secrets as ${VAR}."),
+        typer.Option(
+            "--param",
+            "-p",
+            metavar="KEY=VALUE",
+            help="key=value query parameter (repeatable); secrets as ${VAR}.",
+        ),
     ] = [],  # noqa: B006
     records_path: Annotated[
-        str | None, typer.Option(help="Dotted path to the array of records, e.g. data.items.")
+        str | None, typer.Option(metavar="PATH", help="Dotted path to the array of records, e.g. data.items.")
     ] = None,
     key: Annotated[
-        str | None, typer.Option(help="The record field that identifies it [default: id].")
+        str | None, typer.Option(metavar="FIELD", help="The record field that identifies it [default: id].")
     ] = None,
     paginate: Annotated[
-        str, typer.Option(help="none, link, next-url:PATH, cursor:PATH:PARAM or page:PARAM.")
+        str, typer.Option(metavar="MODE", help="none, link, next-url:PATH, cursor:PATH:PARAM or page:PARAM.")
     ] = "none",
-    max_pages: Annotated[int, typer.Option(help="Never fetch more pages than this.")] = 1000,
-    timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 30.0,
-    rate_limit: Annotated[str | None, typer.Option(help="At most N/s, N/m or N/h requests.")] = None,
-    max_retries: Annotated[int, typer.Option(help="Failed scheduled retries before it is disabled.")] = 3,
+    max_pages: Annotated[int, typer.Option(metavar="N", help="Never fetch more pages than this.")] = 1000,
+    timeout: Annotated[float, typer.Option(metavar="SECONDS", help="Seconds per request.")] = 30.0,
+    rate_limit: Annotated[
+        str | None, typer.Option(metavar="RATE", help="At most N/s, N/m or N/h requests.")
+    ] = None,
+    max_retries: Annotated[
+        int, typer.Option(metavar="N", help="Failed scheduled retries before it is disabled.")
+    ] = 3,
 ) -> None:
     """Register an integration; its first sync is due at once."""
     seconds = parse_interval(interval)
@@ -172,7 +186,7 @@ def add(
 @app.command(epilog="Example: syncctl remove weather --yes")
 def remove(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument()],
+    name: Annotated[str, typer.Argument(metavar="NAME")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
     """Delete an integration with its sync logs and stored records."""
@@ -210,7 +224,9 @@ def list_(ctx: typer.Context, json_: JsonOption = False) -> None:
 
 
 @app.command(epilog="Example: syncctl show weather --json")
-def show(ctx: typer.Context, name: Annotated[str, typer.Argument()], json_: JsonOption = False) -> None:
+def show(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME")], json_: JsonOption = False
+) -> None:
     """Everything about one integration, and its last 10 syncs."""
     store = _state(ctx).store()
     integration = store.get(name)
@@ -226,8 +242,8 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument()], json_: Json
 @app.command("set-interval", epilog="Example: syncctl set-interval weather 30m")
 def set_interval(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument()],
-    interval: Annotated[str, typer.Argument(help="5m, 1h, daily, '2 hours', manual, …")],
+    name: Annotated[str, typer.Argument(metavar="NAME")],
+    interval: Annotated[str, typer.Argument(metavar="INTERVAL", help="5m, 1h, daily, '2 hours', manual, …")],
 ) -> None:
     """Change how often an integration syncs (or 'manual' for never on its own)."""
     store = _state(ctx).store()
@@ -293,7 +309,9 @@ def sync(
     ctx: typer.Context,
     names: NamesArg = None,
     all_: AllOption = False,
-    sync_timeout: Annotated[float, typer.Option(help="Seconds one sync may take in all.")] = 300.0,
+    sync_timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Seconds one sync may take in all.")
+    ] = 300.0,
 ) -> None:
     """Sync now, whatever the schedule or pause state. Exit 1 if any failed."""
     from syncctl.runner import Stopped, flush_and_exit, run_syncs
@@ -350,9 +368,13 @@ def _signame(signum: int | None) -> str:
 )
 def run_due(
     ctx: typer.Context,
-    concurrency: Annotated[int, typer.Option(help="Syncs at once.")] = 4,
-    max_rps: Annotated[float | None, typer.Option(help="Requests per second, all syncs together.")] = None,
-    sync_timeout: Annotated[float, typer.Option(help="Seconds one sync may take in all.")] = 300.0,
+    concurrency: Annotated[int, typer.Option(metavar="N", help="Syncs at once.")] = 4,
+    max_rps: Annotated[
+        float | None, typer.Option(metavar="RPS", help="Requests per second, all syncs together.")
+    ] = None,
+    sync_timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Seconds one sync may take in all.")
+    ] = 300.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print a summary and notes.")] = False,
 ) -> None:
     """Sync every integration that is due (the cron entry point). Silent when all is well."""
@@ -403,10 +425,12 @@ def run_due(
 @app.command(epilog="Example: syncctl history weather --status failed --since 24h --json | jq .")
 def history(
     ctx: typer.Context,
-    name: Annotated[str | None, typer.Argument(help="Only this integration.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many logs.")] = 20,
-    status: Annotated[str | None, typer.Option(help="success, failed or running.")] = None,
-    since: Annotated[str | None, typer.Option(help="Only logs started within, e.g. 24h, 7d.")] = None,
+    name: Annotated[str | None, typer.Argument(metavar="[NAME]", help="Only this integration.")] = None,
+    limit: Annotated[int, typer.Option(metavar="N", help="At most this many logs.")] = 20,
+    status: Annotated[str | None, typer.Option(metavar="STATUS", help="success, failed or running.")] = None,
+    since: Annotated[
+        str | None, typer.Option(metavar="AGE", help="Only logs started within, e.g. 24h, 7d.")
+    ] = None,
     json_: JsonOption = False,
 ) -> None:
     """Sync logs, newest first."""
@@ -448,7 +472,7 @@ def _parse_since(text: str, now: datetime) -> datetime:
 @app.command(epilog="Example: syncctl prune --older-than 90d")
 def prune(
     ctx: typer.Context,
-    older_than: Annotated[str, typer.Option(help="Delete logs older than this, e.g. 90d.")],
+    older_than: Annotated[str, typer.Option(metavar="AGE", help="Delete logs older than this, e.g. 90d.")],
 ) -> None:
     """Delete old sync logs, keeping each integration's newest 10. Records are untouched."""
     seconds = parse_duration(older_than)
@@ -476,27 +500,32 @@ def demo(ctx: typer.Context) -> None:
 # -- the entry point -------------------------------------------------------------------------
 
 
+def _usage_error(exc: Exception) -> int:
+    """One line for a parse error (unknown option, bad value, missing argument): exit 2."""
+    formatter = getattr(exc, "format_message", None)
+    message = formatter() if callable(formatter) else str(exc)
+    ctx = getattr(exc, "ctx", None)
+    command = getattr(ctx, "command_path", None) or "syncctl"
+    render.print_error(message.rstrip("."), f"see: {command} --help")
+    return UsageError.exit_code
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every failure becomes one line on stderr and a documented exit code."""
     code = 0
     try:
         result = app(args=argv, prog_name="syncctl", standalone_mode=False)
         code = result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         render.print_error("aborted")
         code = 130
-    except click.UsageError as exc:
-        command = exc.ctx.command_path if exc.ctx else "syncctl"
-        render.print_error(exc.format_message().rstrip("."), f"see: {command} --help")
-        code = UsageError.exit_code
-    except click.ClickException as exc:
-        render.print_error(exc.format_message())
-        code = exc.exit_code
     except SyncctlError as exc:
         render.print_error(exc.message, exc.hint)
         code = exc.exit_code
+    except typer.TyperException as exc:  # the command line did not parse
+        code = _usage_error(exc)
     except KeyboardInterrupt:
         render.print_error("interrupted")
         code = 130
