@@ -53,12 +53,12 @@ def parse_interval(text: str) -> int | None:
     hint = f"use e.g. {INTERVAL_EXAMPLES}"
     if seconds is None:
         raise UsageError(f"invalid interval {text!r}", hint)
-    if seconds != int(seconds):
-        raise UsageError(f"invalid interval {text!r}: not a whole number of seconds", hint)
     if seconds < MIN_INTERVAL:
         raise UsageError(f"invalid interval {text!r}: the smallest is 1 minute (cron's tick)", hint)
-    if seconds > MAX_INTERVAL:
+    if seconds > MAX_INTERVAL:  # before int(): a huge number of digits parses as infinity
         raise UsageError(f"invalid interval {text!r}: the largest is 365 days", hint)
+    if seconds != int(seconds):
+        raise UsageError(f"invalid interval {text!r}: not a whole number of seconds", hint)
     return int(seconds)
 
 
