@@ -105,6 +105,32 @@ def _names_or_all(names: list[str] | None, all_: bool, command: str) -> None:
 # -- managing integrations -----------------------------------------------------------------
 
 
+UrlOption = Annotated[str, typer.Option("--url", metavar="URL", help="The http(s) URL to GET.")]
+HeaderOption = Annotated[
+    list[str],
+    typer.Option("--header", "-H", metavar="'NAME: VALUE'", help="A header (repeatable); secrets as ${VAR}."),
+]
+ParamOption = Annotated[
+    list[str],
+    typer.Option("--param", "-p", metavar="KEY=VALUE", help="A query parameter (repeatable); secrets as ${VAR}."),
+]
+RecordsPathOption = Annotated[
+    str | None, typer.Option(metavar="PATH", help="Dotted path to the array of records, e.g. data.items.")
+]
+KeyOption = Annotated[
+    str | None, typer.Option(metavar="FIELD", help="The record field that identifies it [default: id].")
+]
+PaginateOption = Annotated[
+    str | None, typer.Option(metavar="MODE", help="none, link, next-url:PATH, cursor:PATH:PARAM or page:PARAM.")
+]
+MaxPagesOption = Annotated[int | None, typer.Option(metavar="N", help="Never fetch more pages than this.")]
+TimeoutOption = Annotated[float | None, typer.Option(metavar="SECONDS", help="Seconds per request.")]
+RateLimitOption = Annotated[str | None, typer.Option(metavar="RATE", help="At most N/s, N/m or N/h requests.")]
+MaxRetriesOption = Annotated[
+    int | None, typer.Option(metavar="N", help="Failed scheduled retries before it is disabled.")
+]
+
+
 @app.command(
     epilog="Example: syncctl add weather --url 'https://api.example.com/v1/obs' "
     "--interval 15m --header 'Authorization: Bearer ${WEATHER_TOKEN}' "
@@ -113,74 +139,74 @@ def _names_or_all(names: list[str] | None, all_: bool, command: str) -> None:
 def add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="A lowercase slug: [a-z0-9][a-z0-9._-]{0,63}.")],
-    url: Annotated[str, typer.Option("--url", metavar="URL", help="The http(s) URL to GET.")],
+    url: UrlOption,
     interval: Annotated[
         str,
-        typer.Option(
-            metavar="INTERVAL", help="5m, 15m, 1h, 1d, '2 hours', hourly, daily, weekly, or manual."
-        ),
+        typer.Option(metavar="INTERVAL", help="5m, 15m, 1h, 1d, '2 hours', hourly, daily, weekly, or manual."),
     ] = "1h",
-    header: Annotated[
-        list[str],
-        typer.Option(
-            "--header", "-H", metavar="'NAME: VALUE'", help="'Name: value' (repeatable); secrets as ${VAR}."
-        ),
-    ] = [],  # noqa: B006
-    param: Annotated[
-        list[str],
-        typer.Option(
-            "--param",
-            "-p",
-            metavar="KEY=VALUE",
-            help="key=value query parameter (repeatable); secrets as ${VAR}.",
-        ),
-    ] = [],  # noqa: B006
-    records_path: Annotated[
-        str | None, typer.Option(metavar="PATH", help="Dotted path to the array of records, e.g. data.items.")
-    ] = None,
-    key: Annotated[
-        str | None, typer.Option(metavar="FIELD", help="The record field that identifies it [default: id].")
-    ] = None,
-    paginate: Annotated[
-        str, typer.Option(metavar="MODE", help="none, link, next-url:PATH, cursor:PATH:PARAM or page:PARAM.")
-    ] = "none",
-    max_pages: Annotated[int, typer.Option(metavar="N", help="Never fetch more pages than this.")] = 1000,
-    timeout: Annotated[float, typer.Option(metavar="SECONDS", help="Seconds per request.")] = 30.0,
-    rate_limit: Annotated[
-        str | None, typer.Option(metavar="RATE", help="At most N/s, N/m or N/h requests.")
-    ] = None,
-    max_retries: Annotated[
-        int, typer.Option(metavar="N", help="Failed scheduled retries before it is disabled.")
-    ] = 3,
+    header: HeaderOption = [],  # noqa: B006 - Typer reads the default, never mutates it
+    param: ParamOption = [],  # noqa: B006
+    records_path: RecordsPathOption = None,
+    key: KeyOption = None,
+    paginate: PaginateOption = "none",
+    max_pages: MaxPagesOption = 1000,
+    timeout: TimeoutOption = 30.0,
+    rate_limit: RateLimitOption = None,
+    max_retries: MaxRetriesOption = 3,
 ) -> None:
     """Register an integration; its first sync is due at once."""
     seconds = parse_interval(interval)
-    config = build_config(
-        IntegrationOptions(
-            headers=header,
-            params=param,
-            records_path=records_path,
-            key=key,
-            paginate=paginate,
-            max_pages=max_pages,
-            timeout=timeout,
-            rate_limit=rate_limit,
-            max_retries=max_retries,
-        )
+    options = IntegrationOptions(
+        headers=header, params=param, records_path=records_path, key=key, paginate=paginate or "none",
+        max_pages=1000 if max_pages is None else max_pages, timeout=30.0 if timeout is None else timeout,
+        rate_limit=rate_limit, max_retries=3 if max_retries is None else max_retries,
     )
-    integration = (
-        _state(ctx)
-        .store()
-        .add_integration(
-            name=validate_name(name),
-            url=validate_url(url),
-            config=config,
-            interval=seconds,
-            now=_now(),
-        )
+    config = build_config(options)
+    store = _state(ctx).store()
+    integration = store.add_integration(
+        name=validate_name(name), url=validate_url(url), config=config, interval=seconds, now=_now()
     )
     when = "its first sync is due now" if seconds else "it syncs only when you run: syncctl sync " + name
     sys.stdout.write(f"added {integration.name} ({format_interval(seconds)}); {when}\n")
+
+
+@app.command(epilog="Example: syncctl edit weather --timeout 60 --records-path data.items")
+def edit(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME")],
+    url: Annotated[str | None, typer.Option("--url", metavar="URL", help="The http(s) URL to GET.")] = None,
+    header: HeaderOption = [],  # noqa: B006
+    param: ParamOption = [],  # noqa: B006
+    records_path: RecordsPathOption = None,
+    key: KeyOption = None,
+    paginate: PaginateOption = None,
+    max_pages: MaxPagesOption = None,
+    timeout: TimeoutOption = None,
+    rate_limit: RateLimitOption = None,
+    max_retries: MaxRetriesOption = None,
+) -> None:
+    """Change an integration's settings, keeping its logs, records and schedule.
+
+    Each option given replaces that setting (--header and --param replace all headers or
+    all parameters); the others stay as they are. An empty --records-path or --rate-limit
+    ('') goes back to the default.
+    """
+    store = _state(ctx).store()
+    integration = store.get(name)
+    options = IntegrationOptions.from_config(integration.config)
+    given = {
+        "headers": header or None, "params": param or None, "records_path": records_path, "key": key,
+        "paginate": paginate, "max_pages": max_pages, "timeout": timeout, "rate_limit": rate_limit,
+        "max_retries": max_retries,
+    }
+    if url is None and all(value is None for value in given.values()):
+        raise UsageError("edit needs at least one option to change", "see: syncctl edit --help")
+    for field_name, value in given.items():
+        if value is not None:
+            setattr(options, field_name, value if value != "" else None)
+    config = build_config(options)
+    store.update_integration(integration.id, url=validate_url(url or integration.url), config=config, now=_now())
+    sys.stdout.write(f"updated {name}\n")
 
 
 @app.command(epilog="Example: syncctl remove weather --yes")

@@ -37,6 +37,27 @@ class IntegrationOptions:
     rate_limit: str | None = None
     max_retries: int = 3
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> IntegrationOptions:
+        """The options that would build ``config`` again (for ``edit``)."""
+        params = [
+            f"{name}={value}"
+            for name, values in config.get("params", {}).items()
+            for value in (values if isinstance(values, list) else [values])
+        ]
+        rate = config.get("rate_limit")
+        return cls(
+            headers=[f"{name}: {value}" for name, value in config.get("headers", {}).items()],
+            params=params,
+            records_path=config.get("records_path"),
+            key=config.get("key"),
+            paginate=config.get("paginate", "none"),
+            max_pages=config.get("max_pages", 1000),
+            timeout=config.get("timeout", 30.0),
+            rate_limit=rate["text"] if rate else None,
+            max_retries=config.get("max_retries", 3),
+        )
+
 
 def validate_name(name: str) -> str:
     if not NAME.fullmatch(name):

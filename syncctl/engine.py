@@ -175,7 +175,8 @@ class Engine:
             if time.monotonic() >= deadline:
                 return self._fail(log_id, integration, trigger, count, self._timeout(), None)
             redact = connector.redact if connector else (lambda text: text)
-            error = (redact(exc.message), redact(exc.hint) if exc.hint else None)
+            hint = exc.hint.replace("{name}", integration.name) if exc.hint else None
+            error = (redact(exc.message), redact(hint) if hint else None)
             return self._fail(log_id, integration, trigger, count, error, exc.retry_after)
         except Exception as exc:  # a bug must not stop the other syncs: record it
             error = (

@@ -166,7 +166,7 @@ def extract_records(body: Any, records_path: str | None) -> list[Any]:
         raise SyncError(
             f"records path {records_path!r} not found in the response"
             + (f" (at {where!r} the keys are: {shown})" if where else f" (top-level keys: {shown})"),
-            "set --records-path to the dotted path of the array of records, e.g. data.items",
+            "point --records-path at the array of records: syncctl edit {name} --records-path data.items",
         )
     if isinstance(body, dict):
         for name in FALLBACK_RECORD_FIELDS:
@@ -436,7 +436,7 @@ class Connector:
         if isinstance(exc, requests.exceptions.Timeout):
             return SyncError(
                 f"timed out waiting for {host} (after {self.timeout:g} s)",
-                "the source is slow or down: raise --timeout, or check the source",
+                "the source is slow or down: check it, or raise the limit: syncctl edit {name} --timeout 60",
                 retryable=True,
             )
         if isinstance(
@@ -500,11 +500,11 @@ class Connector:
             )
             return SyncError(f"{what}: the credentials were refused", hint)
         if code == 404:
-            return SyncError(what, f"check the URL path ({urlsplit(shown).path or '/'})")
+            return SyncError(what, f"check the URL path ({urlsplit(shown).path or '/'}); fix it with: syncctl edit {{name}} --url URL")
         if code == 429:
             return SyncError(
                 f"{what}: rate limited" + (f", asked to wait {retry_after:.0f} s" if retry_after else ""),
-                "lower --rate-limit or lengthen the interval; syncctl will retry",
+                "syncctl will retry; to ask less often: syncctl edit {name} --rate-limit 1/s, or set-interval",
                 retryable=True,
                 retry_after=retry_after,
             )
@@ -536,7 +536,7 @@ class Connector:
 def _too_large(size: int) -> SyncError:
     return SyncError(
         f"a page of the response exceeds 64 MiB ({size / 1048576:.0f} MiB so far)",
-        "fetch it in smaller pages with --paginate (and a page-size --param)",
+        "fetch smaller pages: syncctl edit {name} --paginate page:page --param per_page=1000",
     )
 
 

@@ -72,6 +72,14 @@ def format_interval(seconds: int | None) -> str:
     return f"{seconds}s"
 
 
+def first_slot(now: datetime) -> datetime:
+    """The slot a new schedule starts from: ``now`` down to the whole minute, so it is
+    due at once and every later slot falls on one of cron's minute ticks. Anchored on
+    the exact second instead, a schedule added just after a minute would run at 14 or 16
+    minutes whenever run-due takes a little more or less time to start."""
+    return now.replace(second=0, microsecond=0)
+
+
 def next_due(anchor: datetime, interval: int, after: datetime) -> datetime:
     """The first ``anchor + k·interval`` (k >= 1) later than ``after``.
 
@@ -153,9 +161,10 @@ def plan_on_resume(slot_at: datetime | None, interval: int | None, now: datetime
 def plan_on_new_interval(
     interval: int | None, last_sync_at: datetime | None, now: datetime
 ) -> datetime | None:
-    """set-interval: one interval after the last sync, or now if that has passed."""
+    """set-interval: one interval after the last sync, or now if that has passed (to the
+    whole minute, like :func:`first_slot`)."""
     if interval is None:
         return None
     if last_sync_at is None:
-        return now
-    return max(last_sync_at + timedelta(seconds=interval), now)
+        return first_slot(now)
+    return first_slot(max(last_sync_at + timedelta(seconds=interval), now))

@@ -24,7 +24,7 @@ import sqlite_utils
 
 from syncctl.errors import DatabaseError, UsageError
 from syncctl.models import Integration, Status, SyncLog, Trigger, dumps
-from syncctl.schedule import Plan
+from syncctl.schedule import Plan, first_slot
 from syncctl.timeutil import format_ts, parse_ts
 
 APPLICATION_ID = 0x53594E43  # "SYNC" in the file header: marks a syncctl database
@@ -225,7 +225,7 @@ class Store:
         self, *, name: str, url: str, config: dict[str, Any], interval: int | None, now: datetime
     ) -> Integration:
         """Create an integration; the first sync is due at once (NULL for manual only)."""
-        due = format_ts(now) if interval is not None else None
+        due = format_ts(first_slot(now)) if interval is not None else None
         with self.transaction():
             if self._find_row(name) is not None:
                 raise UsageError(
@@ -238,6 +238,14 @@ class Store:
                 (name, url, dumps(config), interval, due, due, format_ts(now), format_ts(now)),
             )
         return self.get(name)
+
+    def update_integration(self, integration_id: int, *, url: str, config: dict[str, Any], now: datetime) -> None:
+        """Replace the URL and config; logs, records and schedule stay."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE integrations SET url = ?, config = ?, updated_at = ? WHERE id = ?",
+                (url, dumps(config), format_ts(now), integration_id),
+            )
 
     def _find_row(self, name: str) -> dict[str, Any] | None:
         rows = list(self.db.query("SELECT * FROM integrations WHERE name = ?", [name]))
