@@ -4,6 +4,7 @@ the result; domain errors become exit codes in one place, ``main``."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -555,6 +556,16 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         render.print_error("interrupted")
         code = 130
+    except sqlite3.Error as exc:
+        render.print_error(f"database error: {exc}", "check the disk (space, permissions) and "
+                           "the database: sqlite3 DB 'PRAGMA integrity_check'")
+        code = 3
+    except Exception as exc:  # a bug: still one line, and the traceback on request
+        if os.environ.get("SYNCCTL_DEBUG"):
+            raise
+        render.print_error(f"internal error: {type(exc).__name__}: {exc}",
+                           "please report this bug; SYNCCTL_DEBUG=1 shows the traceback")
+        code = 1
     except BrokenPipeError:
         # A reader such as `head` went away: not an error of ours.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -117,6 +117,7 @@ def run_syncs(
     report = report or RunReport()
     pending = deque(integrations)
     running: dict[Future[SyncResult], Cancel] = {}
+    names: dict[Future[SyncResult], str] = {}
     workers = _Workers(store, settings)
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="sync")
     stop: list[int] = []
@@ -124,9 +125,17 @@ def run_syncs(
     def collect(futures: set[Future[SyncResult]]) -> None:
         for future in futures:
             running.pop(future, None)
-            report.results.append(future.result())
+            try:
+                result = future.result()
+            except Exception as exc:  # e.g. the database failed under the engine: keep going
+                result = SyncResult(
+                    names.get(future, "?"), Status.FAILED.value,
+                    error_message=f"internal error: {type(exc).__name__}: {exc}",
+                    error_hint="check the database (disk space, permissions); report it if it repeats",
+                )
+            report.results.append(result)
             if on_result:
-                on_result(report.results[-1])
+                on_result(result)
 
     def task(integration_id: int, cancel: Cancel) -> SyncResult:
         return workers.engine().sync(integration_id, manual=manual, cancel=cancel)
@@ -134,8 +143,9 @@ def run_syncs(
     with _signals(stop):
         while (pending or running) and not stop:
             while pending and len(running) < concurrency and not stop:
-                cancel = Cancel()
-                running[pool.submit(task, pending.popleft().id, cancel)] = cancel
+                cancel, integration = Cancel(), pending.popleft()
+                future = pool.submit(task, integration.id, cancel)
+                running[future], names[future] = cancel, integration.name
             done, _ = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
             collect(done)
     if not stop:
