@@ -1,0 +1,620 @@
+"""The HTTP JSON connector, seen through ``syncctl sync``: pagination, record extraction,
+keys and upserts, retries within a sync and Retry-After, redirects and secret headers,
+and what ``sync NAME… | --all`` does to the schedule (spec §5, §6, §7)."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from syncctl.config import IntegrationOptions, build_config, validate_name, validate_url
+from syncctl.schedule import parse_interval
+from syncctl.store import Store
+from syncctl.timeutil import utcnow
+from tests.conftest import query
+from tests.httpsources import HTTPSource, json_body, send
+
+
+def json_response(value, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(json.dumps(value), status=status, content_type="application/json", headers=headers)
+
+
+def stored(db_path, name: str) -> dict[str, object]:
+    """The records of one integration, by key, as a user reads them with sqlite3."""
+    rows = query(
+        db_path,
+        "SELECT r.key, r.data FROM records r JOIN integrations i ON i.id = r.integration_id"
+        " WHERE i.name = ? ORDER BY r.key",
+        (name,),
+    )
+    return {r["key"]: json.loads(r["data"]) for r in rows}
+
+
+def logs(db_path, name: str) -> list[dict]:
+    return query(
+        db_path,
+        "SELECT l.* FROM sync_logs l JOIN integrations i ON i.id = l.integration_id"
+        " WHERE i.name = ? ORDER BY l.id",
+        (name,),
+    )
+
+
+def integration(db_path, name: str) -> dict:
+    return query(db_path, "SELECT * FROM integrations WHERE name = ?", (name,))[0]
+
+
+_OPTION_FIELDS = {
+    "--header": "headers", "--param": "params", "--records-path": "records_path", "--key": "key",
+    "--paginate": "paginate", "--max-pages": "max_pages", "--timeout": "timeout",
+    "--max-retries": "max_retries", "--rate-limit": "rate_limit",
+}
+
+
+def add(store: Store, name: str, url: str, *options: str) -> None:
+    """Set up an integration as ``syncctl add NAME --url URL OPTIONS…`` would, but in-process
+    (a subprocess costs most of a second; ``add`` itself is not under test here)."""
+    fields: dict = {"headers": [], "params": []}
+    interval = "1h"
+    for flag, value in zip(options[::2], options[1::2], strict=False):
+        if flag == "--interval":
+            interval = value
+        elif flag in ("--header", "--param"):
+            fields[_OPTION_FIELDS[flag]].append(value)
+        elif flag in ("--max-pages", "--max-retries"):
+            fields[_OPTION_FIELDS[flag]] = int(value)
+        elif flag == "--timeout":
+            fields["timeout"] = float(value)
+        else:
+            fields[_OPTION_FIELDS[flag]] = value
+    store.add_integration(
+        name=validate_name(name), url=validate_url(url), config=build_config(IntegrationOptions(**fields)),
+        interval=parse_interval(interval), now=utcnow(),
+    )
+
+
+def synced(cli, *args: str, env: dict | None = None):
+    """Run ``syncctl sync ARGS``, expecting success."""
+    result = cli("sync", *args, env=env)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+# -- pagination ------------------------------------------------------------------------------
+
+
+def test_link_pagination_follows_rel_next_relative_and_absolute(cli, store, httpserver: HTTPServer, db_path):
+    def handler(request: Request) -> Response:
+        page = request.args.get("page", "1")
+        if page == "1":
+            assert request.args.get("limit") == "2"  # the integration's params go on the first page
+            return json_response([{"id": 1}, {"id": 2}], headers={"Link": '</items?page=2>; rel="next"'})
+        if page == "2":
+            nxt = httpserver.url_for("/items") + "?page=3"
+            return json_response(
+                [{"id": 3}, {"id": 4}], headers={"Link": f'<{nxt}>; rel="next", </items?page=1>; rel="first"'}
+            )
+        return json_response([{"id": 5}], headers={"Link": '</items?page=1>; rel="first"'})
+
+    httpserver.expect_request("/items").respond_with_handler(handler)
+    add(store, "linked", httpserver.url_for("/items"), "--paginate", "link", "--param", "limit=2")
+
+    result = synced(cli, "linked")
+
+    assert sorted(stored(db_path, "linked")) == ["1", "2", "3", "4", "5"]
+    assert [r.args.get("page") for r, _ in httpserver.log] == [None, "2", "3"]
+    assert "linked: 5 records" in result.stdout
+    assert [(log["status"], log["records_count"]) for log in logs(db_path, "linked")] == [("SUCCESS", 5)]
+
+
+def test_next_url_pagination_reads_the_next_url_from_the_body(cli, store, httpserver: HTTPServer, db_path):
+    def handler(request: Request) -> Response:
+        after = request.args.get("after")
+        if after is None:
+            return json_response({"data": [{"id": "a"}], "meta": {"next": "/feed?after=a"}})
+        if after == "a":
+            absolute = httpserver.url_for("/feed") + "?after=b"
+            return json_response({"data": [{"id": "b"}], "meta": {"next": absolute}})
+        return json_response({"data": [{"id": "c"}], "meta": {"next": None}})
+
+    httpserver.expect_request("/feed").respond_with_handler(handler)
+    add(store, "feed", httpserver.url_for("/feed"), "--paginate", "next-url:meta.next")
+
+    synced(cli, "feed")
+
+    assert sorted(stored(db_path, "feed")) == ["a", "b", "c"]
+    assert len(httpserver.log) == 3
+
+
+def test_cursor_pagination_sends_the_cursor_back_with_the_params(cli, store, httpserver: HTTPServer, db_path):
+    pages = {None: ("c1", [{"id": 1}]), "c1": ("c2", [{"id": 2}]), "c2": (None, [{"id": 3}])}
+
+    def handler(request: Request) -> Response:
+        cursor, items = pages[request.args.get("cursor")]
+        return json_response({"items": items, "paging": {"next_cursor": cursor}})
+
+    httpserver.expect_request("/things").respond_with_handler(handler)
+    add(store, "things", httpserver.url_for("/things"), "--paginate", "cursor:paging.next_cursor:cursor",
+        "--param", "limit=1")
+
+    synced(cli, "things")
+
+    assert sorted(stored(db_path, "things")) == ["1", "2", "3"]
+    sent = [(r.args.get("cursor"), r.args.get("limit")) for r, _ in httpserver.log]
+    assert sent == [(None, "1"), ("c1", "1"), ("c2", "1")]
+
+
+def test_page_pagination_counts_from_1_until_an_empty_page(cli, store, httpserver: HTTPServer, db_path):
+    def handler(request: Request) -> Response:
+        page = int(request.args["p"])
+        items = [{"id": f"{page}-{i}"} for i in range(2)] if page <= 3 else []
+        return json_response({"results": items})
+
+    httpserver.expect_request("/rows").respond_with_handler(handler)
+    add(store, "rows", httpserver.url_for("/rows"), "--paginate", "page:p", "--param", "per_page=2")
+
+    synced(cli, "rows")
+
+    assert len(stored(db_path, "rows")) == 6
+    assert [(r.args["p"], r.args.get("per_page")) for r, _ in httpserver.log] == [
+        ("1", "2"), ("2", "2"), ("3", "2"), ("4", "2"),
+    ]
+    assert logs(db_path, "rows")[0]["records_count"] == 6
+
+
+@pytest.mark.parametrize("mode", ["page:page", "link"])
+def test_max_pages_bounds_an_endless_source(cli, store, httpserver: HTTPServer, db_path, mode):
+    def handler(request: Request) -> Response:
+        page = int(request.args.get("page", "1"))
+        return json_response([{"id": page}], headers={"Link": f'</endless?page={page + 1}>; rel="next"'})
+
+    httpserver.expect_request("/endless").respond_with_handler(handler)
+    add(store, "endless", httpserver.url_for("/endless"), "--paginate", mode, "--max-pages", "3")
+
+    synced(cli, "endless")
+
+    assert len(httpserver.log) == 3
+    assert sorted(stored(db_path, "endless")) == ["1", "2", "3"]
+
+
+# -- record extraction and keys ------------------------------------------------------------
+
+
+EXTRACTION_CASES = {
+    # name: (body, add options, expected keys)
+    "top-level-array": ([{"id": 1}, {"id": 2}], [], ["1", "2"]),
+    "records-path": (
+        {"data": {"items": [{"id": "x"}], "total": 1}, "results": [{"id": "wrong"}]},
+        ["--records-path", "data.items"], ["x"],
+    ),
+    "data-first": ({"data": [{"id": "d"}], "items": [{"id": "i"}]}, [], ["d"]),
+    "items-before-results": (
+        {"records": [{"id": "r"}], "results": [{"id": "s"}], "items": [{"id": "i"}]}, [], ["i"],
+    ),
+    "first-that-is-an-array": (
+        {"data": {"not": "a list"}, "items": "nope", "results": [{"id": "s1"}, {"id": "s2"}],
+         "records": [{"id": "r"}]},
+        [], ["s1", "s2"],
+    ),
+    "records-last": ({"data": None, "records": [{"id": "r1"}]}, [], ["r1"]),
+    "object-as-one-record": ({"id": "only", "temp": 21.5}, [], ["only"]),
+    "custom-key": ([{"sku": "A-1", "id": 9}, {"sku": "B-2", "id": 9}], ["--key", "sku"], ["A-1", "B-2"]),
+    "dotted-key": ([{"meta": {"uid": "u1"}}, {"meta": {"uid": "u2"}}], ["--key", "meta.uid"], ["u1", "u2"]),
+}
+
+
+def test_records_are_extracted_and_keyed_by_the_rules(cli, store, httpserver: HTTPServer, db_path):
+    for name, (body, options, _) in EXTRACTION_CASES.items():
+        httpserver.expect_request(f"/{name}").respond_with_json(body)
+        add(store, name, httpserver.url_for(f"/{name}"), *options)
+
+    synced(cli, "--all")
+
+    for name, (_, _, expected) in EXTRACTION_CASES.items():
+        assert sorted(stored(db_path, name)) == sorted(expected), name
+
+
+def test_the_object_itself_is_stored_as_the_record(cli, store, httpserver: HTTPServer, db_path):
+    httpserver.expect_request("/status").respond_with_json({"id": "site", "up": True, "load": [1, 2]})
+    add(store, "status", httpserver.url_for("/status"))
+
+    synced(cli, "status")
+
+    assert stored(db_path, "status") == {"site": {"id": "site", "up": True, "load": [1, 2]}}
+
+
+def test_records_without_the_key_are_keyed_by_a_stable_hash(cli, store, httpserver: HTTPServer, db_path):
+    body = [{"city": "Oslo", "t": 3}, {"t": 7, "city": "Rome"}, {"city": "Lima", "t": 18, "id": None}]
+    httpserver.expect_request("/obs").respond_with_json(body)
+    add(store, "obs", httpserver.url_for("/obs"))
+    synced(cli, "obs")
+    first = stored(db_path, "obs")
+
+    # The same records with their fields in another order: canonical JSON, same keys.
+    httpserver.clear()
+    httpserver.expect_request("/obs").respond_with_json(
+        [{"t": 3, "city": "Oslo"}, {"city": "Rome", "t": 7}, {"id": None, "t": 18, "city": "Lima"}]
+    )
+    synced(cli, "obs")
+
+    assert len(first) == 3
+    assert stored(db_path, "obs") == first
+    assert len(set(first)) == 3 and all(key not in ("", "None", "null") for key in first)
+
+
+def test_a_second_sync_adds_no_duplicates_and_updates_changed_records(cli, store, httpserver: HTTPServer, db_path):
+    httpserver.expect_request("/users").respond_with_json(
+        {"data": [{"id": 1, "name": "Ada"}, {"id": 2, "name": "Bob"}]}
+    )
+    add(store, "users", httpserver.url_for("/users"))
+    synced(cli, "users")
+    synced(cli, "users")
+    assert stored(db_path, "users") == {"1": {"id": 1, "name": "Ada"}, "2": {"id": 2, "name": "Bob"}}
+
+    httpserver.clear()
+    httpserver.expect_request("/users").respond_with_json(
+        {"data": [{"id": 2, "name": "Bobby"}, {"id": 3, "name": "Cy"}]}
+    )
+    synced(cli, "users")
+
+    assert stored(db_path, "users") == {
+        "1": {"id": 1, "name": "Ada"},  # upserts never delete
+        "2": {"id": 2, "name": "Bobby"},
+        "3": {"id": 3, "name": "Cy"},
+    }
+    assert query(db_path, "SELECT COUNT(*) AS n FROM records")[0]["n"] == 3
+    assert [log["records_count"] for log in logs(db_path, "users")] == [2, 2, 2]
+    assert cli("list", "--json").json()[0]["records_count"] == 3
+
+
+def test_params_and_headers_are_sent_with_variables_expanded(cli, store, httpserver: HTTPServer, db_path):
+    httpserver.expect_request("/api").respond_with_json([{"id": 1}])
+    add(store, "api", httpserver.url_for("/api"), "--param", "region=eu", "--param", "key=${API_KEY}",
+        "--param", "tag=a", "--param", "tag=b",
+        "--header", "X-Api-Key: ${API_KEY}", "--header", "Accept: application/json")
+
+    synced(cli, "api", env={"API_KEY": "k-123"})
+
+    request = httpserver.log[0][0]
+    assert request.args.to_dict(flat=False) == {"region": ["eu"], "key": ["k-123"], "tag": ["a", "b"]}
+    assert (request.headers["X-Api-Key"], request.headers["Accept"]) == ("k-123", "application/json")
+    assert len(stored(db_path, "api")) == 1
+    config = integration(db_path, "api")["config"]
+    assert "${API_KEY}" in config and "k-123" not in config
+
+
+# -- retries within one sync -----------------------------------------------------------------
+
+
+def _sequence(*responses: Response):
+    """A handler answering with ``responses`` in turn, then repeating the last; it also
+    records when each request arrived."""
+    arrived: list[float] = []
+
+    def handler(request: Request) -> Response:
+        arrived.append(time.monotonic())
+        return responses[min(len(arrived), len(responses)) - 1]
+
+    handler.arrived = arrived  # type: ignore[attr-defined]
+    return handler
+
+
+def test_two_503s_then_success_is_one_success_log(cli, store, httpserver: HTTPServer, db_path):
+    busy = Response("busy", status=503)
+    handler = _sequence(busy, busy, json_response([{"id": 1}, {"id": 2}]))
+    httpserver.expect_request("/flaky").respond_with_handler(handler)
+    add(store, "flaky", httpserver.url_for("/flaky"))
+
+    synced(cli, "flaky")
+
+    assert len(handler.arrived) == 3
+    rows = logs(db_path, "flaky")
+    assert [(r["status"], r["records_count"], r["attempt"], r["error_message"]) for r in rows] == [
+        ("SUCCESS", 2, 1, None)
+    ]
+
+
+@pytest.mark.parametrize("status", [404, 500, 400])
+def test_errors_that_are_not_transient_are_requested_once(cli, store, httpserver: HTTPServer, db_path, status):
+    handler = _sequence(Response("nope", status=status), json_response([{"id": 1}]))
+    httpserver.expect_request("/once").respond_with_handler(handler)
+    add(store, "once", httpserver.url_for("/once"))
+
+    result = cli("sync", "once")
+
+    assert result.returncode == 1
+    assert len(handler.arrived) == 1
+    assert [r["status"] for r in logs(db_path, "once")] == ["FAILED"]
+    assert f"HTTP {status}" in result.stderr
+
+
+def test_retry_after_in_seconds_is_honoured(cli, store, httpserver: HTTPServer, db_path):
+    handler = _sequence(Response("later", status=503, headers={"Retry-After": "2"}), json_response([{"id": 1}]))
+    httpserver.expect_request("/ra").respond_with_handler(handler)
+    add(store, "ra", httpserver.url_for("/ra"))
+
+    synced(cli, "ra")
+
+    # A lower bound only (a wait is never shorter than asked); normal backoff would wait < 1 s.
+    assert handler.arrived[1] - handler.arrived[0] >= 1.9
+    assert [r["status"] for r in logs(db_path, "ra")] == ["SUCCESS"]
+
+
+def test_retry_after_as_an_http_date_is_honoured(cli, store, httpserver: HTTPServer, db_path):
+    def handler(request: Request) -> Response:
+        handler.arrived.append(time.monotonic())
+        if len(handler.arrived) == 1:
+            when = email.utils.formatdate(time.time() + 3, usegmt=True)  # whole seconds: 2-3 s away
+            return Response("later", status=429, headers={"Retry-After": when})
+        return json_response([{"id": 1}])
+
+    handler.arrived = []
+    httpserver.expect_request("/date").respond_with_handler(handler)
+    add(store, "date", httpserver.url_for("/date"))
+
+    synced(cli, "date")
+
+    assert handler.arrived[1] - handler.arrived[0] >= 1.5  # a lower bound only
+    assert [r["status"] for r in logs(db_path, "date")] == ["SUCCESS"]
+
+
+def test_retry_after_zero_negative_or_garbage_falls_back_to_backoff(cli, store, httpserver: HTTPServer, db_path):
+    handler = _sequence(
+        Response("a", status=503, headers={"Retry-After": "0"}),
+        Response("b", status=429, headers={"Retry-After": "soon-ish, maybe"}),
+        json_response([{"id": 1}]),
+    )
+    httpserver.expect_request("/odd").respond_with_handler(handler)
+    add(store, "odd", httpserver.url_for("/odd"))
+
+    synced(cli, "odd")
+
+    assert len(handler.arrived) == 3
+    assert [r["status"] for r in logs(db_path, "odd")] == ["SUCCESS"]
+
+    httpserver.clear()
+    handler = _sequence(Response("c", status=502, headers={"Retry-After": "-30"}), json_response([{"id": 2}]))
+    httpserver.expect_request("/odd").respond_with_handler(handler)
+    synced(cli, "odd")
+    assert len(handler.arrived) == 2
+
+
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+def test_retry_after_beyond_the_budget_ends_the_sync_and_delays_the_next(cli, store, httpserver: HTTPServer,
+                                                                         db_path, form):
+    wait = 7200
+
+    def handler(request: Request) -> Response:
+        value = str(wait) if form == "seconds" else email.utils.formatdate(time.time() + wait + 1, usegmt=True)
+        return Response("slow down", status=429, headers={"Retry-After": value})
+
+    httpserver.expect_request("/limited").respond_with_handler(handler)
+    add(store, "limited", httpserver.url_for("/limited"), "--interval", "1d")
+    before = datetime.now(timezone.utc)
+
+    run = cli("run-due")
+
+    assert run.returncode == 1
+    assert len(httpserver.log) == 1  # no retry inside the sync: the wait is past 60 s
+    assert "429" in run.stderr and "hint:" in run.stderr
+    listed = cli("list", "--json").json()[0]
+    assert listed["last_status"] == "FAILED" and listed["consecutive_failures"] == 1
+    assert ts(listed["next_sync_at"]) >= before + timedelta(seconds=wait)
+    assert ts(listed["next_sync_at"]) <= before + timedelta(days=1, seconds=wait)
+
+
+# -- redirects and secret headers ------------------------------------------------------------
+
+
+def redirect_to(location: str):
+    def behave(handler) -> None:
+        send(handler, 302, b"", "text/plain", {"Location": location})
+
+    return behave
+
+
+def header(seen: tuple, name: str) -> str | None:
+    """A header of one request an HTTPSource received (names are case-insensitive)."""
+    return {k.lower(): v for k, v in seen[2].items()}.get(name.lower())
+
+
+def test_same_origin_redirect_keeps_secret_headers(cli, store, db_path):
+    with HTTPSource() as source:
+        source.add("/start", redirect_to("/end"))
+        source.add("/end", json_body([{"id": 1}]))
+        add(store, "same", source.url("/start"), "--header", "Authorization: Bearer ${TOKEN}")
+        synced(cli, "same", env={"TOKEN": "tok-same-origin"})
+
+    assert [seen[0] for seen in source.requests] == ["/start", "/end"]
+    assert [header(seen, "Authorization") for seen in source.requests] == ["Bearer tok-same-origin"] * 2
+
+
+def test_redirect_to_another_host_name_drops_secret_headers(cli, store, db_path):
+    with HTTPSource() as source:
+        # The same server reached as 127.0.0.1, then as localhost: another host.
+        source.add("/start", redirect_to(f"http://localhost:{source.port}/end"))
+        source.add("/end", json_body([{"id": 1}]))
+        add(store, "hop", source.url("/start"), "--header", "Authorization: Bearer ${TOKEN}",
+            "--header", "X-Trace: t-${TRACE}", "--header", "Accept: application/json")
+        synced(cli, "hop", env={"TOKEN": "tok-host-hop", "TRACE": "trace-1"})
+
+    start, end = source.requests
+    assert (start[0], end[0]) == ("/start", "/end")
+    assert header(start, "Authorization") == "Bearer tok-host-hop" and header(start, "X-Trace") == "t-trace-1"
+    assert header(end, "Authorization") is None and header(end, "X-Trace") is None
+    assert header(end, "Accept") == "application/json"  # headers without ${VAR} still go
+    assert stored(db_path, "hop") == {"1": {"id": 1}}
+
+
+def test_redirect_to_another_port_drops_secret_headers(cli, store, db_path):
+    with HTTPSource() as other, HTTPSource() as first:
+        other.add("/end", json_body([{"id": 1}]))
+        first.add("/start", redirect_to(other.url("/end")))
+        add(store, "port", first.url("/start"), "--header", "Authorization: Bearer ${TOKEN}")
+        synced(cli, "port", env={"TOKEN": "tok-port-hop"})
+
+    assert header(first.requests[0], "Authorization") == "Bearer tok-port-hop"
+    assert [seen[0] for seen in other.requests] == ["/end"]
+    assert header(other.requests[0], "Authorization") is None
+
+
+def test_a_redirect_back_to_the_origin_sends_secret_headers_again(cli, store, db_path):
+    with HTTPSource() as source:
+        source.add("/start", redirect_to(f"http://localhost:{source.port}/away"))
+        source.add("/away", redirect_to(source.url("/end")))
+        source.add("/end", json_body([{"id": 1}]))
+        add(store, "back", source.url("/start"), "--header", "Authorization: Bearer ${TOKEN}")
+        synced(cli, "back", env={"TOKEN": "tok-back"})
+
+    assert [(seen[0], header(seen, "Authorization")) for seen in source.requests] == [
+        ("/start", "Bearer tok-back"), ("/away", None), ("/end", "Bearer tok-back"),
+    ]
+
+
+# -- failures never harm stored records ------------------------------------------------------
+
+
+def test_a_failed_sync_leaves_earlier_records_intact(cli, store, httpserver: HTTPServer, db_path):
+    records = [{"id": i, "v": f"value-{i}"} for i in range(5)]
+    httpserver.expect_request("/keep").respond_with_json(records)
+    add(store, "keep", httpserver.url_for("/keep"))
+    synced(cli, "keep")
+    before = stored(db_path, "keep")
+
+    for response in (Response("boom", status=500), Response("<html>login</html>", content_type="text/html"),
+                     Response('[{"id": 1, "v": "cut', content_type="application/json")):
+        httpserver.clear()
+        httpserver.expect_request("/keep").respond_with_response(response)
+        assert cli("sync", "keep").returncode == 1
+
+    assert stored(db_path, "keep") == before
+    assert [r["status"] for r in logs(db_path, "keep")] == ["SUCCESS", "FAILED", "FAILED", "FAILED"]
+    assert cli("list", "--json").json()[0]["records_count"] == 5
+    assert query(db_path, "PRAGMA integrity_check")[0]["integrity_check"] == "ok"
+
+
+def test_a_failure_on_a_later_page_keeps_earlier_records(cli, store, httpserver: HTTPServer, db_path):
+    httpserver.expect_request("/pages", query_string="n=1").respond_with_json([{"id": "old"}])
+    add(store, "pages", httpserver.url_for("/pages"), "--paginate", "page:n")
+    httpserver.expect_request("/pages", query_string="n=2").respond_with_json([])
+    synced(cli, "pages")
+
+    httpserver.clear()
+    httpserver.expect_request("/pages", query_string="n=1").respond_with_json([{"id": "new"}])
+    httpserver.expect_request("/pages", query_string="n=2").respond_with_data("no", status=404)
+    result = cli("sync", "pages")
+
+    assert result.returncode == 1
+    assert "old" in stored(db_path, "pages")
+    row = logs(db_path, "pages")[-1]
+    assert row["status"] == "FAILED" and "404" in row["error_message"]
+
+
+# -- sync NAME… | --all (spec §5, §6) --------------------------------------------------------
+
+
+def test_sync_runs_paused_and_manual_only_integrations_without_moving_the_schedule(
+    cli, store, httpserver: HTTPServer, db_path
+):
+    httpserver.expect_request("/a").respond_with_json([{"id": 1}])
+    add(store, "hourly", httpserver.url_for("/a"), "--interval", "1h")
+    add(store, "paused", httpserver.url_for("/a"), "--interval", "15m")
+    add(store, "byhand", httpserver.url_for("/a"), "--interval", "manual")
+    assert cli("pause", "paused").returncode == 0
+    before = {i["name"]: i for i in cli("list", "--json").json()}
+
+    result = synced(cli, "--all")
+
+    after = {i["name"]: i for i in cli("list", "--json").json()}
+    for name in ("hourly", "paused", "byhand"):
+        assert f"{name}: 1 records" in result.stdout
+        assert after[name]["next_sync_at"] == before[name]["next_sync_at"]
+        assert after[name]["state"] == before[name]["state"]
+        assert after[name]["last_status"] == "SUCCESS" and after[name]["records_count"] == 1
+    assert after["byhand"]["next_sync_at"] is None
+    assert after["paused"]["state"] == "paused"
+    rows = query(db_path, "SELECT trigger, status, attempt FROM sync_logs")
+    assert rows == [{"trigger": "manual", "status": "SUCCESS", "attempt": 1}] * 3
+
+
+def test_sync_exits_1_if_any_failed_and_still_syncs_the_others(cli, store, httpserver: HTTPServer, db_path):
+    httpserver.expect_request("/good").respond_with_json([{"id": 1}])
+    httpserver.expect_request("/bad").respond_with_data("missing", status=404)
+    add(store, "good", httpserver.url_for("/good"))
+    add(store, "bad", httpserver.url_for("/bad"))
+
+    result = cli("sync", "bad", "good")
+
+    assert result.returncode == 1
+    assert "good: 1 records" in result.stdout
+    assert "bad" in result.stderr and "404" in result.stderr and "hint:" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+    assert stored(db_path, "good") == {"1": {"id": 1}}
+
+
+def test_manual_sync_failure_does_not_count_and_success_clears_the_streak(cli, store, httpserver: HTTPServer,
+                                                                          db_path):
+    httpserver.expect_request("/s").respond_with_data("boom", status=500)
+    add(store, "streak", httpserver.url_for("/s"), "--interval", "1h")
+    assert cli("run-due").returncode == 1  # a scheduled failure: the streak is 1
+    scheduled = cli("list", "--json").json()[0]
+    assert scheduled["consecutive_failures"] == 1
+
+    failed = cli("sync", "streak")
+    after_fail = cli("list", "--json").json()[0]
+
+    assert failed.returncode == 1
+    assert after_fail["consecutive_failures"] == 1
+    assert after_fail["next_sync_at"] == scheduled["next_sync_at"]
+    assert after_fail["last_status"] == "FAILED"
+
+    httpserver.clear()
+    httpserver.expect_request("/s").respond_with_json([{"id": 1}])
+    synced(cli, "streak")
+    after_ok = cli("list", "--json").json()[0]
+
+    assert after_ok["consecutive_failures"] == 0
+    assert after_ok["last_status"] == "SUCCESS"
+    assert after_ok["next_sync_at"] == scheduled["next_sync_at"]
+    assert after_ok["state"] == "active"
+    triggers = [(r["trigger"], r["status"]) for r in logs(db_path, "streak")]
+    assert triggers == [("schedule", "FAILED"), ("manual", "FAILED"), ("manual", "SUCCESS")]
+
+
+def test_manual_sync_does_not_resume_a_disabled_integration(cli, store, httpserver: HTTPServer, db_path):
+    httpserver.expect_request("/d").respond_with_json([{"id": 1}])
+    add(store, "dis", httpserver.url_for("/d"), "--interval", "1h")
+    store.conn.execute("UPDATE integrations SET sync_enabled = 0, disabled_reason = 'failures',"
+                       " consecutive_failures = 4")
+
+    synced(cli, "dis")
+
+    listed = cli("list", "--json").json()[0]
+    assert listed["state"] == "disabled" and listed["sync_enabled"] is False
+    assert listed["consecutive_failures"] == 0
+
+
+@pytest.mark.parametrize(
+    "args", [("sync",), ("sync", "one", "--all"), ("sync", "onf")],
+    ids=["nothing", "names-and-all", "unknown-name"],
+)
+def test_sync_refuses_bad_input_with_exit_2(cli, store, httpserver: HTTPServer, args):
+    add(store, "one", httpserver.url_for("/x"))
+
+    result = cli(*args)
+
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert result.stdout == ""
+    if args[-1] == "onf":
+        assert "'one'" in result.stderr
