@@ -18,6 +18,7 @@ from syncctl.config import IntegrationOptions, build_config, validate_name, vali
 from syncctl.errors import BusyError, SyncctlError, UsageError
 from syncctl.schedule import (
     format_interval,
+    parse_age,
     parse_duration,
     parse_interval,
     plan_on_new_interval,
@@ -484,9 +485,8 @@ def history(
 
 
 def _parse_since(text: str, now: datetime) -> datetime:
-    seconds = parse_duration(text)
-    if seconds is not None:
-        return now - timedelta(seconds=seconds)
+    if parse_duration(text) is not None:
+        return now - timedelta(seconds=parse_age(text, "--since"))
     try:
         return parse_ts(text)  # type: ignore[return-value]
     except ValueError:
@@ -502,9 +502,7 @@ def prune(
     older_than: Annotated[str, typer.Option(metavar="AGE", help="Delete logs older than this, e.g. 90d.")],
 ) -> None:
     """Delete old sync logs, keeping each integration's newest 10. Records are untouched."""
-    seconds = parse_duration(older_than)
-    if seconds is None:
-        raise UsageError(f"invalid --older-than {older_than!r}", "use a duration such as 30d or 12h")
+    seconds = parse_age(older_than, "--older-than")
     cutoff = _now() - timedelta(seconds=seconds)
     removed = _state(ctx).store().prune(cutoff)
     total = sum(removed.values())
@@ -531,6 +529,9 @@ def _usage_error(exc: Exception) -> int:
     """One line for a parse error (unknown option, bad value, missing argument): exit 2."""
     formatter = getattr(exc, "format_message", None)
     message = formatter() if callable(formatter) else str(exc)
+    if type(exc).__name__ == "NoArgsIsHelpError":  # `syncctl` alone: its message is the help
+        sys.stderr.write(message.rstrip("\n") + "\n")
+        return UsageError.exit_code
     ctx = getattr(exc, "ctx", None)
     command = getattr(ctx, "command_path", None) or "syncctl"
     render.print_error(message.rstrip("."), f"see: {command} --help")
@@ -556,6 +557,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         render.print_error("interrupted")
         code = 130
+    except BrokenPipeError:
+        # A reader such as `head` went away: not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 0
     except sqlite3.Error as exc:
         render.print_error(f"database error: {exc}", "check the disk (space, permissions) and "
                            "the database: sqlite3 DB 'PRAGMA integrity_check'")
@@ -566,9 +572,4 @@ def main(argv: list[str] | None = None) -> None:
         render.print_error(f"internal error: {type(exc).__name__}: {exc}",
                            "please report this bug; SYNCCTL_DEBUG=1 shows the traceback")
         code = 1
-    except BrokenPipeError:
-        # A reader such as `head` went away: not an error of ours.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        code = 0
     sys.exit(code)

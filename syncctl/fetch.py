@@ -6,6 +6,7 @@ Imported only when a sync actually runs (it pulls in requests and backoff).
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
 import json
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, urljoin, urlsplit, urlunsplit
 
 import backoff
 import requests
@@ -68,7 +69,8 @@ class Secrets:
                     "crontab or a file it sources); no request was sent",
                 )
             if value:
-                self.values.add(value)
+                # Also as it travels in a URL: servers echo the query string back encoded.
+                self.values.update({value, quote(value, safe=""), quote_plus(value)})
             return value
 
         return _VAR.sub(substitute, template)
@@ -99,13 +101,14 @@ class RateLimiter:
         self._next = 0.0
         self._lock = threading.Lock()
 
-    def wait(self) -> None:
+    def wait(self, sleep: Callable[[float], None] = time.sleep) -> None:
+        """Wait for our turn; ``sleep`` may return early (a cancelled sync's)."""
         with self._lock:
             now = time.monotonic()
             at = max(now, self._next)
             self._next = at + self.interval
         if at > now:
-            time.sleep(at - now)
+            sleep(at - now)
 
 
 class Cancel:
@@ -116,15 +119,33 @@ class Cancel:
     def __init__(self) -> None:
         self.reason: str | None = None
         self._response: requests.Response | None = None
+        self._sock: socket.socket | None = None  # while waiting for the status line
+        self._event = threading.Event()
         self._lock = threading.Lock()
 
     def cancel(self, reason: str) -> None:
         with self._lock:
             if self.reason is None:
                 self.reason = reason
-            response = self._response
+            response, sock = self._response, self._sock
+        self._event.set()
         if response is not None:
             _shutdown(response)
+        if sock is not None:
+            _shutdown_socket(sock)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, but wake up at once when cancelled."""
+        self._event.wait(seconds)
+
+    def watch_socket(self, sock: socket.socket | None) -> None:
+        """The socket a response is about to be read from: a source that drips its
+        status line and headers is cut off too, before requests returns a response."""
+        with self._lock:
+            self._sock = sock
+            cancelled = self.reason is not None
+        if cancelled and sock is not None:
+            _shutdown_socket(sock)
 
     def watch(self, response: requests.Response | None) -> None:
         with self._lock:
@@ -137,11 +158,36 @@ class Cancel:
 def _shutdown(response: requests.Response) -> None:
     connection = getattr(response.raw, "connection", None) or getattr(response.raw, "_connection", None)
     sock = getattr(connection, "sock", None)
-    try:
-        if sock is not None:
-            sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
+    if sock is not None:
+        _shutdown_socket(sock)
+
+
+def _shutdown_socket(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed: nothing left to cut off
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+# The Cancel of the sync each worker thread is running, for the connections below.
+_active = threading.local()
+
+
+def _watched(base: type) -> type:
+    """A urllib3 connection class that hands its socket to the thread's Cancel while it
+    waits for the response's status line and headers."""
+
+    class Watched(base):  # type: ignore[valid-type, misc]
+        def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+            cancel = getattr(_active, "cancel", None)
+            if cancel is None:
+                return super().getresponse(*args, **kwargs)
+            cancel.watch_socket(self.sock)
+            try:
+                return super().getresponse(*args, **kwargs)
+            finally:
+                cancel.watch_socket(None)
+
+    Watched.__name__ = f"Watched{base.__name__}"
+    return Watched
 
 
 class Cancelled(Exception):
@@ -208,11 +254,42 @@ def record_key(record: Any, key_field: str) -> str:
                 return "true" if value else "false"
             return str(value)
     canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+# What standard JSON in SQLite cannot hold as Python writes it: NaN, an infinite number
+# (NaN, Infinity, or a literal such as 1e400 that overflows a double), a lone surrogate
+# (a "\ud800" escape; SQLite text must be valid UTF-8). A cheap test; _storable decides.
+_SUSPECT = re.compile("NaN|Infinity|[\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def keyed(records: list[Any], key_field: str) -> list[tuple[str, str]]:
-    return [(record_key(r, key_field), dumps(r)) for r in records]
+    pairs = []
+    for record in records:
+        key, data = record_key(record, key_field), dumps(record)
+        if _SUSPECT.search(data) or _SUSPECT.search(key):
+            key, data = _storable(record, key)
+        pairs.append((key, data))
+    return pairs
+
+
+def _storable(record: Any, key: str) -> tuple[str, str]:
+    """The record as standard JSON SQLite can store: lone surrogates stay escaped; NaN
+    and infinite numbers fail the sync with a hint (JSON has no way to write them)."""
+    try:
+        data = json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise SyncError(
+            f"record {_SURROGATE.sub('?', key)[:80]!r} holds NaN, Infinity or a number too large "
+            "for a double, which standard JSON cannot hold",
+            "fix the source to send finite numbers (or strings) in its records",
+        ) from None
+    if _SURROGATE.search(data):
+        data = json.dumps(record, separators=(",", ":"), allow_nan=False)
+    if _SURROGATE.search(key):
+        key = key.encode("utf-8", "backslashreplace").decode("utf-8")
+    return key, data
 
 
 # -- the connector -----------------------------------------------------------------------
@@ -351,7 +428,8 @@ class Connector:
     def _get_once(self, url: str, params: list[tuple[str, str]]) -> tuple[Any, requests.Response]:
         self._check_cancel()
         for limiter in self.limiters:
-            limiter.wait()
+            limiter.wait(self.cancel.sleep)
+            self._check_cancel()
         response = self._send(url, params)
         try:
             if response.status_code >= 400:
@@ -373,6 +451,7 @@ class Connector:
             if _origin(url) != self.origin:
                 for name in self.secret_headers:
                     headers.pop(name, None)
+            _active.cancel = self.cancel
             try:
                 response = self.session.get(
                     url,
@@ -384,7 +463,10 @@ class Connector:
                     verify=True,
                 )
             except requests.RequestException as exc:
+                self._check_cancel()
                 raise self._transport_error(exc, url) from None
+            finally:
+                _active.cancel = None
             if response.is_redirect and response.headers.get("Location"):
                 url = urljoin(response.url, response.headers["Location"])
                 params = []
@@ -420,7 +502,7 @@ class Connector:
     def _show(self, url: str) -> str:
         """A URL fit for a message: no query string, no password, secrets redacted."""
         parts = urlsplit(url)
-        netloc = parts.hostname or ""
+        netloc = _bracketed(parts.hostname or "")
         if parts.port:
             netloc += f":{parts.port}"
         return self.redact(urlunsplit((parts.scheme, netloc, parts.path, "", "")))
@@ -466,7 +548,7 @@ class Connector:
             if "refused" in text.lower():
                 port = urlsplit(url).port or (443 if url.startswith("https") else 80)
                 return SyncError(
-                    f"connection refused by {host}:{port}",
+                    f"connection refused by {_bracketed(host)}:{port}",
                     "is the service running? check the host and port in the URL",
                     retryable=True,
                 )
@@ -519,9 +601,13 @@ class Connector:
 
     def _not_json(self, response: requests.Response, body: bytes, exc: ValueError) -> SyncError:
         ctype = response.headers.get("Content-Type", "no content type")
-        start = self.redact(body[:60].decode("utf-8", "replace"))
-        start = re.sub(r"\s+", " ", start).strip()
-        if "json" in ctype.lower():
+        # Redact before cutting to the first bytes: a secret straddling the cut would
+        # otherwise show half of itself.
+        start = self.redact(body[:4096].decode("utf-8", "replace"))
+        start = re.sub(r"\s+", " ", start).strip()[:60]
+        # Labelled JSON and starting like JSON: malformed or cut short. Anything else (an
+        # HTML error page behind a proxy, whatever its label) is shown by its first bytes.
+        if "json" in ctype.lower() and re.match(rb'\s*[\[{"\d-]|\s*(true|false|null)\b', body):
             return SyncError(
                 f"invalid JSON from {self._show(response.url)} ({ctype}, {len(body)} bytes): "
                 f"{_first_line(str(exc))}",
@@ -538,6 +624,11 @@ def _too_large(size: int) -> SyncError:
         f"a page of the response exceeds 64 MiB ({size / 1048576:.0f} MiB so far)",
         "fetch smaller pages: syncctl edit {name} --paginate page:page --param per_page=1000",
     )
+
+
+def _bracketed(host: str) -> str:
+    """An IPv6 address as it is written in a URL: [::1]."""
+    return f"[{host}]" if ":" in host else host
 
 
 def _first_line(text: str) -> str:
@@ -576,10 +667,25 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return seconds
 
 
+class _Adapter(requests.adapters.HTTPAdapter):
+    """Connection pools whose connections report their socket to the sync's Cancel."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        from urllib3.connection import HTTPConnection, HTTPSConnection
+        from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+        super().init_poolmanager(*args, **kwargs)
+        http = type("WatchedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": _watched(HTTPConnection)})
+        https = type(
+            "WatchedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": _watched(HTTPSConnection)}
+        )
+        self.poolmanager.pool_classes_by_scheme = {"http": http, "https": https}
+
+
 def new_session() -> requests.Session:
     """A session (connection pool) for one worker thread."""
     session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=16, max_retries=0)
+    adapter = _Adapter(pool_connections=16, pool_maxsize=16, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = "syncctl"

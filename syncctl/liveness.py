@@ -29,6 +29,8 @@ def _start_ticks(pid: int) -> str | None:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
     fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):  # field 3, state: a zombie has ended; only its parent hasn't noticed
+        return None
     return fields[19]  # field 22, starttime
 
 

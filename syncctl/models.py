@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -98,6 +99,29 @@ class SyncResult:
     notes: list[str] = field(default_factory=list)
 
 
+def json_encoder(item_separator: str, key_separator: str) -> Callable[[Any], str] | None:
+    """A reusable C JSON encoder (``ensure_ascii=False``), or None without the C accelerator.
+
+    json.dumps builds a new encoder on every call, which costs about as much as encoding
+    a typical record; a sync stores every record (spec §8: records/s). No cycle check:
+    values come from json.loads, our config or our output shapes.
+    """
+    from json.encoder import JSONEncoder, c_make_encoder, encode_basestring
+
+    if c_make_encoder is None:
+        return None
+    default = JSONEncoder().default
+    encode = c_make_encoder(
+        None, default, encode_basestring, None, key_separator, item_separator, False, False, True
+    )
+    return lambda value: "".join(encode(value, 0))
+
+
+_encode = json_encoder(",", ":")
+
+
 def dumps(value: Any) -> str:
     """Compact JSON as stored in the database."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if _encode is None:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _encode(value)

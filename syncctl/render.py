@@ -11,7 +11,7 @@ import sys
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
-from syncctl.models import Integration, SyncLog, SyncResult
+from syncctl.models import Integration, SyncLog, SyncResult, json_encoder
 from syncctl.schedule import format_interval
 from syncctl.timeutil import format_ts, human_duration, human_relative
 
@@ -72,7 +72,33 @@ def print_error(message: str, hint: str | None = None) -> None:
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(pretty_json(value) + "\n")
+
+
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+_KEY_TYPES = frozenset({str})
+# Joins the members of one flat object exactly as indent=2 does at depth 1.
+_encode_row = json_encoder(",\n    ", ": ")
+
+
+def pretty_json(value: Any) -> str:
+    """``json.dumps(value, indent=2, ensure_ascii=False)``, the same text, faster for an
+    array of flat objects (``list`` and ``history``): with an indent, Python's encoder
+    runs in pure Python, which took most of ``list --json``'s time on 10,000 integrations;
+    here each object is encoded by the C encoder and only the outer layout is ours."""
+    if _encode_row is None or type(value) is not list or not value:
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    rows = []
+    for row in value:
+        if not (
+            type(row) is dict
+            and row
+            and _KEY_TYPES.issuperset(map(type, row))
+            and _SCALAR_TYPES.issuperset(map(type, row.values()))
+        ):
+            return json.dumps(value, indent=2, ensure_ascii=False)
+        rows.append("{\n    " + _encode_row(row)[1:-1] + "\n  }")
+    return "[\n  " + ",\n  ".join(rows) + "\n]"
 
 
 # -- JSON shapes (spec §5) ---------------------------------------------------------------

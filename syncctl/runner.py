@@ -19,7 +19,7 @@ from typing import Any
 
 from syncctl import liveness
 from syncctl.engine import Engine, SyncSettings, recover_orphans, signal_plan
-from syncctl.models import Integration, Status, SyncResult
+from syncctl.models import Integration, Status, SyncLog, SyncResult
 from syncctl.store import Store
 
 GRACE_SECONDS = 5.0  # how long running syncs may finish after SIGTERM
@@ -217,7 +217,12 @@ def run_due(
         if holder is not None:
             report.locked_by = holder
             return report
-        report.recovered = len(recover_orphans(store, now(), settings.rng))
+        recovered = recover_orphans(store, now(), settings.rng)
+        report.recovered = len(recovered)
+        for result in _disabled_by_recovery(store, recovered):
+            report.results.append(result)
+            if on_result:
+                on_result(result)
         due = store.due_integrations(now())
         if not due:
             return report
@@ -230,6 +235,31 @@ def run_due(
             on_result=on_result,
             report=report,
         )
+
+
+def _disabled_by_recovery(store: Store, recovered: list[SyncLog]) -> list[SyncResult]:
+    """Interrupted scheduled syncs whose recovery used up the retries. The killed run
+    never got to write the auto-disable notice, so this run reports them (cron mails it)."""
+    results = []
+    for log in recovered:
+        integration = store.get_by_id(log.integration_id)
+        final = store.history_entry(log.id)
+        if log.trigger == "manual" or integration is None or final is None:
+            continue
+        if integration.state == "disabled":
+            results.append(
+                SyncResult(
+                    integration.name,
+                    Status.FAILED.value,
+                    trigger=log.trigger,
+                    log_id=log.id,
+                    duration_ms=final.duration_ms or 0,
+                    error_message=final.error_message,
+                    error_hint=final.error_hint,
+                    disabled=True,
+                )
+            )
+    return results
 
 
 def flush_and_exit(code: int) -> None:

@@ -26,7 +26,8 @@ _UNITS = {
 }  # fmt: skip
 _WORDS = {"hourly": 3600, "daily": 86400, "weekly": 604800}
 _MANUAL = {"manual", "off", "none"}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)")
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([a-z]+)")
+MAX_AGE_SECONDS = 100 * 365 * 86400
 
 
 def parse_duration(text: str) -> float | None:
@@ -38,6 +39,14 @@ def parse_duration(text: str) -> float | None:
     if not match or match.group(2) not in _UNITS:
         return None
     return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_age(text: str, option: str) -> float:
+    """Seconds in a look-back such as ``--since 24h`` or ``--older-than 90d`` (at most a century)."""
+    seconds = parse_duration(text)
+    if seconds is None or seconds > MAX_AGE_SECONDS:
+        raise UsageError(f"invalid {option} {text!r}", "use a duration such as 30m, 24h, 7d or 90d")
+    return seconds
 
 
 def parse_interval(text: str) -> int | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import json
 import os
 import re
@@ -18,14 +19,15 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from syncctl.errors import DatabaseError, UsageError
 from syncctl.models import Integration, Status, SyncLog, Trigger, dumps
 from syncctl.schedule import Plan, first_slot
 from syncctl.timeutil import format_ts, parse_ts
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 APPLICATION_ID = 0x53594E43  # "SYNC" in the file header: marks a syncctl database
 BUSY_TIMEOUT_MS = 120_000
@@ -95,8 +97,22 @@ class Store:
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
-        self.db = sqlite_utils.Database(conn, execute_plugins=False)
         self.conn = conn
+
+    @functools.cached_property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils' view of the connection, made on first use: importing sqlite_utils
+        (it pulls in numpy when that is installed) costs more than a whole idle cron tick."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn, execute_plugins=False)
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> Iterator[dict[str, Any]]:
+        """Rows as dicts, as ``sqlite_utils.Database.query`` yields them."""
+        cursor = self.conn.execute(sql, tuple(params))
+        keys = [d[0] for d in cursor.description]
+        for row in cursor:
+            yield dict(zip(keys, row, strict=True))
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -248,7 +264,7 @@ class Store:
             )
 
     def _find_row(self, name: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM integrations WHERE name = ?", [name]))
+        rows = list(self._query("SELECT * FROM integrations WHERE name = ?", [name]))
         return rows[0] if rows else None
 
     def get(self, name: str) -> Integration:
@@ -259,7 +275,7 @@ class Store:
         return _row_to_integration(row)
 
     def get_by_id(self, integration_id: int) -> Integration | None:
-        rows = list(self.db.query("SELECT * FROM integrations WHERE id = ?", [integration_id]))
+        rows = list(self._query("SELECT * FROM integrations WHERE id = ?", [integration_id]))
         return _row_to_integration(rows[0]) if rows else None
 
     def _unknown(self, name: str) -> UsageError:
@@ -287,7 +303,7 @@ class Store:
         return [self.get(name) for name in dict.fromkeys(names)]
 
     def list_integrations(self) -> list[Integration]:
-        return [_row_to_integration(r) for r in self.db.query("SELECT * FROM integrations ORDER BY name")]
+        return [_row_to_integration(r) for r in self._query("SELECT * FROM integrations ORDER BY name")]
 
     def remove_integration(self, integration_id: int) -> tuple[int, int]:
         """Delete an integration with its logs and records; returns (logs, records) removed."""
@@ -343,7 +359,7 @@ class Store:
 
     def due_integrations(self, now: datetime) -> list[Integration]:
         """Enabled, scheduled and ``next_sync_at <= now``: oldest slot first (index-only)."""
-        rows = self.db.query(
+        rows = self._query(
             "SELECT * FROM integrations WHERE sync_enabled = 1 AND sync_interval IS NOT NULL"
             " AND next_sync_at <= ? ORDER BY next_sync_at",
             [format_ts(now)],
@@ -408,7 +424,9 @@ class Store:
         if integration_id is not None:
             sql += " AND l.integration_id = ?"
             params.append(integration_id)
-        return [_row_to_log(r) for r in self.db.query(sql + " ORDER BY l.id", params)]
+        # "+l.id": order after the lookup, so the partial index on unfinished rows is used
+        # (ordering by id would make SQLite walk all of sync_logs in rowid order instead).
+        return [_row_to_log(r) for r in self._query(sql + " ORDER BY +l.id", params)]
 
     def finish_sync(
         self,
@@ -481,7 +499,7 @@ class Store:
         """Every stored record of one integration, by key (for tests and ``show``)."""
         return {
             r["key"]: json.loads(r["data"])
-            for r in self.db.query(
+            for r in self._query(
                 "SELECT key, data FROM records WHERE integration_id = ? ORDER BY key", [integration_id]
             )
         }
@@ -512,11 +530,11 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY l.id DESC LIMIT ?"
         params.append(limit)
-        return [_row_to_log(r) for r in self.db.query(sql, params)]
+        return [_row_to_log(r) for r in self._query(sql, params)]
 
     def history_entry(self, log_id: int) -> SyncLog | None:
         rows = list(
-            self.db.query(
+            self._query(
                 "SELECT l.*, i.name FROM sync_logs l JOIN integrations i"
                 " ON i.id = l.integration_id WHERE l.id = ?",
                 [log_id],

@@ -15,8 +15,10 @@ def format_ts(moment: datetime | None) -> str | None:
     """``2026-11-22T10:15:00.000Z``; None stays None."""
     if moment is None:
         return None
-    moment = moment.astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    if moment.tzinfo is not timezone.utc:
+        moment = moment.astimezone(timezone.utc)
+    # isoformat is several times faster than strftime (list --json formats 20,000 of these).
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_ts(text: str | None) -> datetime | None:
