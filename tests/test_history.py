@@ -93,6 +93,15 @@ def test_history_filters_by_name_status_and_limit(cli, two_synced):
     assert cli("history", "beta", "--status", "failed", "--json").json() == []
 
 
+def test_history_shows_20_by_default(cli, store, httpserver: HTTPServer):
+    add(store, "many", httpserver.url_for("/m"))
+    ids = [insert_log(store, "many", now() - timedelta(minutes=30 - i)) for i in range(25)]
+
+    shown = cli("history", "many", "--json").json()
+
+    assert [log["id"] for log in shown] == ids[::-1][:20]
+
+
 def test_history_since_keeps_only_recent_logs(cli, store, httpserver: HTTPServer):
     httpserver.expect_request("/s").respond_with_json([{"id": 1}])
     add(store, "since", httpserver.url_for("/s"))

@@ -152,6 +152,24 @@ def test_404_names_the_path(cli, store, httpserver: HTTPServer):
     )
 
 
+def test_an_ipv6_url_is_shown_as_a_url(cli, store):
+    server = HTTPServer(host="::1", port=0)
+    try:
+        server.start()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    try:
+        server.expect_request("/v1/missing").respond_with_data("not here", status=404)
+        add(store, "six", f"http://[::1]:{server.port}/v1/missing")
+        line, row = failed_sync(cli, "six")
+    finally:
+        server.clear()
+        server.stop()
+
+    assert f"http://[::1]:{server.port}/v1/missing" in row["error_message"]
+    assert "/v1/missing" in row["error_hint"]
+
+
 def test_429_is_a_rate_limit(cli, store, httpserver: HTTPServer):
     # A Retry-After past the 60 s budget ends the sync at once (no backoff sleeps here).
     httpserver.expect_request("/busy").respond_with_data("slow down", status=429, headers={"Retry-After": "120"})
