@@ -69,6 +69,16 @@ def validate_name(name: str) -> str:
     return name
 
 
+def _check_text(text: str | None, what: str) -> None:
+    """Refuse bytes that are not UTF-8 (Python hands them over as lone surrogates):
+    SQLite could not store them and no server would understand them."""
+    if text is not None and any("\ud800" <= c <= "\udfff" for c in text):
+        raise UsageError(
+            f"{what} is not valid UTF-8 text: {text!r}",
+            "check the encoding of the terminal or script that runs syncctl (use UTF-8)",
+        )
+
+
 def _check_refs(text: str, what: str) -> None:
     for ref in _REF.findall(text):
         if not _VAR_NAME.fullmatch(ref):
@@ -93,6 +103,7 @@ def _refuse_literal_secret(name: str, value: str, what: str) -> None:
 
 
 def validate_url(url: str) -> str:
+    _check_text(url, "the URL")
     _check_refs(url, "URL")
     hint = "give a full http(s) URL, e.g. https://api.example.com/v1/items"
     if any(c.isspace() for c in url) or len(url) > 4096:
@@ -136,6 +147,16 @@ def parse_paginate(text: str) -> str:
 
 def build_config(options: IntegrationOptions) -> dict[str, Any]:
     """The JSON stored in ``integrations.config``."""
+    for what, texts in (
+        ("--header", options.headers),
+        ("--param", options.params),
+        ("--records-path", [options.records_path]),
+        ("--key", [options.key]),
+        ("--paginate", [options.paginate]),
+        ("--rate-limit", [options.rate_limit]),
+    ):
+        for text in texts:
+            _check_text(text, what)
     headers: dict[str, str] = {}
     for raw in options.headers:
         name, sep, value = raw.partition(":")

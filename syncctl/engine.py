@@ -222,6 +222,9 @@ class Engine:
         retry_after: float | None,
     ) -> SyncResult:
         now = self.now()
+        # A message may quote the source (its keys, its bytes): lone surrogates from a
+        # "\ud800" escape are not UTF-8, and SQLite would refuse the whole log update.
+        error = (_storable_text(error[0]), _storable_text(error[1]) if error[1] else error[1])
         signalled = error[0].startswith("interrupted by ")
         plan = signal_plan(now) if signalled else failure_plan(now, self.settings.rng, retry_after)
         done = self.store.finish_sync(
@@ -262,6 +265,11 @@ class Engine:
             if after is not None:
                 result.notes.append(f"failures={after.consecutive_failures}")
         return result
+
+
+def _storable_text(text: str) -> str:
+    """``text`` as valid UTF-8: lone surrogates become their ``\\udXXX`` escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _busy(holder: SyncLog, now: datetime) -> SyncResult:

@@ -264,6 +264,8 @@ class Store:
             )
 
     def _find_row(self, name: str) -> dict[str, Any] | None:
+        if not name.isascii():  # names are ASCII slugs; undecodable bytes SQLite cannot bind
+            return None
         rows = list(self._query("SELECT * FROM integrations WHERE name = ?", [name]))
         return rows[0] if rows else None
 
