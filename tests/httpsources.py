@@ -58,6 +58,12 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
     source: HTTPSource
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], OSError):  # a client hanging up is not news
+            super().handle_error(request, client_address)
+
 
 class HTTPSource:
     """A threaded HTTP server on 127.0.0.1 with routes set by the test."""
@@ -303,3 +309,18 @@ def self_signed_context(folder: Any, host: str = "127.0.0.1") -> Any:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_path, key_path)
     return context
+
+
+def gzip_bomb(expanded_mib: int = 128) -> Behaviour:
+    """A few hundred KiB on the wire, ``Content-Encoding: gzip``, that inflate to
+    ``expanded_mib`` MiB: the 64 MiB page limit must count the decoded body."""
+    import zlib
+
+    packer = zlib.compressobj(1, zlib.DEFLATED, 31)  # 31: a gzip header
+    spaces = b" " * (1024 * 1024)
+    blob = packer.compress(b"[") + b"".join(packer.compress(spaces) for _ in range(expanded_mib)) + packer.flush()
+
+    def behave(handler: SourceHandler) -> None:
+        send(handler, 200, blob, headers={"Content-Encoding": "gzip"})
+
+    return behave

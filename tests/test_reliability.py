@@ -30,6 +30,7 @@ from tests.httpsources import (
     drip,
     dynamic,
     echo,
+    gzip_bomb,
     hang,
     huge_body,
     json_body,
@@ -191,13 +192,14 @@ def test_fault_matrix_each_bad_source_fails_alone_and_the_lock_is_released(cli, 
         "truncated": (raw_body(b'{"data": [{"id": 1}, {"id": 2'), [], r"invalid JSON"),
         "huge": (huge_body(), [], r"64 MiB"),
         "huge-declared": (huge_body(70 * 1024 * 1024, declare_length=True), [], r"64 MiB"),
+        "gzip-bomb": (gzip_bomb(), [], r"64 MiB"),
     }
     for name, (behaviour, options, _) in faults.items():
         assert cli("add", name, "--url", source.add(f"/{name}", behaviour), *options).returncode == 0
     for name, body in HEALTHY.items():
         assert cli("add", name, "--url", source.add(f"/{name}", json_body(body, delay=0.2))).returncode == 0
 
-    run = cli("run-due", "--concurrency", "9", "--sync-timeout", "3", timeout=60)
+    run = cli("run-due", "--concurrency", "10", "--sync-timeout", "3", timeout=60)
 
     assert run.returncode == 1
     assert run.stdout == ""
