@@ -40,15 +40,15 @@ class SyncSettings:
     global_limiter: RateLimiter | None = None
 
 
-def failure_plan(
-    now: datetime, rng: random.Random, retry_after: float | None = None
+def outcome_plan(
+    now: datetime, *, succeeded: bool, rng: random.Random | None = None, retry_after: float | None = None
 ) -> Callable[[Integration, SyncLog], Plan]:
-    """The schedule after a failed attempt (also an interrupted one)."""
+    """The schedule after an attempt that succeeded or failed (an interrupted one fails)."""
 
     def plan(integration: Integration, log: SyncLog) -> Plan:
         return plan_after_sync(
             trigger=log.trigger,
-            succeeded=False,
+            succeeded=succeeded,
             interval=integration.sync_interval,
             slot_at=integration.slot_at,
             next_sync_at=integration.next_sync_at,
@@ -58,23 +58,6 @@ def failure_plan(
             now=now,
             retry_after=retry_after,
             rng=rng,
-        )
-
-    return plan
-
-
-def success_plan(now: datetime) -> Callable[[Integration, SyncLog], Plan]:
-    def plan(integration: Integration, log: SyncLog) -> Plan:
-        return plan_after_sync(
-            trigger=log.trigger,
-            succeeded=True,
-            interval=integration.sync_interval,
-            slot_at=integration.slot_at,
-            next_sync_at=integration.next_sync_at,
-            failures=integration.consecutive_failures,
-            max_retries=integration.max_retries,
-            started=log.started_at,
-            now=now,
         )
 
     return plan
@@ -109,7 +92,7 @@ def recover_orphans(
             error_message=f"interrupted: process {log.pid} ended before the sync finished "
             "(killed, or the machine restarted)",
             error_hint=INTERRUPTED_HINT,
-            plan=failure_plan(now, rng or random.Random()),
+            plan=outcome_plan(now, succeeded=False, rng=rng),
         )
         if done is not None:
             recovered.append(log)
@@ -196,7 +179,7 @@ class Engine:
             records_count=count,
             error_message=None,
             error_hint=None,
-            plan=success_plan(now),
+            plan=outcome_plan(now, succeeded=True),
         )
         return self._result(done, integration, trigger, log_id, Status.SUCCESS, count, None)
 
@@ -226,7 +209,11 @@ class Engine:
         # "\ud800" escape are not UTF-8, and SQLite would refuse the whole log update.
         error = (_storable_text(error[0]), _storable_text(error[1]) if error[1] else error[1])
         signalled = error[0].startswith("interrupted by ")
-        plan = signal_plan(now) if signalled else failure_plan(now, self.settings.rng, retry_after)
+        plan = (
+            signal_plan(now)
+            if signalled
+            else outcome_plan(now, succeeded=False, rng=self.settings.rng, retry_after=retry_after)
+        )
         done = self.store.finish_sync(
             log_id,
             status=Status.FAILED,

@@ -165,19 +165,25 @@ def _duration(ms: int | None) -> str:
     return f"{ms / 1000:.1f}s" if ms < 60_000 else human_duration(ms / 1000)
 
 
-def list_table(integrations: list[Integration], now: datetime) -> None:
+def _table(columns: tuple[str, ...], right: tuple[str, ...] = ()):  # noqa: ANN202
+    """A borderless table whose last column (the error) may wrap; numbers align right."""
     from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, no_wrap=column != columns[-1], justify="right" if column in right else "left")
+    return table
+
+
+def list_table(integrations: list[Integration], now: datetime) -> None:
 
     if not integrations:
         emit("No integrations yet. Add one: syncctl add NAME --url URL --interval 1h")
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("NAME", "STATE", "INTERVAL", "LAST SYNC", "NEXT SYNC", "RECORDS", "FAILS", "LAST ERROR"):
-        table.add_column(
-            column,
-            no_wrap=column != "LAST ERROR",
-            justify="right" if column in ("RECORDS", "FAILS") else "left",
-        )
+    table = _table(
+        ("NAME", "STATE", "INTERVAL", "LAST SYNC", "NEXT SYNC", "RECORDS", "FAILS", "LAST ERROR"),
+        right=("RECORDS", "FAILS"),
+    )
     for i in integrations:
         last = "-"
         if i.last_sync_at:
@@ -199,18 +205,14 @@ def list_table(integrations: list[Integration], now: datetime) -> None:
 
 
 def history_table(logs: list[SyncLog], now: datetime) -> None:
-    from rich.table import Table
 
     if not logs:
         emit("No sync logs match.")
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("ID", "INTEGRATION", "STATUS", "TRIGGER", "STARTED", "DURATION", "RECORDS", "ERROR"):
-        table.add_column(
-            column,
-            no_wrap=column != "ERROR",
-            justify="right" if column in ("ID", "DURATION", "RECORDS") else "left",
-        )
+    table = _table(
+        ("ID", "INTEGRATION", "STATUS", "TRIGGER", "STARTED", "DURATION", "RECORDS", "ERROR"),
+        right=("ID", "DURATION", "RECORDS"),
+    )
     for log in logs:
         error = (log.error_message or "") + (f" — {log.error_hint}" if log.error_hint else "")
         table.add_row(
@@ -293,14 +295,11 @@ def sync_line(result: SyncResult) -> None:
 
 
 def run_summary(report: RunReport) -> None:
-    from rich.table import Table
 
     if not report.results:
         emit("Nothing was due.")
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("INTEGRATION", "STATUS", "TRIGGER", "RECORDS", "DURATION", "ERROR"):
-        table.add_column(column, no_wrap=column != "ERROR")
+    table = _table(("INTEGRATION", "STATUS", "TRIGGER", "RECORDS", "DURATION", "ERROR"), right=("RECORDS", "DURATION"))
     for r in report.results:
         table.add_row(
             _styled(r.name, None),
