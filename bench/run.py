@@ -1,0 +1,439 @@
+"""syncctl's benchmarks (spec section 8): whole processes, interleaved A/B after a
+warm-up, medians and ratios. Never timed assertions in the test suite.
+
+    python bench/run.py            # the full run (~5 minutes; the first also builds the
+                                   # 1,000,000-log database, ~1 minute, then cached)
+    python bench/run.py --quick    # fewer repetitions, 100 instead of 200 pages for the
+                                   # 10x-records run (~1.5 minutes once the database is cached)
+
+Prints one table (figure, measured, target, met) and writes it as Markdown to
+``bench/results/latest.md`` (git-ignored). Everything runs on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+sys.path.insert(0, str(BENCH))
+
+import dataset  # noqa: E402
+
+SLOW_SECONDS = 0.1
+DUE = 500
+CONCURRENCY = 16
+PAGE_RECORDS = 10_000
+
+
+@dataclass
+class Run:
+    wall: float  # seconds
+    returncode: int
+    maxrss_mb: float  # the command's own peak RSS, MB (NaN when not measured)
+    cpu: float  # its user + system CPU seconds (the machine may be shared: CPU is steadier)
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Row:
+    figure: str
+    measured: str
+    target: str
+    met: bool | None  # None: informational
+    note: str = ""
+
+
+@dataclass
+class Samples:
+    runs: dict[str, list[Run]] = field(default_factory=dict)
+
+    def add(self, name: str, run: Run) -> None:
+        self.runs.setdefault(name, []).append(run)
+
+    def median(self, name: str) -> float:
+        return statistics.median(r.wall for r in self.runs[name])
+
+    def spread(self, name: str) -> str:
+        walls = sorted(r.wall for r in self.runs[name])
+        cpu = statistics.median(r.cpu for r in self.runs[name])
+        return f"{walls[0] * 1000:.0f}–{walls[-1] * 1000:.0f} ms (n={len(walls)}), CPU {cpu * 1000:.0f} ms"
+
+
+def log(text: str) -> None:
+    sys.stderr.write(f"[bench] {text}\n")
+    sys.stderr.flush()
+
+
+# -- processes ---------------------------------------------------------------------------
+
+
+def tool(name: str) -> list[str]:
+    """The real console script beside this interpreter (not a pyenv shim, whose own
+    start-up would be measured too)."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which(name)
+    if not found:
+        sys.exit(f"bench: {name} not found (install it: pip install -e . sqlite-utils)")
+    return [found]
+
+
+def child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCCTL_", "FORCE_COLOR"))}
+    # An installed package has bytecode; without this every run would recompile syncctl.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["NO_COLOR"] = "1"
+    return env
+
+
+# Linux carries a process's peak RSS across fork and exec: a child forked from this
+# (large) process reports at least our RSS. GNU time is a small C process, so the peak
+# it reports is the command's own; without it, a tiny python -S wrapper does the same.
+_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[2:])\n"
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "sys.exit(code)\n"
+)
+
+
+def run(argv: list[str], env: dict[str, str], scratch: Path, *, rss: bool = False) -> Run:
+    """One whole process: wall and CPU time (os.wait4), exit code, and with ``rss`` its
+    own peak RSS, measured by a small wrapper process (whose start-up is then included)."""
+    out_path, err_path, rss_path = scratch / "stdout", scratch / "stderr", scratch / "maxrss"
+    if rss:
+        rss_path.unlink(missing_ok=True)
+        if _TIME:
+            argv = [_TIME, "-f", "%M", "-o", str(rss_path), *argv]
+        else:
+            argv = [sys.executable, "-S", "-c", _WRAPPER, str(rss_path), *argv]
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Run(
+        wall=wall,
+        returncode=proc.returncode,
+        maxrss_mb=int(rss_path.read_text().split()[-1]) / 1024 if rss else float("nan"),
+        cpu=usage.ru_utime + usage.ru_stime,
+        stdout=out_path.read_text(errors="replace"),
+        stderr=err_path.read_text(errors="replace"),
+    )
+
+
+def check(name: str, result: Run, *, stdout_empty: bool = False) -> Run:
+    if result.returncode != 0 or (stdout_empty and result.stdout):
+        sys.exit(
+            f"bench: {name} failed (exit {result.returncode})\n"
+            f"stdout: {result.stdout[:500]}\nstderr: {result.stderr[:2000]}"
+        )
+    return result
+
+
+class Source:
+    """bench/source.py in its own process (it shares the 2 CPUs with what it serves)."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(BENCH / "source.py")], stdout=subprocess.PIPE, text=True
+        )
+        self.port = int(self.proc.stdout.readline())
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+# -- the measurements ------------------------------------------------------------------
+
+
+def bench_reads(syncctl: list[str], env: dict, db: Path, reps: int, scratch: Path) -> Samples:
+    name = "integration-00042"
+    commands = {
+        "run-due": [*syncctl, "--db", str(db), "run-due"],
+        "sqlite-utils tables": [*tool("sqlite-utils"), "tables", str(db)],
+        "list --json": [*syncctl, "--db", str(db), "list", "--json"],
+        "history --json": [*syncctl, "--db", str(db), "history", name, "--limit", "20", "--json"],
+    }
+    import json
+
+    # Warm-up (page cache, bytecode), and a check that each command does what it should.
+    for _ in range(2):
+        check("run-due", run(commands["run-due"], env, scratch), stdout_empty=True)
+        check("sqlite-utils tables", run(commands["sqlite-utils tables"], env, scratch))
+        listed = json.loads(check("list", run(commands["list --json"], env, scratch)).stdout)
+        logs = json.loads(check("history", run(commands["history --json"], env, scratch)).stdout)
+    if len(listed) != dataset.INTEGRATIONS or len(logs) != 20:
+        sys.exit(f"bench: list gave {len(listed)} integrations, history {len(logs)} logs")
+    samples = Samples()
+    names = list(commands)
+    for rep in range(reps):
+        # Interleaved, and the order rotates so no command always follows the same one.
+        for i in range(len(names)):
+            cmd = names[(i + rep) % len(names)]
+            samples.add(cmd, check(cmd, run(commands[cmd], env, scratch)))
+    return samples
+
+
+def bench_throughput(
+    syncctl: list[str], env: dict, source: Source, work: Path, reps: int, scratch: Path
+) -> Samples:
+    template = dataset.build_due(work / "due-template.db", source.base, DUE)
+    db = work / "due.db"
+    urls = work / "urls.txt"
+    urls.write_text("".join(f"{source.base}/slow/{i}\n" for i in range(1, DUE + 1)))
+    xargs = [
+        "sh",
+        "-c",
+        f'xargs -P {CONCURRENCY} -n 1 curl -s -o /dev/null < "{urls}"',
+    ]
+    syncctl_cmd = [*syncctl, "--db", str(db), "run-due", "--concurrency", str(CONCURRENCY)]
+    samples = Samples()
+
+    def once(record: bool) -> None:
+        dataset.copy_db(template, db)
+        result = check("run-due (500 due)", run(syncctl_cmd, env, scratch), stdout_empty=True)
+        with sqlite3.connect(db) as conn:
+            ok = conn.execute("SELECT COUNT(*) FROM sync_logs WHERE status = 'SUCCESS'").fetchone()[0]
+        if ok != DUE:
+            sys.exit(f"bench: run-due synced {ok} of {DUE} integrations\n{result.stderr[:2000]}")
+        curl = check("xargs curl", run(xargs, env, scratch))
+        if record:
+            samples.add("run-due 500", result)
+            samples.add("xargs curl", curl)
+
+    once(record=False)  # warm-up
+    for _ in range(reps):
+        once(record=True)
+    return samples
+
+
+def bench_records(
+    syncctl: list[str],
+    env: dict,
+    source: Source,
+    work: Path,
+    reps: int,
+    big_reps: int,
+    big_pages: int,
+    scratch: Path,
+) -> Samples:
+    templates = {
+        pages: dataset.build_records(
+            work / f"records-{pages}-template.db", f"{source.base}/records?pages={pages}"
+        )
+        for pages in (20, big_pages)
+    }
+    samples = Samples()
+
+    def once(pages: int, record: bool) -> None:
+        db = work / f"records-{pages}.db"
+        dataset.copy_db(templates[pages], db)
+        result = check(
+            f"sync ({pages} pages)", run([*syncctl, "--db", str(db), "sync", "feed"], env, scratch, rss=True)
+        )
+        with sqlite3.connect(db) as conn:
+            stored = conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+        if stored != pages * PAGE_RECORDS:
+            sys.exit(f"bench: stored {stored} records, expected {pages * PAGE_RECORDS}")
+        if record:
+            samples.add(f"sync {pages} pages", result)
+
+    once(20, record=False)  # warm-up
+    for rep in range(max(reps, big_reps)):
+        if rep < reps:
+            once(20, record=True)
+        if rep < big_reps:
+            once(big_pages, record=True)
+    return samples
+
+
+# -- the report --------------------------------------------------------------------------
+
+
+def machine() -> list[str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = []
+    for package in ("syncctl", "typer", "click", "sqlite-utils", "requests", "numpy"):
+        try:
+            from importlib.metadata import version
+
+            versions.append(f"{package} {version(package)}")
+        except Exception:  # noqa: BLE001 - absent packages are simply not listed
+            versions.append(f"{package} (not installed)")
+    load = os.getloadavg()
+    return [
+        f"nproc {os.cpu_count()}; CPU {cpu}; {platform.system()} {platform.release()}",
+        f"Python {platform.python_version()}; SQLite {sqlite3.sqlite_version}; " + ", ".join(versions),
+        f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+    ]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| figure | measured | target | met |", "| --- | --- | --- | --- |"]
+    for r in rows:
+        met = "—" if r.met is None else ("yes" if r.met else "**no**")
+        lines.append(f"| {r.figure} | {r.measured} | {r.target} | {met} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (~1.5 minutes)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (for debugging)")
+    args = parser.parse_args()
+    reads_reps, due_reps, rec_reps, big_reps, big_pages = (
+        (7, 2, 2, 1, 100) if args.quick else (21, 5, 5, 3, 200)
+    )
+    started = time.perf_counter()
+    env = child_env()
+    syncctl = tool("syncctl")
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "syncctl")], check=True, env=env)
+    RESULTS.mkdir(exist_ok=True)
+    big = dataset.build_big(RESULTS / "cache", log=log)
+    work = Path(tempfile.mkdtemp(prefix="syncctl-bench-"))
+    scratch = work / "scratch"
+    scratch.mkdir()
+    source = Source()
+    try:
+        db = work / "big.db"
+        dataset.copy_db(big, db)
+        log(f"reads and idle tick: {reads_reps} interleaved repetitions")
+        reads = bench_reads(syncctl, env, db, reads_reps, scratch)
+        log(
+            f"throughput: {DUE} due, {SLOW_SECONDS * 1000:.0f} ms each, --concurrency {CONCURRENCY}, {due_reps} reps"
+        )
+        due = bench_throughput(syncctl, env, source, work, due_reps, scratch)
+        log(f"records: 20 pages x {reps_text(rec_reps)}, {big_pages} pages x {reps_text(big_reps)}")
+        records = bench_records(syncctl, env, source, work, rec_reps, big_reps, big_pages, scratch)
+    finally:
+        source.close()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    idle = reads.median("run-due")
+    tables = reads.median("sqlite-utils tables")
+    lst, hist = reads.median("list --json"), reads.median("history --json")
+    rows = [
+        Row(
+            "idle tick: `run-due` (nothing due) / `sqlite-utils tables`",
+            f"{idle / tables:.2f}× ({ms(idle)} / {ms(tables)})",
+            "≤ 1.00×",
+            idle <= tables,
+        ),
+        Row("`list --json` / idle tick", f"{lst / idle:.2f}× ({ms(lst)})", "≤ 1.30×", lst <= 1.3 * idle),
+        Row(
+            "`history NAME --limit 20 --json` / idle tick",
+            f"{hist / idle:.2f}× ({ms(hist)})",
+            "≤ 1.30×",
+            hist <= 1.3 * idle,
+        ),
+    ]
+    wall, curl = due.median("run-due 500"), due.median("xargs curl")
+    ideal = DUE * SLOW_SECONDS / CONCURRENCY + idle
+    rows += [
+        Row(
+            f"throughput: `run-due --concurrency {CONCURRENCY}`, {DUE} due / ideal ({ideal:.2f} s)",
+            f"{wall / ideal:.2f}× ({wall:.2f} s)",
+            "≤ 1.25×",
+            wall <= 1.25 * ideal,
+        ),
+        Row(
+            f"throughput: same / `xargs -P {CONCURRENCY} -n 1 curl`",
+            f"{wall / curl:.2f}× ({curl:.2f} s)",
+            "≤ 1.00×",
+            wall <= curl,
+        ),
+    ]
+    small = records.runs["sync 20 pages"]
+    large = records.runs[f"sync {big_pages} pages"]
+    rate = 20 * PAGE_RECORDS / records.median("sync 20 pages")
+    rss = statistics.median(r.maxrss_mb for r in small)
+    rss_big = statistics.median(r.maxrss_mb for r in large)
+    big_rate = big_pages * PAGE_RECORDS / records.median(f"sync {big_pages} pages")
+    growth = rss_big / rss - 1
+    rows += [
+        Row(
+            "records: `sync` 20 pages × 10,000, records/s (whole process)",
+            f"{rate:,.0f}/s",
+            "≥ 50,000/s",
+            rate >= 50_000,
+        ),
+        Row(
+            "records: the same per CPU-second of the syncctl process (the source runs apart)",
+            f"{20 * PAGE_RECORDS / statistics.median(r.cpu for r in small):,.0f}/s",
+            "—",
+            None,
+        ),
+        Row("records: peak RSS, 20 pages", f"{rss:.1f} MB", "< 150 MB", rss < 150),
+        Row(
+            f"records: peak RSS, {big_pages} pages ({big_pages // 20}× the records) vs 20 pages",
+            f"{growth * 100:+.1f} % ({rss_big:.1f} MB; {big_rate:,.0f} records/s)",
+            "< +20 %",
+            growth < 0.2,
+        ),
+    ]
+    detail = [
+        f"- `{name}`: median {ms(samples.median(name))}, range {samples.spread(name)}"
+        for samples in (reads, due, records)
+        for name in samples.runs
+    ]
+    body = "\n".join(
+        [
+            f"# syncctl benchmark ({'quick' if args.quick else 'full'}) — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+            "",
+            table(rows),
+            "",
+            "Machine: " + "  \n".join(machine()),
+            "",
+            "Medians of interleaved whole-process runs after a warm-up:",
+            "",
+            *detail,
+            "",
+            f"(bench took {time.perf_counter() - started:.0f} s)",
+            "",
+        ]
+    )
+    (RESULTS / "latest.md").write_text(body)
+    sys.stdout.write(body)
+    log(f"written to {RESULTS / 'latest.md'}")
+
+
+def reps_text(n: int) -> str:
+    return f"{n} run" + ("s" if n != 1 else "")
+
+
+if __name__ == "__main__":
+    main()
