@@ -3,6 +3,7 @@ the result; domain errors become exit codes in one place, ``main``."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import sys
@@ -244,11 +245,10 @@ def list_(ctx: typer.Context, json_: JsonOption = False) -> None:
     """One row per integration: state, schedule, last sync, records, failures."""
     store = _state(ctx).store()
     _recover(store)
-    integrations = store.list_integrations()
     if json_:
-        render.print_json([render.integration_json(i) for i in integrations])
+        render.print_json_text(store.summaries_json())
     else:
-        render.list_table(integrations, _now())
+        render.list_table(store.list_integrations(), _now())
 
 
 @app.command(epilog="Example: syncctl show weather --json")
@@ -262,7 +262,8 @@ def show(
     integration = store.get(name)
     logs = store.history(integration_id=integration.id, limit=10)
     if json_:
-        render.print_json(render.show_json(integration, logs))
+        summary = json.loads(store.summaries_json(name))[0]
+        render.print_json(render.show_json(summary, integration, logs))
     else:
         render.show_text(integration, logs, _now())
 

@@ -48,15 +48,7 @@ class Integration:
     records_count: int
     created_at: datetime
     updated_at: datetime
-
-    @property
-    def state(self) -> str:
-        """``active``, ``manual``, ``paused`` or ``disabled``."""
-        if not self.sync_enabled:
-            return "disabled" if self.disabled_reason == "failures" else "paused"
-        if self.sync_interval is None:
-            return "manual"
-        return "active"
+    state: str  # active | manual | paused | disabled: derived by the store (STATE_SQL)
 
     @property
     def max_retries(self) -> int:

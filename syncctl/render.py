@@ -11,7 +11,7 @@ import sys
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
-from syncctl.models import Integration, SyncLog, SyncResult, json_encoder
+from syncctl.models import Integration, SyncLog, SyncResult
 from syncctl.schedule import format_interval
 from syncctl.timeutil import format_ts, human_duration, human_relative
 
@@ -72,53 +72,22 @@ def print_error(message: str, hint: str | None = None) -> None:
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.write(pretty_json(value) + "\n")
+    """``--json`` output: indented for a person at a terminal, compact for a pipe."""
+    if is_terminal(sys.stdout):
+        sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(json.dumps(value, separators=(",", ":"), ensure_ascii=False) + "\n")
 
 
-_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
-_KEY_TYPES = frozenset({str})
-# Joins the members of one flat object exactly as indent=2 does at depth 1.
-_encode_row = json_encoder(",\n    ", ": ")
-
-
-def pretty_json(value: Any) -> str:
-    """``json.dumps(value, indent=2, ensure_ascii=False)``, the same text, faster for an
-    array of flat objects (``list`` and ``history``): with an indent, Python's encoder
-    runs in pure Python, which took most of ``list --json``'s time on 10,000 integrations;
-    here each object is encoded by the C encoder and only the outer layout is ours."""
-    if _encode_row is None or type(value) is not list or not value:
-        return json.dumps(value, indent=2, ensure_ascii=False)
-    rows = []
-    for row in value:
-        if not (
-            type(row) is dict
-            and row
-            and _KEY_TYPES.issuperset(map(type, row))
-            and _SCALAR_TYPES.issuperset(map(type, row.values()))
-        ):
-            return json.dumps(value, indent=2, ensure_ascii=False)
-        rows.append("{\n    " + _encode_row(row)[1:-1] + "\n  }")
-    return "[\n  " + ",\n  ".join(rows) + "\n]"
+def print_json_text(text: str) -> None:
+    """Like :func:`print_json`, for JSON the database built already (compact)."""
+    if is_terminal(sys.stdout):
+        print_json(json.loads(text))
+    else:
+        sys.stdout.write(text + "\n")
 
 
 # -- JSON shapes (spec §5) ---------------------------------------------------------------
-
-
-def integration_json(integration: Integration) -> dict[str, Any]:
-    return {
-        "name": integration.name,
-        "url": integration.url,
-        "state": integration.state,
-        "interval_seconds": integration.sync_interval,
-        "sync_enabled": integration.sync_enabled,
-        "next_sync_at": format_ts(integration.next_sync_at),
-        "last_sync_at": format_ts(integration.last_sync_at),
-        "last_status": integration.last_status,
-        "consecutive_failures": integration.consecutive_failures,
-        "records_count": integration.records_count,
-        "last_error": integration.last_error,
-        "last_hint": integration.last_hint,
-    }
 
 
 def log_json(log: SyncLog) -> dict[str, Any]:
@@ -137,9 +106,10 @@ def log_json(log: SyncLog) -> dict[str, Any]:
     }
 
 
-def show_json(integration: Integration, logs: list[SyncLog]) -> dict[str, Any]:
+def show_json(summary: dict[str, Any], integration: Integration, logs: list[SyncLog]) -> dict[str, Any]:
+    """``show --json``: the ``list --json`` element, then the settings and the last logs."""
     return {
-        **integration_json(integration),
+        **summary,
         "interval": format_interval(integration.sync_interval),
         "config": integration.config,
         "created_at": format_ts(integration.created_at),
