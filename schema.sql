@@ -61,3 +61,9 @@ CREATE TABLE records (
     synced_at      TEXT    NOT NULL,
     PRIMARY KEY (integration_id, key)
 ) WITHOUT ROWID;
+
+-- step 2
+-- An auto-disable nobody has announced yet. Whoever disables an integration (a failed
+-- sync, or crash recovery run by any command) sets it; run-due prints the notice once
+-- (cron mails it) and clears it; resume clears it too.
+ALTER TABLE integrations ADD COLUMN disable_notice INTEGER NOT NULL DEFAULT 0;

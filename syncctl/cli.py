@@ -418,12 +418,6 @@ def run_due(
     def on_result(result):  # noqa: ANN001, ANN202
         if result.status == "FAILED":
             render.print_error(f"{result.name}: {result.error_message}", result.error_hint)
-            if result.disabled:
-                render.print_error(
-                    f"{result.name} is now disabled after repeated failures; last error: "
-                    f"{result.error_message}",
-                    f"fix the cause, then run: syncctl resume {result.name}",
-                )
         elif result.status == "BUSY" and verbose:
             render.print_error(f"note: skipped {result.error_message}")
 
@@ -442,9 +436,15 @@ def run_due(
         if verbose:
             render.print_error(f"note: another run-due is running ({report.locked_by}); nothing to do")
         return
+    for integration in report.disabled:
+        render.print_error(
+            f"{integration.name} is now disabled after {integration.consecutive_failures} failed "
+            f"attempts; last error: {integration.last_error}",
+            f"fix the cause, then run: syncctl resume {integration.name}",
+        )
     if verbose:
         render.run_summary(report)
-    if report.failed:
+    if report.failed or report.disabled:
         raise typer.Exit(1)
 
 

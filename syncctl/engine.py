@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from syncctl import liveness
 from syncctl.errors import SyncError
@@ -172,7 +172,7 @@ class Engine:
         finally:
             timer.cancel()
         now = self.now()
-        done = self.store.finish_sync(
+        self.store.finish_sync(
             log_id,
             status=Status.SUCCESS,
             now=now,
@@ -181,7 +181,7 @@ class Engine:
             error_hint=None,
             plan=outcome_plan(now, succeeded=True),
         )
-        return self._result(done, integration, trigger, log_id, Status.SUCCESS, count, None)
+        return self._result(integration, trigger, log_id, Status.SUCCESS, count, None)
 
     def _cancelled(self, cancel: Cancel) -> tuple[str, str]:
         if cancel.reason in (None, "timeout"):
@@ -214,7 +214,7 @@ class Engine:
             if signalled
             else outcome_plan(now, succeeded=False, rng=self.settings.rng, retry_after=retry_after)
         )
-        done = self.store.finish_sync(
+        self.store.finish_sync(
             log_id,
             status=Status.FAILED,
             now=now,
@@ -223,11 +223,10 @@ class Engine:
             error_hint=error[1],
             plan=plan,
         )
-        return self._result(done, integration, trigger, log_id, Status.FAILED, count, error)
+        return self._result(integration, trigger, log_id, Status.FAILED, count, error)
 
     def _result(
         self,
-        done: Any,
         integration: Integration,
         trigger: str,
         log_id: int,
@@ -246,11 +245,6 @@ class Engine:
             error_message=log.error_message if log else (error[0] if error else None),
             error_hint=log.error_hint if log else (error[1] if error else None),
         )
-        if done is not None:
-            after, plan = done
-            result.disabled = plan.disable
-            if after is not None:
-                result.notes.append(f"failures={after.consecutive_failures}")
         return result
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -87,8 +87,6 @@ class SyncResult:
     duration_ms: int = 0
     error_message: str | None = None
     error_hint: str | None = None
-    disabled: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 def json_encoder(item_separator: str, key_separator: str) -> Callable[[Any], str] | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from syncctl import liveness
 from syncctl.engine import Engine, SyncSettings, recover_orphans, signal_plan
-from syncctl.models import Integration, Status, SyncLog, SyncResult
+from syncctl.models import Integration, Status, SyncResult
 from syncctl.store import Store
 
 GRACE_SECONDS = 5.0  # how long running syncs may finish after SIGTERM
@@ -34,6 +34,7 @@ class RunReport:
     recovered: int = 0
     locked_by: str | None = None  # run-due: another process holds the lock
     signal: int | None = None
+    disabled: list[Integration] = field(default_factory=list)  # newly auto-disabled
 
     @property
     def failed(self) -> list[SyncResult]:
@@ -217,49 +218,15 @@ def run_due(
         if holder is not None:
             report.locked_by = holder
             return report
-        recovered = recover_orphans(store, now(), settings.rng)
-        report.recovered = len(recovered)
-        for result in _disabled_by_recovery(store, recovered):
-            report.results.append(result)
-            if on_result:
-                on_result(result)
+        report.recovered = len(recover_orphans(store, now(), settings.rng))
         due = store.due_integrations(now())
-        if not due:
-            return report
-        return run_syncs(
-            store,
-            due,
-            manual=False,
-            concurrency=concurrency,
-            settings=settings,
-            on_result=on_result,
-            report=report,
-        )
-
-
-def _disabled_by_recovery(store: Store, recovered: list[SyncLog]) -> list[SyncResult]:
-    """Interrupted scheduled syncs whose recovery used up the retries. The killed run
-    never got to write the auto-disable notice, so this run reports them (cron mails it)."""
-    results = []
-    for log in recovered:
-        integration = store.get_by_id(log.integration_id)
-        final = store.history_entry(log.id)
-        if log.trigger == "manual" or integration is None or final is None:
-            continue
-        if integration.state == "disabled":
-            results.append(
-                SyncResult(
-                    integration.name,
-                    Status.FAILED.value,
-                    trigger=log.trigger,
-                    log_id=log.id,
-                    duration_ms=final.duration_ms or 0,
-                    error_message=final.error_message,
-                    error_hint=final.error_hint,
-                    disabled=True,
-                )
-            )
-    return results
+        if due:
+            run_syncs(store, due, manual=False, concurrency=concurrency, settings=settings,
+                      on_result=on_result, report=report)
+        # Every auto-disable is announced once, here, whoever decided it: a sync of this
+        # run, or crash recovery run by any command since the last run.
+        report.disabled = store.take_disable_notices()
+        return report
 
 
 def flush_and_exit(code: int) -> None:

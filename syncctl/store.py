@@ -327,6 +327,16 @@ class Store:
     def list_integrations(self) -> list[Integration]:
         return [_row_to_integration(r) for r in self._query(f"{_INTEGRATIONS} ORDER BY name")]
 
+    def take_disable_notices(self) -> list[Integration]:
+        """The integrations auto-disabled since the last call, each returned once."""
+        with self.transaction():
+            pending = [
+                _row_to_integration(r)
+                for r in self._query(f"{_INTEGRATIONS} WHERE disable_notice = 1 ORDER BY name")
+            ]
+            self.conn.execute("UPDATE integrations SET disable_notice = 0 WHERE disable_notice = 1")
+        return pending
+
     def summaries_json(self, name: str | None = None) -> str:
         """``list --json`` (spec §5) as JSON text: every integration by name, or one."""
         where, params = ("WHERE name = ?", [name]) if name is not None else ("", [])
@@ -377,7 +387,7 @@ class Store:
                 if integration is None:
                     continue
                 self.conn.execute(
-                    "UPDATE integrations SET sync_enabled = 1, disabled_reason = NULL,"
+                    "UPDATE integrations SET sync_enabled = 1, disabled_reason = NULL, disable_notice = 0,"
                     " consecutive_failures = 0, next_sync_at = ?, updated_at = ? WHERE id = ?",
                     (format_ts(plan(integration)), format_ts(now), integration_id),
                 )
@@ -492,6 +502,7 @@ class Store:
                 " records_count = (SELECT COUNT(*) FROM records WHERE integration_id = ?),"
                 " sync_enabled = CASE WHEN ? THEN 0 ELSE sync_enabled END,"
                 " disabled_reason = CASE WHEN ? THEN 'failures' ELSE disabled_reason END,"
+                " disable_notice = CASE WHEN ? THEN 1 ELSE disable_notice END,"
                 " updated_at = ? WHERE id = ?",
                 (
                     format_ts(now),
@@ -502,6 +513,7 @@ class Store:
                     format_ts(decided.next_sync_at),
                     format_ts(decided.slot_at),
                     log.integration_id,
+                    decided.disable,
                     decided.disable,
                     decided.disable,
                     format_ts(now),

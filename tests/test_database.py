@@ -413,3 +413,32 @@ def test_an_installed_wheel_finds_its_schema(tmp_path):
                             capture_output=True, text=True, timeout=HANG_GUARD)  # fmt: skip
     assert (result.returncode, result.stdout.strip(), result.stderr) == (0, "[]", "")
     assert query(tmp_path / "data" / "syncctl.db", "SELECT count(*) AS n FROM integrations") == [{"n": 0}]
+
+
+def test_a_database_from_before_the_last_schema_step_is_migrated_with_its_data(cli, db_path):
+    """A real upgrade: a file made with only step 1 of schema.sql (what the first release
+    wrote) gains the later steps on first use; its integrations, logs and records stay."""
+    steps = store_module.schema_steps()
+    assert len(steps) >= 2
+    db_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db_path)
+    conn.executescript(steps[0][1])
+    conn.execute(f"PRAGMA application_id = {store_module.APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO integrations (name, url, config, sync_interval, sync_enabled, consecutive_failures,"
+        " records_count, created_at, updated_at) VALUES ('old', 'https://example.com/x', '{}', 3600, 1,"
+        " 0, 1, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')"
+    )
+    conn.execute("INSERT INTO records VALUES (1, 'k', '{\"id\":\"k\"}', '2026-01-01T00:00:00.000Z')")
+    conn.commit()
+    conn.close()
+
+    listed = cli("list", "--json")
+
+    assert listed.returncode == 0, listed
+    assert [i["name"] for i in listed.json()] == ["old"]
+    assert query(db_path, "PRAGMA user_version")[0]["user_version"] == steps[-1][0]
+    columns = {c["name"] for c in query(db_path, "PRAGMA table_info(integrations)")}
+    assert "disable_notice" in columns
+    assert query(db_path, "SELECT key FROM records") == [{"key": "k"}]

@@ -384,6 +384,28 @@ def test_a_crash_that_uses_up_the_retries_disables_with_a_notice_from_run_due(cl
     assert cli("list", "--json").json()[0]["state"] == "disabled"
 
 
+def test_an_auto_disable_found_by_another_command_is_announced_by_the_next_run_due_once(
+    cli, spawn, source, db_path
+):
+    """Crash recovery can run in any command: when `list` is the one that finds the killed
+    sync and disables the integration, the next run-due still tells cron, and only once."""
+    add(cli, "fragile", source.route("/fragile", hang="body"), "--max-retries", "0")
+    run = spawn("run-due")
+    wait_for(lambda: running(db_path), "the RUNNING log")
+    run.kill()
+    run.wait(timeout=HANG_GUARD)
+
+    listed = cli("list", "--json")
+
+    assert listed.json()[0]["state"] == "disabled" and listed.stderr == ""
+    first, second = cli("run-due"), cli("run-due")
+    assert (first.returncode, first.stdout) == (1, "")
+    assert len(lines(first.stderr)) == 1
+    assert "fragile" in first.stderr and "interrupted" in first.stderr
+    assert "syncctl resume fragile" in first.stderr
+    assert (second.returncode, second.stdout, second.stderr) == (0, "", "")
+
+
 def _proc_state(pid: int) -> str | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
