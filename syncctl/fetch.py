@@ -118,8 +118,7 @@ class Cancel:
 
     def __init__(self) -> None:
         self.reason: str | None = None
-        self._response: requests.Response | None = None
-        self._sock: socket.socket | None = None  # while waiting for the status line
+        self._sock: socket.socket | None = None
         self._event = threading.Event()
         self._lock = threading.Lock()
 
@@ -127,42 +126,31 @@ class Cancel:
         with self._lock:
             if self.reason is None:
                 self.reason = reason
-            response, sock = self._response, self._sock
+            sock = self._sock
         self._event.set()
-        if response is not None:
-            _shutdown(response)
         if sock is not None:
-            _shutdown_socket(sock)
+            _shutdown(sock)
 
     def sleep(self, seconds: float) -> None:
         """Sleep, but wake up at once when cancelled."""
         self._event.wait(seconds)
 
-    def watch_socket(self, sock: socket.socket | None) -> None:
-        """The socket a response is about to be read from: a source that drips its
-        status line and headers is cut off too, before requests returns a response."""
+    def watch(self, sock: socket.socket | None) -> None:
+        """The socket being read now (while the status line and headers arrive, then the
+        body), or None: a cancel shuts it down, which ends any blocked read at once."""
         with self._lock:
             self._sock = sock
             cancelled = self.reason is not None
         if cancelled and sock is not None:
-            _shutdown_socket(sock)
-
-    def watch(self, response: requests.Response | None) -> None:
-        with self._lock:
-            self._response = response
-            cancelled = self.reason is not None
-        if cancelled and response is not None:
-            _shutdown(response)
+            _shutdown(sock)
 
 
-def _shutdown(response: requests.Response) -> None:
+def _socket_of(response: requests.Response) -> socket.socket | None:
     connection = getattr(response.raw, "connection", None) or getattr(response.raw, "_connection", None)
-    sock = getattr(connection, "sock", None)
-    if sock is not None:
-        _shutdown_socket(sock)
+    return getattr(connection, "sock", None)
 
 
-def _shutdown_socket(sock: socket.socket) -> None:
+def _shutdown(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):  # already closed: nothing left to cut off
         sock.shutdown(socket.SHUT_RDWR)
 
@@ -180,11 +168,11 @@ def _watched(base: type) -> type:
             cancel = getattr(_active, "cancel", None)
             if cancel is None:
                 return super().getresponse(*args, **kwargs)
-            cancel.watch_socket(self.sock)
+            cancel.watch(self.sock)
             try:
                 return super().getresponse(*args, **kwargs)
             finally:
-                cancel.watch_socket(None)
+                cancel.watch(None)
 
     Watched.__name__ = f"Watched{base.__name__}"
     return Watched
@@ -489,7 +477,7 @@ class Connector:
         if declared.isdigit() and int(declared) > MAX_PAGE_BYTES:
             raise _too_large(int(declared))
         body = bytearray()
-        self.cancel.watch(response)
+        self.cancel.watch(_socket_of(response))
         try:
             for chunk in response.iter_content(1 << 16):
                 body += chunk
