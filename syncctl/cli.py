@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -27,6 +27,9 @@ from syncctl.schedule import (
 )
 from syncctl.store import Store, default_db_path
 from syncctl.timeutil import human_relative, parse_ts, timedelta, utcnow
+
+if TYPE_CHECKING:
+    from syncctl.engine import SyncSettings
 
 app = typer.Typer(
     name="syncctl",
@@ -318,11 +321,11 @@ def resume(ctx: typer.Context, names: NamesArg = None, all_: AllOption = False) 
 # -- syncing -------------------------------------------------------------------------------
 
 
-def _settings(sync_timeout: float, max_rps: float | None = None):  # noqa: ANN202
+def _settings(sync_timeout: float, max_rps: float | None = None) -> SyncSettings:
     from syncctl.engine import SyncSettings
 
     if not 0 < sync_timeout <= 86400:
-        raise UsageError(f"invalid --sync-timeout {sync_timeout:g}", "use seconds from 1 to 86400")
+        raise UsageError(f"invalid --sync-timeout {sync_timeout:g}", "use a number of seconds up to 86400")
     limiter = None
     if max_rps is not None:
         if not 0 < max_rps <= 100_000:
@@ -517,10 +520,15 @@ def prune(
 
 @app.command(epilog="Example: syncctl demo")
 def demo(ctx: typer.Context) -> None:
-    """A self-contained tour: a local HTTP source, three integrations, one run-due."""
+    """A self-contained tour: a local HTTP source, three integrations, one run-due.
+
+    It always works on a new database: the --db path if no file is there yet, else a
+    temporary one, so it never adds its samples to a database in use.
+    """
     from syncctl.demo import run_demo
 
-    raise typer.Exit(run_demo(_state(ctx).db_path if _state(ctx).explicit else None))
+    state = _state(ctx)
+    raise typer.Exit(run_demo(state.db_path if state.explicit and not state.db_path.exists() else None))
 
 
 # -- the entry point -------------------------------------------------------------------------
