@@ -89,7 +89,7 @@ class SyncResult:
     error_hint: str | None = None
 
 
-def json_encoder(item_separator: str, key_separator: str) -> Callable[[Any], str] | None:
+def _json_encoder(item_separator: str, key_separator: str) -> Callable[[Any], str] | None:
     """A reusable C JSON encoder (``ensure_ascii=False``), or None without the C accelerator.
 
     json.dumps builds a new encoder on every call, which costs about as much as encoding
@@ -107,7 +107,7 @@ def json_encoder(item_separator: str, key_separator: str) -> Callable[[Any], str
     return lambda value: "".join(encode(value, 0))
 
 
-_encode = json_encoder(",", ":")
+_encode = _json_encoder(",", ":")
 
 
 def dumps(value: Any) -> str:

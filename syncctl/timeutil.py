@@ -17,7 +17,7 @@ def format_ts(moment: datetime | None) -> str | None:
         return None
     if moment.tzinfo is not timezone.utc:
         moment = moment.astimezone(timezone.utc)
-    # isoformat is several times faster than strftime (list --json formats 20,000 of these).
+    # isoformat is several times faster than strftime (history and the tables format many).
     return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
