@@ -63,6 +63,11 @@ def outcome_plan(
     return plan
 
 
+def interrupted_by(signal_name: str | None) -> tuple[str, str]:
+    """The message and hint of a sync a signal interrupted."""
+    return f"interrupted by {signal_name}", "it is rescheduled for the next run; nothing to fix"
+
+
 def signal_plan(now: datetime) -> Callable[[Integration, SyncLog], Plan]:
     """Interrupted by a signal: not the source's fault, so no failure is counted; a
     scheduled sync is due again at the next run."""
@@ -153,7 +158,9 @@ class Engine:
                 self.store.upsert_records(integration.id, page.records, self.now())
                 count += len(page.records)
         except Cancelled:
-            return self._fail(log_id, integration, trigger, count, self._cancelled(cancel), None)
+            signalled = cancel.reason not in (None, "timeout")
+            error = interrupted_by(cancel.reason) if signalled else self._timeout()
+            return self._fail(log_id, integration, trigger, count, error, None, signalled=signalled)
         except SyncError as exc:
             if time.monotonic() >= deadline:
                 return self._fail(log_id, integration, trigger, count, self._timeout(), None)
@@ -183,11 +190,6 @@ class Engine:
         )
         return self._result(integration, trigger, log_id, Status.SUCCESS, count, None)
 
-    def _cancelled(self, cancel: Cancel) -> tuple[str, str]:
-        if cancel.reason in (None, "timeout"):
-            return self._timeout()
-        return (f"interrupted by {cancel.reason}", "it is rescheduled for the next run; nothing to fix")
-
     def _timeout(self) -> tuple[str, str]:
         limit = f"{self.settings.sync_timeout:g}"
         return (
@@ -203,12 +205,14 @@ class Engine:
         count: int,
         error: tuple[str, str | None],
         retry_after: float | None,
+        *,
+        signalled: bool = False,
     ) -> SyncResult:
+        """Record a failed attempt; one interrupted by a signal is rescheduled, not counted."""
         now = self.now()
         # A message may quote the source (its keys, its bytes): lone surrogates from a
         # "\ud800" escape are not UTF-8, and SQLite would refuse the whole log update.
         error = (_storable_text(error[0]), _storable_text(error[1]) if error[1] else error[1])
-        signalled = error[0].startswith("interrupted by ")
         plan = (
             signal_plan(now)
             if signalled
@@ -235,7 +239,7 @@ class Engine:
         error: tuple[str, str | None] | None,
     ) -> SyncResult:
         log = self.store.history_entry(log_id)
-        result = SyncResult(
+        return SyncResult(
             name=integration.name,
             status=log.status if log else status.value,
             trigger=trigger,
@@ -245,7 +249,6 @@ class Engine:
             error_message=log.error_message if log else (error[0] if error else None),
             error_hint=log.error_hint if log else (error[1] if error else None),
         )
-        return result
 
 
 def _storable_text(text: str) -> str:

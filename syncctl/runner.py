@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from syncctl import liveness
-from syncctl.engine import Engine, SyncSettings, recover_orphans, signal_plan
+from syncctl.engine import Engine, SyncSettings, interrupted_by, recover_orphans, signal_plan
 from syncctl.models import Integration, Status, SyncResult
 from syncctl.store import Store
 
@@ -172,6 +172,7 @@ def _interrupt_own_logs(store: Store, signal_name: str, settings: SyncSettings) 
 
     owner = liveness.owner_token()
     now = (settings.clock or utcnow)()
+    message, hint = interrupted_by(signal_name)
     for log in store.unfinished_logs():
         if log.owner == owner:
             store.finish_sync(
@@ -179,8 +180,8 @@ def _interrupt_own_logs(store: Store, signal_name: str, settings: SyncSettings) 
                 status=Status.FAILED,
                 now=now,
                 records_count=None,
-                error_message=f"interrupted by {signal_name}",
-                error_hint="it is rescheduled for the next run; nothing to fix",
+                error_message=message,
+                error_hint=hint,
                 plan=signal_plan(now),
             )
 
