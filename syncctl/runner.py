@@ -117,20 +117,19 @@ def run_syncs(
 
     report = report or RunReport()
     pending = deque(integrations)
-    running: dict[Future[SyncResult], Cancel] = {}
-    names: dict[Future[SyncResult], str] = {}
+    running: dict[Future[SyncResult], tuple[Cancel, str]] = {}  # with the integration's name
     workers = _Workers(store, settings)
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="sync")
     stop: list[int] = []
 
     def collect(futures: set[Future[SyncResult]]) -> None:
         for future in futures:
-            running.pop(future, None)
+            _, name = running.pop(future)
             try:
                 result = future.result()
             except Exception as exc:  # e.g. the database failed under the engine: keep going
                 result = SyncResult(
-                    names.get(future, "?"), Status.FAILED.value,
+                    name, Status.FAILED.value,
                     error_message=f"internal error: {type(exc).__name__}: {exc}",
                     error_hint="check the database (disk space, permissions); report it if it repeats",
                 )
@@ -146,7 +145,7 @@ def run_syncs(
             while pending and len(running) < concurrency and not stop:
                 cancel, integration = Cancel(), pending.popleft()
                 future = pool.submit(task, integration.id, cancel)
-                running[future], names[future] = cancel, integration.name
+                running[future] = cancel, integration.name
             done, _ = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
             collect(done)
     if not stop:
@@ -156,12 +155,12 @@ def run_syncs(
     report.signal = stop[0]
     done, _ = wait(running, timeout=GRACE_SECONDS)
     collect(done)
-    name = signal.Signals(stop[0]).name
-    for cancel in running.values():
-        cancel.cancel(name)
+    signal_name = signal.Signals(stop[0]).name
+    for cancel, _ in running.values():
+        cancel.cancel(signal_name)
     done, _ = wait(running, timeout=CANCEL_SECONDS)
     collect(done)
-    _interrupt_own_logs(store, name, settings)
+    _interrupt_own_logs(store, signal_name, settings)
     pool.shutdown(wait=False, cancel_futures=True)
     raise Stopped(report)
 
