@@ -162,12 +162,12 @@ def add(
 ) -> None:
     """Register an integration; its first sync is due at once."""
     seconds = parse_interval(interval)
-    options = IntegrationOptions(
+    # The option aliases are Optional for `edit`; add's own defaults above are never None
+    # (an empty --paginate '' means the default, none).
+    config = build_config(IntegrationOptions(
         headers=header, params=param, records_path=records_path, key=key, paginate=paginate or "none",
-        max_pages=1000 if max_pages is None else max_pages, timeout=30.0 if timeout is None else timeout,
-        rate_limit=rate_limit, max_retries=3 if max_retries is None else max_retries,
-    )
-    config = build_config(options)
+        max_pages=max_pages, timeout=timeout, rate_limit=rate_limit, max_retries=max_retries,
+    ))
     store = _state(ctx).store()
     integration = store.add_integration(
         name=validate_name(name), url=validate_url(url), config=config, interval=seconds, now=_now()
