@@ -3,6 +3,7 @@ the result; domain errors become exit codes in one place, ``main``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -207,11 +208,13 @@ def edit(
     }
     if url is None and all(value is None for value in given.values()):
         raise UsageError("edit needs at least one option to change", "see: syncctl edit --help")
+    defaults = IntegrationOptions()
     for field_name, value in given.items():
-        if value is not None:
-            setattr(options, field_name, value if value != "" else None)
+        if value is not None:  # '' means "back to the default"
+            setattr(options, field_name, value if value != "" else getattr(defaults, field_name))
     config = build_config(options)
-    store.update_integration(integration.id, url=validate_url(url or integration.url), config=config, now=_now())
+    new_url = validate_url(url if url is not None else integration.url)
+    store.update_integration(integration.id, url=new_url, config=config, now=_now())
     sys.stdout.write(f"updated {name}\n")
 
 
@@ -353,34 +356,21 @@ def sync(
     integrations = store.resolve(names or [], all_)
     settings = _settings(sync_timeout)
     _recover(store)
-    status = None
-    if render.is_terminal(sys.stderr) and len(integrations) > 0:
-        status = render.console(sys.stderr).status(
-            f"syncing {', '.join(i.name for i in integrations[:3])}" + ("…" if len(integrations) > 3 else "")
-        )
-        status.start()
-
-    def on_result(result):  # noqa: ANN001, ANN202
-        if status:
-            status.stop()
-        render.sync_line(result)
-        if status:
-            status.start()
-
+    progress = render.Progress([i.name for i in integrations]) if render.is_terminal(sys.stderr) else None
     try:
-        report = run_syncs(
-            store, integrations, manual=True, concurrency=4, settings=settings, on_result=on_result
-        )
+        with progress or contextlib.nullcontext():
+            report = run_syncs(
+                store, integrations, manual=True, concurrency=4, settings=settings,
+                on_result=progress.done if progress else render.sync_line,
+            )
     except Stopped as stopped:
-        if status:
-            status.stop()
         render.print_error(
             f"sync interrupted by {_signame(stopped.report.signal)}",
             "unfinished syncs were logged as interrupted",
         )
         flush_and_exit(128 + (stopped.report.signal or 2))
-    if status:
-        status.stop()
+    if len(integrations) > 1:
+        sys.stdout.write(render.outcome_line(report.results) + "\n")
     if report.failed:
         raise typer.Exit(1)
     if report.busy:
@@ -441,8 +431,8 @@ def run_due(
         return
     for integration in report.disabled:
         render.print_error(
-            f"{integration.name} is now disabled after {integration.consecutive_failures} failed "
-            f"attempts; last error: {integration.last_error}",
+            f"{integration.name} is now disabled after "
+            f"{render.plural(integration.consecutive_failures, 'failed attempt')}; last error: {integration.last_error}",
             f"fix the cause, then run: syncctl resume {integration.name}",
         )
     if verbose:
@@ -549,6 +539,26 @@ def _usage_error(exc: Exception) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every failure becomes one line on stderr and a documented exit code."""
+    original = render.guard_output()
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # a reader that left after our last write is noticed here
+    except render.OutputClosed:
+        code = _reader_left()
+    finally:
+        sys.stdout, sys.stderr = original
+    sys.exit(code)
+
+
+def _reader_left() -> int:
+    """A reader such as `head` went away: not an error of ours. What is still buffered
+    goes nowhere, so exiting cannot fail on it either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 0
+
+
+def _run(argv: list[str] | None) -> int:
     code = 0
     try:
         result = app(args=argv, prog_name="syncctl", standalone_mode=False)
@@ -566,11 +576,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         render.print_error("interrupted")
         code = 130
-    except BrokenPipeError:
-        # A reader such as `head` went away: not an error of ours.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        code = 0
+    except render.OutputClosed:
+        code = _reader_left()
     except sqlite3.Error as exc:
         render.print_error(f"database error: {exc}", "check the disk (space, permissions) and "
                            "the database: sqlite3 DB 'PRAGMA integrity_check'")
@@ -581,4 +588,4 @@ def main(argv: list[str] | None = None) -> None:
         render.print_error(f"internal error: {type(exc).__name__}: {exc}",
                            "please report this bug; SYNCCTL_DEBUG=1 shows the traceback")
         code = 1
-    sys.exit(code)
+    return code

@@ -96,9 +96,15 @@ def _run(db: Path, *args: str) -> int:
 
 
 def run_demo(db: Path | None = None) -> int:
-    """The tour. Returns 0 when every step did what it should."""
+    """The tour. Returns 0 when every step did what it should. Without ``db`` it works
+    in a temporary folder and removes it afterwards."""
     if db is None:
-        db = Path(tempfile.mkdtemp(prefix="syncctl-demo-")) / "demo.db"
+        with tempfile.TemporaryDirectory(prefix="syncctl-demo-") as folder:
+            return _tour(Path(folder) / "demo.db", keep=False)
+    return _tour(db, keep=True)
+
+
+def _tour(db: Path, *, keep: bool) -> int:
     server = start_source()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     print(f"syncctl demo: a fresh database at {db}")
@@ -116,10 +122,14 @@ def run_demo(db: Path | None = None) -> int:
     ok &= _run(db, "run-due", "-v") == 1  # inventory must fail
     ok &= _run(db, "list") == 0
     ok &= _run(db, "history") == 0
-    print("\nA second run a moment later syncs nothing (nothing is due) and prints nothing,")
-    print("which is exactly what cron wants:")
-    ok &= _run(db, "run-due") == 0
+    print("\nA second run a moment later finds nothing due. Under cron (no terminal, no -v)")
+    print("it then prints nothing at all, so cron mails nothing; -v shows what it did:")
+    ok &= _run(db, "run-due", "-v") == 0
     server.shutdown()
-    print(f"\nExplore: syncctl --db {db} show orders")
+    if keep:
+        print(f"\nExplore: syncctl --db {db} show orders")
+    else:
+        print("\nThe demo database was temporary and is gone; to keep one to explore:")
+        print("  syncctl --db ./demo.db demo")
     print("Deploy:  see crontab.example: * * * * * syncctl run-due")
     return 0 if ok else 1

@@ -49,6 +49,7 @@ class Integration:
     created_at: datetime
     updated_at: datetime
     state: str  # active | manual | paused | disabled: derived by the store (STATE_SQL)
+    running_since: datetime | None = None  # when its unfinished sync started, if one runs now
 
     @property
     def max_retries(self) -> int:

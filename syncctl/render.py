@@ -24,6 +24,51 @@ _STATUS_STYLE = {"SUCCESS": "green", "FAILED": "red", "RUNNING": "yellow", "PEND
 _STATE_STYLE = {"active": "green", "manual": "cyan", "paused": "yellow", "disabled": "red"}
 
 
+class OutputClosed(Exception):
+    """The reader of our output went away (``syncctl show NAME | head -1``): not an
+    error. Deliberately not an OSError, so nothing between the write and ``cli.main``
+    mistakes it for one of ours (click turns a broken pipe into exit 1)."""
+
+
+class _Output:
+    """stdout or stderr as syncctl writes to them: characters the stream's encoding
+    cannot hold are replaced (``PYTHONIOENCODING=ascii``, a C locale), and a closed pipe
+    raises :class:`OutputClosed`."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        reconfigure = getattr(stream, "reconfigure", None)
+        if callable(reconfigure):
+            reconfigure(errors="replace")
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise OutputClosed() from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise OutputClosed() from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def guard_output() -> tuple[IO[str], IO[str]]:
+    """Wrap sys.stdout and sys.stderr (see :class:`_Output`); returns the originals."""
+    original = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Output(sys.stdout), _Output(sys.stderr)  # type: ignore[assignment]
+    return original
+
+
+def _unicode_ok(stream: IO[str]) -> bool:
+    encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    return encoding.startswith("utf")
+
+
 def is_terminal(stream: IO[str]) -> bool:
     try:
         return stream.isatty()
@@ -44,7 +89,7 @@ def console(stream: IO[str] | None = None) -> Console:
         no_color=not colour,
         color_system="auto" if colour else None,
         highlight=False,
-        width=None if tty else 250,
+        width=None if tty else 100_000,  # in a pipe every row stays one line, never cut
         soft_wrap=not tty,
     )
 
@@ -73,15 +118,17 @@ def print_error(message: str, hint: str | None = None) -> None:
 
 def print_json(value: Any) -> None:
     """``--json`` output: indented for a person at a terminal, compact for a pipe."""
+    # \u escapes where the output encoding cannot hold the characters: still valid JSON.
+    ascii_only = not _unicode_ok(sys.stdout)
     if is_terminal(sys.stdout):
-        sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=ascii_only) + "\n")
     else:
-        sys.stdout.write(json.dumps(value, separators=(",", ":"), ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(value, separators=(",", ":"), ensure_ascii=ascii_only) + "\n")
 
 
 def print_json_text(text: str) -> None:
     """Like :func:`print_json`, for JSON the database built already (compact)."""
-    if is_terminal(sys.stdout):
+    if is_terminal(sys.stdout) or (not text.isascii() and not _unicode_ok(sys.stdout)):
         print_json(json.loads(text))
     else:
         sys.stdout.write(text + "\n")
@@ -136,66 +183,125 @@ def _duration(ms: int | None) -> str:
 
 
 def _table(columns: tuple[str, ...], right: tuple[str, ...] = ()):  # noqa: ANN202
-    """A borderless table whose last column (the error) may wrap; numbers align right."""
+    """A borderless table of one-line rows; numbers align right."""
     from rich.table import Table
 
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = Table(box=None, pad_edge=False, header_style="bold", collapse_padding=True)
     for column in columns:
-        table.add_column(column, no_wrap=column != columns[-1], justify="right" if column in right else "left")
+        table.add_column(column, no_wrap=True, justify="right" if column in right else "left")
     return table
 
 
-def list_table(integrations: list[Integration], now: datetime) -> None:
+def _emit_rows(columns: tuple[str, ...], right: tuple[str, ...], rows: list[tuple[list[str], str]]) -> None:
+    """A table whose last column is each row's problem (an error and its hint).
 
+    In a pipe it stays a column, so every row is one greppable line. On a terminal the
+    problem goes on the lines under its row, wrapped to the terminal's width: at 80
+    columns a column of its own would get a handful of characters (or be dropped), and
+    the error is what the reader came for.
+    """
+    stream = sys.stdout
+    if not is_terminal(stream):
+        table = _table(columns, right)
+        for cells, problem in rows:
+            table.add_row(*cells, _styled(problem, "red" if problem else None))
+        emit(table)
+        return
+    out = console(stream)
+    table = _table(columns[:-1], right)
+    for cells, _ in rows:
+        table.add_row(*cells)
+    with out.capture() as captured:
+        out.print(table)
+    lines = captured.get().splitlines()
+    from rich.markup import escape
+    from rich.padding import Padding
+    from rich.text import Text
+
+    for index, line in enumerate(lines):
+        stream.write(line.rstrip() + "\n")
+        problem = rows[index - 1][1] if index > 0 else ""
+        if problem:
+            with out.capture() as note:
+                out.print(Padding(Text.from_markup(f"[red]{escape(problem)}[/]"), (0, 0, 0, 4)))
+            stream.write("\n".join(x.rstrip() for x in note.get().splitlines()) + "\n")
+
+
+def _problem(error: str | None, hint: str | None) -> str:
+    if not error:
+        return ""
+    return error + (f" (hint: {hint})" if hint else "")
+
+
+def shown_hint(integration: Integration) -> str | None:
+    """The hint an admin should act on now: for a disabled integration, how to turn it
+    back on (the sync's own hint may promise a retry that will not happen)."""
+    if integration.state != "disabled":
+        return integration.last_hint
+    hint = f"fix the cause, then run: syncctl resume {integration.name}"
+    if integration.last_hint and "will retry" not in integration.last_hint:
+        hint = f"{integration.last_hint}; then run: syncctl resume {integration.name}"
+    return f"disabled after {plural(integration.consecutive_failures, 'failed attempt')}: {hint}"
+
+
+def list_table(integrations: list[Integration], now: datetime) -> None:
     if not integrations:
         emit("No integrations yet. Add one: syncctl add NAME --url URL --interval 1h")
         return
-    table = _table(
-        ("NAME", "STATE", "INTERVAL", "LAST SYNC", "NEXT SYNC", "RECORDS", "FAILS", "LAST ERROR"),
-        right=("RECORDS", "FAILS"),
-    )
+    rows = []
     for i in integrations:
         last = "-"
-        if i.last_sync_at:
+        if i.running_since:
+            last = f"syncing ({human_duration((now - i.running_since).total_seconds())})"
+        elif i.last_sync_at:
             last = f"{human_relative(i.last_sync_at, now)} {i.last_status or ''}".strip()
         error = ""
         if i.last_error and (i.state == "disabled" or i.consecutive_failures or i.last_status == "FAILED"):
-            error = i.last_error + (f" — {i.last_hint}" if i.last_hint else "")
-        table.add_row(
+            error = _problem(i.last_error, shown_hint(i))
+        cells = [
             _styled(i.name, None),
             _styled(i.state, _STATE_STYLE.get(i.state)),
             format_interval(i.sync_interval),
-            _styled(last, _STATUS_STYLE.get(i.last_status or "")),
+            _styled(last, "yellow" if i.running_since else _STATUS_STYLE.get(i.last_status or "")),
             human_relative(i.next_sync_at, now) if i.state == "active" else "-",
             str(i.records_count),
             str(i.consecutive_failures),
-            _styled(error, "red" if error else None),
-        )
-    emit(table)
+        ]
+        rows.append((cells, error))
+    _emit_rows(
+        ("NAME", "STATE", "INTERVAL", "LAST SYNC", "NEXT SYNC", "RECORDS", "FAILS", "LAST ERROR"),
+        ("RECORDS", "FAILS"),
+        rows,
+    )
 
 
 def history_table(logs: list[SyncLog], now: datetime) -> None:
-
     if not logs:
         emit("No sync logs match.")
         return
-    table = _table(
-        ("ID", "INTEGRATION", "STATUS", "TRIGGER", "STARTED", "DURATION", "RECORDS", "ERROR"),
-        right=("ID", "DURATION", "RECORDS"),
-    )
+    terminal = is_terminal(sys.stdout)
+    rows = []
     for log in logs:
-        error = (log.error_message or "") + (f" — {log.error_hint}" if log.error_hint else "")
-        table.add_row(
+        # A person at a terminal reads "3m ago" (the width goes to the error); scripts and
+        # pipes get the full stamp too.
+        started = human_relative(log.started_at, now)
+        if not terminal:
+            started = f"{format_ts(log.started_at)} ({started})"
+        cells = [
             str(log.id),
             _styled(log.integration, None),
             _styled(log.status, _STATUS_STYLE.get(log.status)),
             f"{log.trigger}" + (f" #{log.attempt}" if log.attempt > 1 else ""),
-            f"{format_ts(log.started_at)} ({human_relative(log.started_at, now)})",
+            started,
             _duration(log.duration_ms),
             "-" if log.records_count is None else str(log.records_count),
-            _styled(error, "red" if log.status == "FAILED" else None),
-        )
-    emit(table)
+        ]
+        rows.append((cells, _problem(log.error_message, log.error_hint)))
+    _emit_rows(
+        ("ID", "INTEGRATION", "STATUS", "TRIGGER", "STARTED", "DURATION", "RECORDS", "ERROR"),
+        ("ID", "DURATION", "RECORDS"),
+        rows,
+    )
 
 
 def show_text(integration: Integration, logs: list[SyncLog], now: datetime) -> None:
@@ -212,8 +318,8 @@ def show_text(integration: Integration, logs: list[SyncLog], now: datetime) -> N
         ("interval", format_interval(integration.sync_interval)),
         (
             "next sync",
-            f"{format_ts(integration.next_sync_at) or '-'} ({human_relative(integration.next_sync_at, now)})"
-            if integration.next_sync_at
+            f"{format_ts(integration.next_sync_at)} ({human_relative(integration.next_sync_at, now)})"
+            if integration.next_sync_at and integration.state == "active"
             else "-",
         ),
         (
@@ -225,10 +331,14 @@ def show_text(integration: Integration, logs: list[SyncLog], now: datetime) -> N
         ("records", str(integration.records_count)),
         ("failures", str(integration.consecutive_failures)),
     ]
+    if integration.running_since:
+        started = human_relative(integration.running_since, now)
+        rows.insert(5, ("syncing", _styled(f"now, started {started}", "yellow")))
     if integration.last_error:
         rows.append(("last error", _styled(integration.last_error, "red")))
-    if integration.last_hint:
-        rows.append(("hint", _styled(integration.last_hint, None)))
+    hint = shown_hint(integration)
+    if hint:
+        rows.append(("hint", _styled(hint, None)))
     for header, value in cfg.get("headers", {}).items():
         rows.append(("header", _styled(f"{header}: {value}", None)))
     for param, value in cfg.get("params", {}).items():
@@ -254,9 +364,7 @@ def show_text(integration: Integration, logs: list[SyncLog], now: datetime) -> N
 def sync_line(result: SyncResult) -> None:
     """``sync``: one line per integration, as each finishes."""
     if result.status == "SUCCESS":
-        sys.stdout.write(
-            f"{result.name}: {result.records_count} records in {_duration(result.duration_ms)}\n"
-        )
+        sys.stdout.write(f"{result.name}: {plural(result.records_count, 'record')} in {_duration(result.duration_ms)}\n")
         sys.stdout.flush()
     elif result.status == "SKIPPED":
         sys.stdout.write(f"{result.name}: skipped (removed meanwhile)\n")
@@ -264,21 +372,69 @@ def sync_line(result: SyncResult) -> None:
         print_error(f"{result.name}: {result.error_message}", result.error_hint)
 
 
+class Progress:
+    """``sync`` on a terminal: a spinner naming what is still syncing and how many are
+    done, with each result printed above it as it arrives."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.remaining = list(names)
+        self.total = len(names)
+        self.status = console(sys.stderr).status(self._label())
+
+    def _label(self) -> str:
+        from rich.markup import escape
+
+        shown = ", ".join(self.remaining[:3]) + ("…" if len(self.remaining) > 3 else "")
+        done = self.total - len(self.remaining)
+        return escape(f"syncing {shown} ({done} of {self.total} done)")
+
+    def done(self, result: SyncResult) -> None:
+        self.status.stop()
+        if result.name in self.remaining:
+            self.remaining.remove(result.name)
+        sync_line(result)
+        self.status.update(self._label())
+        if self.remaining:
+            self.status.start()
+
+    def __enter__(self) -> Progress:
+        self.status.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.status.stop()
+
+
 def run_summary(report: RunReport) -> None:
 
     if not report.results:
         emit("Nothing was due.")
         return
-    table = _table(("INTEGRATION", "STATUS", "TRIGGER", "RECORDS", "DURATION", "ERROR"), right=("RECORDS", "DURATION"))
-    for r in report.results:
-        table.add_row(
-            _styled(r.name, None),
-            _styled(r.status, _STATUS_STYLE.get(r.status)),
-            r.trigger or "-",
-            str(r.records_count),
-            _duration(r.duration_ms),
-            _styled(r.error_message or "", "red" if r.error_message else None),
+    rows = [
+        (
+            [
+                _styled(r.name, None),
+                _styled(r.status, _STATUS_STYLE.get(r.status)),
+                r.trigger or "-",
+                str(r.records_count),
+                _duration(r.duration_ms),
+            ],
+            _problem(r.error_message, r.error_hint),
         )
-    emit(table)
-    ok = sum(r.status == "SUCCESS" for r in report.results)
-    emit(f"{ok} of {len(report.results)} syncs succeeded.")
+        for r in report.results
+    ]
+    _emit_rows(("INTEGRATION", "STATUS", "TRIGGER", "RECORDS", "DURATION", "ERROR"), ("RECORDS", "DURATION"), rows)
+    emit(outcome_line(report.results))
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 record``, ``2 records``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def outcome_line(results: list[SyncResult]) -> str:
+    """``3 of 4 syncs succeeded (1 failed).`` after run-due -v and sync."""
+    ok = sum(r.status == "SUCCESS" for r in results)
+    failed = sum(r.status == "FAILED" for r in results)
+    line = f"{ok} of {plural(len(results), 'sync')} succeeded"
+    return line + (f" ({failed} failed)." if failed else ".")

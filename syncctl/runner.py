@@ -20,6 +20,7 @@ from typing import Any
 from syncctl import liveness
 from syncctl.engine import Engine, SyncSettings, interrupted_by, recover_orphans, signal_plan
 from syncctl.models import Integration, Status, SyncResult
+from syncctl.schedule import after_clock_set_back
 from syncctl.store import Store
 
 GRACE_SECONDS = 5.0  # how long running syncs may finish after SIGTERM
@@ -219,6 +220,12 @@ def run_due(
             report.locked_by = holder
             return report
         report.recovered = len(recover_orphans(store, now(), settings.rng))
+        store.reschedule_after_clock_set_back(
+            now(),
+            lambda i, at: after_clock_set_back(
+                next_sync_at=i.next_sync_at, slot_at=i.slot_at, interval=i.sync_interval, now=at
+            ),
+        )
         due = store.due_integrations(now())
         if due:
             run_syncs(store, due, manual=False, concurrency=concurrency, settings=settings,

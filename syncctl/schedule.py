@@ -158,6 +158,27 @@ def plan_after_sync(
     return Plan(retry_at, slot_at, streak)
 
 
+def after_clock_set_back(
+    *, next_sync_at: datetime | None, slot_at: datetime | None, interval: int | None, now: datetime
+) -> datetime | None:
+    """The slot to pull a schedule back to after the clock was set back, or None to keep it.
+
+    A schedule written while the clock ran ahead (an NTP mis-step, a VM restored from a
+    snapshot) can lie up to a year ahead once the clock is corrected. No integration
+    waits more than one interval: a ``next_sync_at`` more than one interval ahead of now
+    moves to the first slot of its grid after now (due now if that is now). Callers apply
+    it only where the clock demonstrably went back (a write stamped in the future), so a
+    server's long Retry-After is kept.
+    """
+    if interval is None or next_sync_at is None:
+        return None
+    step = timedelta(seconds=interval)
+    if next_sync_at - now <= step:
+        return None
+    anchor = slot_at if slot_at is not None and slot_at > now else next_sync_at
+    return anchor - ((anchor - now) // step) * step
+
+
 def plan_on_resume(slot_at: datetime | None, interval: int | None, now: datetime) -> datetime | None:
     """Resume: the next scheduled slot, or now if that slot has passed."""
     if interval is None:

@@ -57,7 +57,11 @@ STATE_SQL = (
     " CASE WHEN disabled_reason = 'failures' THEN 'disabled' ELSE 'paused' END"
     " WHEN sync_interval IS NULL THEN 'manual' ELSE 'active' END"
 )
-_INTEGRATIONS = f"SELECT *, {STATE_SQL} AS state FROM integrations"
+_INTEGRATIONS = (
+    f"SELECT *, {STATE_SQL} AS state, (SELECT min(started_at) FROM sync_logs l WHERE"
+    " l.integration_id = integrations.id AND l.status IN ('PENDING', 'RUNNING')) AS running_since"
+    " FROM integrations"
+)
 _LOGS = "SELECT l.*, i.name FROM sync_logs l JOIN integrations i ON i.id = l.integration_id"
 # One element of `list --json` (spec §5). SQLite builds the JSON: timestamps are stored in
 # the output format already, and 10,000 integrations take ~30 ms instead of ~300 in Python.
@@ -91,6 +95,7 @@ def _row_to_integration(row: dict[str, Any]) -> Integration:
         created_at=parse_ts(row["created_at"]),
         updated_at=parse_ts(row["updated_at"]),
         state=row["state"],
+        running_since=parse_ts(row["running_since"]),
     )
 
 
@@ -395,6 +400,32 @@ class Store:
         return [i for i in (self.get_by_id(x) for x in integration_ids) if i is not None]
 
     # -- scheduling ------------------------------------------------------------------------
+
+    def reschedule_after_clock_set_back(
+        self, now: datetime, rule: Callable[[Integration, datetime], datetime | None]
+    ) -> list[Integration]:
+        """Integrations written "in the future" (the clock has been set back since) get the
+        slot ``rule`` gives, and are stamped now so this happens once. Returns those moved."""
+        moved = []
+        stamp = format_ts(now)
+        # A scan of integrations: cheap beside a tick (10,000 rows take about a millisecond).
+        candidates = [r[0] for r in self.conn.execute("SELECT id FROM integrations WHERE updated_at > ?", [stamp])]
+        if not candidates:
+            return moved
+        with self.transaction():
+            for integration_id in candidates:
+                integration = self.get_by_id(integration_id)
+                if integration is None:
+                    continue
+                slot = rule(integration, now)
+                if slot is not None:
+                    self.conn.execute(
+                        "UPDATE integrations SET next_sync_at = ?, slot_at = ? WHERE id = ?",
+                        (format_ts(slot), format_ts(slot), integration_id),
+                    )
+                    moved.append(integration)
+                self.conn.execute("UPDATE integrations SET updated_at = ? WHERE id = ?", (stamp, integration_id))
+        return moved
 
     def due_integrations(self, now: datetime) -> list[Integration]:
         """Enabled, scheduled and ``next_sync_at <= now``: oldest slot first (index-only)."""

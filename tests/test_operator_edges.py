@@ -1,0 +1,225 @@
+"""What an operator meets in the first hour: output on narrow terminals and odd encodings,
+pipes closed early, a disabled or running integration as `list`/`show` tell it, `edit`
+with empty values, `sync` progress, the demo's tidiness, and a clock set back."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import subprocess
+import sys
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from syncctl.schedule import after_clock_set_back
+from tests.conftest import HANG_GUARD, base_env, query, require_tool
+from tests.httpsources import HTTPSource, json_body, send
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+LONG_ERROR_NAME = "weather-station-north"
+
+
+@pytest.fixture
+def source():
+    with HTTPSource() as running:
+        yield running
+
+
+def on_terminal(db_path, *args: str, columns: int = 80) -> str:
+    """Run syncctl with stdout and stderr on a pseudo-terminal ``columns`` wide."""
+    leader, follower = pty.openpty()
+    env = base_env(db_path) | {"COLUMNS": str(columns), "LINES": "50", "TERM": "xterm", "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncctl", *args], env=env, stdin=subprocess.DEVNULL,
+        stdout=follower, stderr=follower,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the process closed its side
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=HANG_GUARD)
+    os.close(leader)
+    return ANSI.sub("", b"".join(chunks).decode("utf-8", "replace")).replace("\r", "")
+
+
+def failing_integration(cli, name: str = LONG_ERROR_NAME) -> None:
+    from tests.httpsources import closed_port
+
+    url = f"http://127.0.0.1:{closed_port()}/v1/observations/with/a/long/path"
+    assert cli("add", name, "--url", url, "--interval", "15m", "--max-retries", "0").returncode == 0
+    assert cli("run-due").returncode == 1  # fails, and with no retries left is disabled
+
+
+def test_at_80_columns_list_and_history_keep_every_column_and_the_whole_error(cli, db_path):
+    failing_integration(cli)
+
+    for command in (("list",), ("history",)):
+        screen = on_terminal(db_path, *command)
+        lines = screen.splitlines()
+        assert all(len(line) <= 80 for line in lines), screen
+        assert "…" not in lines[0], screen  # no header cut short
+        joined = " ".join(line.strip() for line in lines)
+        # The whole error and its hint are there, wrapped under the row.
+        assert "connection refused by 127.0.0.1" in joined, screen
+        assert "syncctl resume" in joined or "hint:" in joined, screen
+    history = on_terminal(db_path, "history").splitlines()
+    assert history[0].split() == ["ID", "INTEGRATION", "STATUS", "TRIGGER", "STARTED", "DURATION", "RECORDS"]
+
+
+def test_a_disabled_integration_says_how_to_resume_it_and_shows_no_next_sync(cli, db_path):
+    failing_integration(cli)
+
+    listed = cli("list").stdout
+    row = next(line for line in listed.splitlines() if line.startswith(LONG_ERROR_NAME))
+    assert " disabled " in row
+    assert f"syncctl resume {LONG_ERROR_NAME}" in row
+    assert "will retry" not in row
+    shown = cli("show", LONG_ERROR_NAME).stdout
+    assert re.search(r"^next sync\s+-$", shown, re.MULTILINE), shown
+    assert f"syncctl resume {LONG_ERROR_NAME}" in shown
+
+
+def test_show_into_a_pipe_closed_early_exits_0_quietly(cli, db_path):
+    failing_integration(cli)
+    env = base_env(db_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncctl", "show", LONG_ERROR_NAME], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    proc.stdout.read(4)  # like `head -c 4`
+    proc.stdout.close()
+    assert proc.wait(timeout=HANG_GUARD) == 0
+    assert proc.stderr.read() == b""
+
+
+@pytest.mark.parametrize("args", [("list",), ("history",), ("show", LONG_ERROR_NAME), ("list", "--json")])
+def test_an_ascii_only_output_encoding_never_breaks_a_command(cli, args):
+    failing_integration(cli)
+
+    result = cli(*args, env={"PYTHONIOENCODING": "ascii"})
+
+    assert result.returncode == 0, result
+    assert "internal error" not in result.stderr
+    assert LONG_ERROR_NAME in result.stdout
+    if "--json" in args:
+        import json
+
+        assert json.loads(result.stdout)[0]["name"] == LONG_ERROR_NAME
+
+
+def test_edit_with_empty_values_goes_back_to_defaults_or_refuses(cli, db_path):
+    assert cli("add", "a", "--url", "http://127.0.0.1:9/a", "--paginate", "page:p").returncode == 0
+
+    assert cli("edit", "a", "--paginate", "").returncode == 0
+    config = query(db_path, "SELECT url, json_extract(config, '$.paginate') AS p FROM integrations")[0]
+    assert config["p"] == "none"
+
+    refused = cli("edit", "a", "--url", "")
+    assert refused.returncode == 2 and "invalid URL" in refused.stderr, refused
+    assert query(db_path, "SELECT url FROM integrations")[0]["url"] == "http://127.0.0.1:9/a"
+
+
+def test_a_running_sync_shows_in_list_and_show(cli, spawn, db_path, source):
+    entered, release = threading.Event(), threading.Event()
+
+    def gated(handler):
+        entered.set()
+        release.wait(HANG_GUARD)
+        send(handler, 200, b'[{"id": 1}]')
+
+    url = source.add("/slow", gated)
+    assert cli("add", "slow", "--url", url, "--interval", "manual").returncode == 0
+    proc = spawn("sync", "slow")
+    try:
+        assert entered.wait(HANG_GUARD)
+        listed = cli("list").stdout
+        assert re.search(r"^slow\s+manual\s+manual\s+syncing \(\d+s\)", listed, re.MULTILINE), listed
+        assert re.search(r"^syncing\s+now, started", cli("show", "slow").stdout, re.MULTILINE)
+    finally:
+        release.set()
+    out, _ = proc.communicate(timeout=HANG_GUARD)
+    assert proc.returncode == 0
+    assert out.splitlines()[0].startswith("slow: 1 record in ")  # one record, not "1 records"
+
+
+def test_sync_of_several_ends_with_a_count(cli, source):
+    url = source.add("/items", json_body([{"id": 1}, {"id": 2}]))
+    for name in ("one", "two"):
+        assert cli("add", name, "--url", url).returncode == 0
+    assert cli("add", "bad", "--url", source.url("/missing")).returncode == 0
+
+    result = cli("sync", "--all")
+
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1] == "2 of 3 syncs succeeded (1 failed)."
+    assert "one: 2 records in " in result.stdout
+
+
+def test_the_demo_leaves_no_temporary_folder_behind(cli, tmp_path, db_path):
+    # A database in use makes the demo pick a temporary one of its own.
+    assert cli("add", "prod", "--url", "https://example.com/api").returncode == 0
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+
+    result = cli("demo", env={"TMPDIR": str(scratch)})
+
+    assert result.returncode == 0, result
+    assert list(scratch.iterdir()) == []
+    # It never claims run-due prints nothing right before a line run-due printed.
+    assert "prints nothing" not in result.stdout.split("$ syncctl run-due -v")[-1].split("Nothing was due")[0]
+
+
+# -- the clock set back ---------------------------------------------------------------------
+
+NOW = datetime(2026, 11, 23, 10, 0, 30, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("next_at", "slot_at", "interval", "expected"),
+    [
+        # A year ahead on a 15-minute grid: back to the grid's first slot after now.
+        (NOW + timedelta(days=365, minutes=14, seconds=30), NOW + timedelta(days=365, minutes=14, seconds=30),
+         900, datetime(2026, 11, 23, 10, 15, tzinfo=timezone.utc)),
+        # Within one interval: untouched.
+        (NOW + timedelta(minutes=14), NOW + timedelta(minutes=14), 900, None),
+        # Due already: untouched.
+        (NOW - timedelta(minutes=1), NOW - timedelta(minutes=1), 900, None),
+        # Manual only: untouched.
+        (None, None, None, None),
+    ],
+)
+def test_after_clock_set_back_no_schedule_waits_more_than_one_interval(next_at, slot_at, interval, expected):
+    moved = after_clock_set_back(next_sync_at=next_at, slot_at=slot_at, interval=interval, now=NOW)
+
+    assert moved == expected
+    if moved is not None:
+        assert NOW < moved <= NOW + timedelta(seconds=interval)
+
+
+def test_after_the_clock_jumped_a_year_ahead_and_back_the_next_sync_is_within_one_interval(cli, db_path, source):
+    faketime = require_tool("faketime")
+    url = source.add("/items", json_body([{"id": 1}]))
+    assert cli("add", "a", "--url", url, "--interval", "15m").returncode == 0
+    env = base_env(db_path) | {"TZ": "UTC", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    ahead = subprocess.run(
+        [faketime, "-f", "+365d", sys.executable, "-m", "syncctl", "run-due"], env=env,
+        capture_output=True, text=True, timeout=HANG_GUARD,
+    )
+    assert ahead.returncode == 0, ahead
+    parked = query(db_path, "SELECT next_sync_at FROM integrations")[0]["next_sync_at"]
+    assert parked > "2027"
+
+    assert cli("run-due").returncode == 0  # the clock is right again
+
+    next_at = query(db_path, "SELECT next_sync_at FROM integrations")[0]["next_sync_at"]
+    next_dt = datetime.fromisoformat(next_at.replace("Z", "+00:00"))
+    assert next_dt <= datetime.now(timezone.utc) + timedelta(minutes=15)
