@@ -1,0 +1,170 @@
+"""The worker image (deploy/Containerfile) built and run with a real container runtime:
+podman with runc, from a Debian base made by debootstrap (no registry is needed), the
+project installed from wheels built on the host. Marked `container`: it skips locally
+without podman and runs in CI, which installs podman, runc, debootstrap and podman-compose.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, require_tool
+from tests.httpsources import HTTPSource, closed_port, json_body
+
+pytestmark = [pytest.mark.container, pytest.mark.slow]
+
+BASE = "localhost/syncctl-base:bookworm"
+# Without CAP_SYS_RESOURCE the runtime cannot raise limits it is not told: name them.
+LIMITS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
+TICK_WAIT = 150  # seconds: the next minute, plus a sync, plus a slow machine
+
+
+def podman(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [shutil.which("podman") or "podman", "--runtime", "runc", *args],
+        capture_output=True, text=True, timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)} failed ({result.returncode}): {result.stderr[-2000:]}")
+    return result
+
+
+def apt_mirror() -> str:
+    """The Debian mirror apt is configured with (deb822 sources or sources.list)."""
+    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")) + [Path("/etc/apt/sources.list")]:
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                match = re.match(r"\s*(?:URIs:\s*|deb\s+(?:\[[^]]*\]\s+)?)(\S+/debian)/?\s*", line)
+                if match:
+                    return match.group(1)
+    return "http://deb.debian.org/debian"
+
+
+@pytest.fixture(scope="module")
+def base_image(tmp_path_factory):
+    """A minimal Debian bookworm with python3: made by debootstrap unless it exists."""
+    require_tool("podman")
+    require_tool("runc")
+    if podman("image", "exists", BASE, check=False).returncode == 0:
+        yield BASE
+        return
+    debootstrap = require_tool("debootstrap")
+    rootfs = tmp_path_factory.mktemp("rootfs")
+    subprocess.run(
+        [debootstrap, "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
+         "bookworm", str(rootfs), apt_mirror()],
+        check=True, capture_output=True, timeout=900,
+    )
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run([shutil.which("podman"), "import", "-", BASE], stdin=tar.stdout, check=True,
+                   capture_output=True, timeout=600)
+    tar.wait(timeout=60)
+    shutil.rmtree(rootfs, ignore_errors=True)
+    yield BASE
+    podman("rmi", "-f", BASE, check=False)
+
+
+@pytest.fixture(scope="module")
+def image(base_image, tmp_path_factory):
+    """The worker image, built from the deploy/ folder and wheels made on the host."""
+    context = tmp_path_factory.mktemp("context")
+    for name in ("Containerfile", "tick.sh"):
+        shutil.copy2(ROOT / "deploy" / name, context / name)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", str(ROOT), "-w", str(context / "wheels")],
+        check=True, capture_output=True, timeout=600,
+    )
+    tag = f"localhost/syncctl-test:{uuid.uuid4().hex[:8]}"
+    podman("build", "--format", "docker", *LIMITS, "--network", "host", "--build-arg", f"BASE={base_image}",
+           "-t", tag, "-f", str(context / "Containerfile"), str(context))
+    yield tag
+    podman("rmi", "-f", tag, check=False)
+
+
+@pytest.fixture
+def worker(image):
+    """A running worker container on the host network, with its own volume."""
+    name = f"syncctl-test-{uuid.uuid4().hex[:8]}"
+    volume = f"{name}-data"
+    podman("run", "-d", "--name", name, "--network", "host", *LIMITS, "-e", "API_TOKEN=s3cr3t-in-env",
+           "-v", f"{volume}:/var/lib/syncctl", image)
+    yield name
+    podman("rm", "-f", "-t", "0", name, check=False)
+    podman("volume", "rm", "-f", volume, check=False)
+
+
+def in_worker(name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return podman("exec", name, *args, check=check, timeout=120)
+
+
+def wait_for_log(name: str, integration: str, status: str) -> dict:
+    deadline = time.monotonic() + TICK_WAIT
+    while time.monotonic() < deadline:
+        out = in_worker(name, "syncctl", "history", integration, "--json").stdout
+        logs = [log for log in json.loads(out or "[]") if log["status"] == status]
+        if logs:
+            return logs[0]
+        time.sleep(2)
+    raise AssertionError(f"no {status} log for {integration} within {TICK_WAIT} s")
+
+
+def test_the_worker_syncs_on_its_own_clock_as_non_root_quietly_and_reports_failures(worker):
+    with HTTPSource() as source:
+        seen = []
+
+        def items(handler):
+            seen.append(handler.headers.get("Authorization"))
+            json_body([{"id": 1}, {"id": 2}])(handler)
+
+        url = source.add("/items", items)
+        in_worker(worker, "syncctl", "add", "items", "--url", url, "--interval", "1m",
+                  "--header", "Authorization: Bearer ${API_TOKEN}")
+
+        success = wait_for_log(worker, "items", "SUCCESS")
+
+        assert success["trigger"] == "schedule" and success["records_count"] == 2
+        assert seen[0] == "Bearer s3cr3t-in-env"  # secrets come from the container's environment
+        status = in_worker(worker, "cat", "/proc/1/status").stdout
+        assert re.search(r"^Uid:\s+(\d+)", status, re.MULTILINE).group(1) != "0"
+        assert in_worker(worker, "id", "-u").stdout.strip() != "0"
+        assert podman("healthcheck", "run", worker, check=False).returncode == 0
+        assert podman("logs", worker).stdout + podman("logs", worker).stderr == ""  # a quiet tick
+
+        # A failing integration: its one line reaches the container log.
+        in_worker(worker, "syncctl", "add", "broken", "--url", f"http://127.0.0.1:{closed_port()}/x",
+                  "--interval", "1m")
+        wait_for_log(worker, "broken", "FAILED")
+        deadline = time.monotonic() + 30
+        logs = ""
+        while "broken" not in logs and time.monotonic() < deadline:
+            time.sleep(1)
+            result = podman("logs", worker)
+            logs = result.stdout + result.stderr
+        lines = [line for line in logs.splitlines() if line.strip()]
+        assert lines and all(line.startswith("syncctl: broken: connection refused") for line in lines), logs
+
+    stopped = time.monotonic()
+    podman("stop", "-t", "30", worker)
+    assert time.monotonic() - stopped < 30  # the tick loop passes SIGTERM on and exits itself
+    assert podman("inspect", worker, "--format", "{{.State.ExitCode}}").stdout.strip() == "143"
+
+
+def test_the_compose_file_is_valid_and_runs_two_workers_on_postgresql():
+    pytest.importorskip("podman_compose", reason="pip install podman-compose (in the test extra)")
+    result = subprocess.run([sys.executable, "-m", "podman_compose", "-f", "compose.yaml", "config"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT / "deploy")
+    assert result.returncode == 0, result.stderr
+    config = result.stdout
+    assert re.search(r"^  postgres:", config, re.MULTILINE) and re.search(r"^  worker:", config, re.MULTILINE)
+    assert "replicas: 2" in config
+    assert "SYNCCTL_DB: postgresql://syncctl@postgres/syncctl" in config
+    assert "- syncctl-tick" in config and "- --health" in config
