@@ -641,9 +641,9 @@ class Connector:
                 "the body was cut short or malformed; check the source",
             )
         encoding = response.headers.get("Content-Encoding", "").strip()
-        if encoding and encoding.lower() != "identity":
-            # The bytes were decoded by their label, or left as they came when syncctl
-            # cannot decode it (br): either way the label is the likely culprit.
+        if encoding.lower() not in ("", "identity") and _binary(body):
+            # Binary after decoding by the label (raw deflate decodes almost anything), or
+            # left as it came (br, which syncctl does not decode): the label is the culprit.
             return SyncError(
                 f"expected JSON from {self._show(response.url)}, got {ctype} "
                 f"with Content-Encoding: {encoding}: {start!r}",
@@ -677,6 +677,16 @@ def _asked_to_wait(retry_after: float | None) -> str:
     if retry_after >= MAX_INTERVAL:
         return ", asked to wait 365 days or more (syncctl waits at most 365 days)"
     return f", asked to wait {retry_after:.0f} s"
+
+
+def _binary(body: bytes) -> bool:
+    """Does ``body`` start like binary data rather than text (not UTF-8, or NUL bytes)?"""
+    head = body[:4096]
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # unless only the character cut at 4096 is incomplete
+        return len(head) == len(body) or exc.start < len(head) - 3
+    return b"\0" in head
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:

@@ -68,6 +68,10 @@ FAULTS = [
              rf"but is not valid {encoding}$", NOT_RETRIED + r".*Content-Encoding")
         for encoding in ("gzip", "deflate")
     ),
+    # Raw deflate, which a deflate decoder falls back to, turns these bytes into garbage.
+    case("deflate-garbage", lying_encoding("deflate", b'[{"id": 1}]'),
+         r"^expected JSON from http://127\.0\.0\.1:\d+/bad, got application/json with Content-Encoding: deflate: ",
+         r"really is deflate"),
 ]
 
 
