@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from syncctl import liveness
 from syncctl.errors import SyncctlError, SyncError
-from syncctl.models import Integration, Status, SyncLog, SyncResult
+from syncctl.models import Integration, Status, SyncLog, SyncResult, Trigger
 from syncctl.schedule import RETRY_BASE_SECONDS, Plan, plan_after_sync
 from syncctl.store import Store
 
@@ -85,7 +85,7 @@ def fallback_plan(now: datetime) -> Callable[[Integration, SyncLog], Plan]:
     try again after the first retry delay, without deciding anything else (no disable)."""
 
     def plan(integration: Integration, log: SyncLog) -> Plan:
-        if log.trigger == "manual" or integration.sync_interval is None:
+        if log.trigger == Trigger.MANUAL or integration.sync_interval is None:
             return Plan(integration.next_sync_at, integration.slot_at, integration.consecutive_failures)
         retry_at = now + timedelta(seconds=RETRY_BASE_SECONDS)
         return Plan(retry_at, integration.slot_at, integration.consecutive_failures + 1)

@@ -675,7 +675,8 @@ def _asked_to_wait(retry_after: float | None) -> str:
     if not retry_after:
         return ""
     if retry_after >= MAX_INTERVAL:
-        return ", asked to wait 365 days or more (syncctl waits at most 365 days)"
+        days = MAX_INTERVAL // 86400
+        return f", asked to wait {days} days or more (syncctl waits at most {days} days)"
     return f", asked to wait {retry_after:.0f} s"
 
 
