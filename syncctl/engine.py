@@ -9,13 +9,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from syncctl import liveness
-from syncctl.errors import SyncError
-from syncctl.models import Integration, Status, SyncLog, SyncResult
-from syncctl.schedule import Plan, plan_after_sync
+from syncctl.errors import SyncctlError, SyncError
+from syncctl.models import Integration, Status, SyncLog, SyncResult, Trigger
+from syncctl.schedule import RETRY_BASE_SECONDS, Plan, plan_after_sync
 from syncctl.store import Store
 
 if TYPE_CHECKING:
@@ -76,6 +76,19 @@ def signal_plan(now: datetime) -> Callable[[Integration, SyncLog], Plan]:
         if log.trigger == "manual" or integration.sync_interval is None:
             return Plan(integration.next_sync_at, integration.slot_at, integration.consecutive_failures)
         return Plan(now, integration.slot_at, integration.consecutive_failures)
+
+    return plan
+
+
+def fallback_plan(now: datetime) -> Callable[[Integration, SyncLog], Plan]:
+    """When deciding the schedule failed (a bug): count the failure of a scheduled sync and
+    try again after the first retry delay, without deciding anything else (no disable)."""
+
+    def plan(integration: Integration, log: SyncLog) -> Plan:
+        if log.trigger == Trigger.MANUAL or integration.sync_interval is None:
+            return Plan(integration.next_sync_at, integration.slot_at, integration.consecutive_failures)
+        retry_at = now + timedelta(seconds=RETRY_BASE_SECONDS)
+        return Plan(retry_at, integration.slot_at, integration.consecutive_failures + 1)
 
     return plan
 
@@ -179,15 +192,7 @@ class Engine:
         finally:
             timer.cancel()
         now = self.now()
-        self.store.finish_sync(
-            log_id,
-            status=Status.SUCCESS,
-            now=now,
-            records_count=count,
-            error_message=None,
-            error_hint=None,
-            plan=outcome_plan(now, succeeded=True),
-        )
+        self._finish(log_id, Status.SUCCESS, now, count, None, outcome_plan(now, succeeded=True))
         return self._result(integration, trigger, log_id, Status.SUCCESS, count, None)
 
     def _timeout(self) -> tuple[str, str]:
@@ -218,16 +223,46 @@ class Engine:
             if signalled
             else outcome_plan(now, succeeded=False, rng=self.settings.rng, retry_after=retry_after)
         )
-        self.store.finish_sync(
-            log_id,
-            status=Status.FAILED,
-            now=now,
-            records_count=count,
-            error_message=error[0],
-            error_hint=error[1],
-            plan=plan,
-        )
+        self._finish(log_id, Status.FAILED, now, count, error, plan)
         return self._result(integration, trigger, log_id, Status.FAILED, count, error)
+
+    def _finish(
+        self,
+        log_id: int,
+        status: Status,
+        now: datetime,
+        count: int,
+        error: tuple[str, str | None] | None,
+        plan: Callable[[Integration, SyncLog], Plan],
+    ) -> None:
+        """End the log this engine claimed. Should anything unexpected raise on the way (a
+        bug deciding the schedule), the log still ends: FAILED, with a plan that decides
+        nothing (:func:`fallback_plan`), so no RUNNING row outlives the sync."""
+        try:
+            self.store.finish_sync(
+                log_id,
+                status=status,
+                now=now,
+                records_count=count,
+                error_message=error[0] if error else None,
+                error_hint=error[1] if error else None,
+                plan=plan,
+            )
+        except SyncctlError:  # already named (the database's own faults): no second try helps
+            raise
+        except Exception as exc:  # the transaction rolled back: the log is still RUNNING
+            message = f"internal error while finishing the sync: {type(exc).__name__}: {exc}"
+            if error:
+                message += f" (the sync had failed: {error[0]})"
+            self.store.finish_sync(
+                log_id,
+                status=Status.FAILED,
+                now=now,
+                records_count=count,
+                error_message=_storable_text(message),
+                error_hint="please report this as a syncctl bug, with the integration's config",
+                plan=fallback_plan(now),
+            )
 
     def _result(
         self,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import hashlib
+import http.client
+import itertools
 import json
 import logging
 import math
@@ -27,12 +29,14 @@ import requests
 
 from syncctl.errors import SyncError
 from syncctl.models import dumps
+from syncctl.schedule import MAX_INTERVAL
 
 MAX_PAGE_BYTES = 64 * 1024 * 1024
 RETRY_TRIES = 3
 RETRY_BUDGET_SECONDS = 60.0
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_REDIRECTS = 10
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 DEFAULT_KEY = "id"
 FALLBACK_RECORD_FIELDS = ("data", "items", "results", "records")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -347,7 +351,11 @@ class Connector:
             records = extract_records(body, records_path)
             if mode == "page" and not records:
                 return
-            yield Page(number, keyed(records, key_field))
+            try:
+                page = Page(number, keyed(records, key_field))
+            except RecursionError:  # parsed, but too deep to encode again for storage
+                raise self._too_deep(response.url, None) from None
+            yield page
             if mode == "link":
                 nxt = response.links.get("next", {}).get("url")
                 url, extra = (urljoin(response.url, nxt), []) if nxt else (None, [])
@@ -434,6 +442,8 @@ class Connector:
             return json.loads(body), response
         except ValueError as exc:
             raise self._not_json(response, body, exc) from None
+        except RecursionError:  # the parser recurses once per level of nesting
+            raise self._too_deep(response.url, _nesting(body)) from None
 
     def _send(self, url: str, params: list[tuple[str, str]]) -> requests.Response:
         """GET, following redirects by hand so secret headers never leave the origin."""
@@ -460,10 +470,17 @@ class Connector:
                 raise self._transport_error(exc, url) from None
             finally:
                 _active.cancel = None
-            if response.is_redirect and response.headers.get("Location"):
-                url = urljoin(response.url, response.headers["Location"])
-                params = []
+            if response.status_code in REDIRECT_STATUSES:
+                location = response.headers.get("Location", "").strip()
                 response.close()
+                if not location:
+                    raise SyncError(
+                        f"HTTP {response.status_code} redirect without a Location header from "
+                        f"{self._show(response.url)}",
+                        "the source redirects without saying where to: check the URL (curl -i shows the "
+                        "response) and fix it with: syncctl edit {name} --url URL, or fix the source",
+                    )
+                url, params = urljoin(response.url, location), []
                 continue
             return response
         raise SyncError(
@@ -485,7 +502,7 @@ class Connector:
                 self._check_cancel()
         except requests.RequestException as exc:
             self._check_cancel()
-            raise self._transport_error(exc, response.url) from None
+            raise self._transport_error(exc, response.url, response.headers.get("Content-Encoding")) from None
         finally:
             self.cancel.watch(None)
         return bytes(body)
@@ -500,9 +517,27 @@ class Connector:
             netloc += f":{parts.port}"
         return self.redact(urlunsplit((parts.scheme, netloc, parts.path, "", "")))
 
-    def _transport_error(self, exc: requests.RequestException, url: str) -> SyncError:
+    def _transport_error(
+        self, exc: requests.RequestException, url: str, encoding: str | None = None
+    ) -> SyncError:
+        """What went wrong below HTTP; ``encoding`` is the body's Content-Encoding label."""
         host = urlsplit(url).hostname or url
         text = self.redact(str(exc))
+        malformed = _malformed_head(exc)
+        if malformed:  # requests calls it a ConnectionError, but the same bytes come back every time
+            return SyncError(
+                f"the source at {self._show(url)} sent {malformed}",
+                "a response syncctl will not read (a retry gets the same): fix the source, or the "
+                "proxy in front of it",
+            )
+        if isinstance(exc, requests.exceptions.ContentDecodingError):
+            label = (encoding or "").strip() or "an unknown encoding"
+            return SyncError(
+                f"the body from {self._show(url)} is labelled Content-Encoding: {label} "
+                f"but is not valid {label}",
+                "the source mislabels or corrupts its compressed body (a retry gets the same): fix "
+                "the source's Content-Encoding",
+            )
         if isinstance(exc, requests.exceptions.SSLError):
             return SyncError(
                 f"TLS verification failed for {host}",
@@ -514,9 +549,7 @@ class Connector:
                 "the source is slow or down: check it, or raise the limit: syncctl edit {name} --timeout 60",
                 retryable=True,
             )
-        if isinstance(
-            exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
-        ):
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
             return SyncError(
                 f"connection to {host} broke while reading the response",
                 "the source closed the connection mid-body; syncctl will retry",
@@ -576,16 +609,17 @@ class Connector:
             return SyncError(f"{what}: the credentials were refused", hint)
         if code == 404:
             return SyncError(what, f"check the URL path ({urlsplit(shown).path or '/'}); fix it with: syncctl edit {{name}} --url URL")
+        asked = _asked_to_wait(retry_after)
         if code == 429:
             return SyncError(
-                f"{what}: rate limited" + (f", asked to wait {retry_after:.0f} s" if retry_after else ""),
+                f"{what}: rate limited{asked}",
                 "syncctl will retry; to ask less often: syncctl edit {name} --rate-limit 1/s, or set-interval",
                 retryable=True,
                 retry_after=retry_after,
             )
         if code >= 500:
             return SyncError(
-                f"{what}: the source failed",
+                f"{what}: the source failed{asked}",
                 "a remote fault; syncctl will retry",
                 retryable=code in RETRY_STATUSES,
                 retry_after=retry_after,
@@ -606,9 +640,26 @@ class Connector:
                 f"{_first_line(str(exc))}",
                 "the body was cut short or malformed; check the source",
             )
+        encoding = response.headers.get("Content-Encoding", "").strip()
+        if encoding.lower() not in ("", "identity") and _binary(body):
+            # Binary after decoding by the label (raw deflate decodes almost anything), or
+            # left as it came (br, which syncctl does not decode): the label is the culprit.
+            return SyncError(
+                f"expected JSON from {self._show(response.url)}, got {ctype} "
+                f"with Content-Encoding: {encoding}: {start!r}",
+                f"check that the source's body really is {encoding} (syncctl decodes gzip and "
+                "deflate) and that the URL points at the API",
+            )
         return SyncError(
             f"expected JSON from {self._show(response.url)}, got {ctype}: {start!r}",
             "check that the URL points at the API, not a web page or login form",
+        )
+
+    def _too_deep(self, url: str, depth: int | None) -> SyncError:
+        levels = f" ({depth:,} levels)" if depth else ""
+        return SyncError(
+            f"JSON from {self._show(url)} is nested too deep{levels}",
+            "no API nests records this deep (a retry gets the same): check the URL and the source",
         )
 
 
@@ -617,6 +668,67 @@ def _too_large(size: int) -> SyncError:
         f"a page of the response exceeds 64 MiB ({size / 1048576:.0f} MiB so far)",
         "fetch smaller pages: syncctl edit {name} --paginate page:page --param per_page=1000",
     )
+
+
+def _asked_to_wait(retry_after: float | None) -> str:
+    """", asked to wait 120 s" for a message, or nothing without a Retry-After."""
+    if not retry_after:
+        return ""
+    if retry_after >= MAX_INTERVAL:
+        days = MAX_INTERVAL // 86400
+        return f", asked to wait {days} days or more (syncctl waits at most {days} days)"
+    return f", asked to wait {retry_after:.0f} s"
+
+
+def _binary(body: bytes) -> bool:
+    """Does ``body`` start like binary data rather than text (not UTF-8, or NUL bytes)?"""
+    head = body[:4096]
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # unless only the character cut at 4096 is incomplete
+        return len(head) == len(body) or exc.start < len(head) - 3
+    return b"\0" in head
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it wraps: causes, contexts, and the ones urllib3 and
+    requests carry as arguments (``ProtocolError('Connection aborted.', LineTooLong(…))``)."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        wrapped = (current.__cause__, current.__context__, getattr(current, "reason", None), *current.args)
+        todo.extend(x for x in wrapped if isinstance(x, BaseException))
+
+
+def _malformed_head(exc: BaseException) -> str | None:
+    """What http.client refused in a response's head ("a header line longer than 64 KiB",
+    "more than 100 headers"), or None for any other failure."""
+    for cause in _causes(exc):
+        if isinstance(cause, http.client.LineTooLong):
+            # Its only record of which line: "got more than 65536 bytes when reading header line".
+            line = str(cause).rpartition("when reading ")[2] or "line"
+            line = line if line.endswith("line") else f"{line} line"
+            return f"a {line} longer than {getattr(http.client, '_MAXLINE', 65536) // 1024} KiB"
+        if type(cause) is http.client.HTTPException and "headers" in str(cause):
+            return f"more than {getattr(http.client, '_MAXHEADERS', 100)} headers"
+    return None
+
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: linear even unterminated
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = tuple(1 if b in b"[{" else -1 for b in range(256))
+
+
+def _nesting(body: bytes) -> int:
+    """How deep the arrays and objects of a JSON text nest (brackets in strings skipped);
+    only for the message of a body too deep to parse."""
+    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKET)
+    return max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0)
 
 
 def _bracketed(host: str) -> str:
@@ -640,8 +752,9 @@ def _integration_limiter(config: Mapping[str, Any]) -> RateLimiter | None:
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds or an HTTP date); None for
-    0, negative or unreadable values, which fall back to the normal backoff."""
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date), at most the
+    largest interval (365 days); None for 0, negative or unreadable values, which fall
+    back to the normal backoff."""
     if not value:
         return None
     value = value.strip()
@@ -657,7 +770,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         seconds = when.timestamp() - (time.time() if now is None else now)
     if not math.isfinite(seconds) or seconds <= 0:
         return None
-    return seconds
+    return min(seconds, MAX_INTERVAL)  # the one cap: no server parks an integration for longer
 
 
 class _Adapter(requests.adapters.HTTPAdapter):

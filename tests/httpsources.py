@@ -324,3 +324,57 @@ def gzip_bomb(expanded_mib: int = 128) -> Behaviour:
         send(handler, 200, blob, headers={"Content-Encoding": "gzip"})
 
     return behave
+
+
+# -- malformed responses (spec §9: a source's faults) ------------------------------------------
+
+
+def raw_response(head: bytes, body: bytes = b"") -> Behaviour:
+    """Write exactly these bytes, status line and headers included, then close: for
+    responses http.server would never produce. Stops quietly when the client hangs up."""
+
+    def behave(handler: SourceHandler) -> None:
+        handler.close_connection = True
+        handler.wfile.write(head + body)
+        handler.wfile.flush()
+
+    return behave
+
+
+def long_header(size: int = 1024 * 1024) -> Behaviour:
+    """A 200 whose one header line is ``size`` bytes long."""
+    return raw_response(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Big: " + b"a" * size
+        + b"\r\nContent-Length: 2\r\n\r\n",
+        b"[]",
+    )
+
+
+def many_headers(count: int = 5000) -> Behaviour:
+    """A 200 with ``count`` headers."""
+    return raw_response(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        + b"".join(b"X-Header-%d: v\r\n" % i for i in range(count))
+        + b"Content-Length: 2\r\n\r\n",
+        b"[]",
+    )
+
+
+def redirect_without_location(status: int = 302) -> Behaviour:
+    """A redirect status that does not say where to."""
+    return raw_response(b"HTTP/1.1 %d Redirect\r\nContent-Length: 0\r\n\r\n" % status)
+
+
+def lying_encoding(encoding: str = "gzip", body: bytes = b' [{"id": 1}]') -> Behaviour:
+    """Plain JSON labelled ``Content-Encoding: encoding``. (The leading space makes the
+    bytes invalid raw deflate too, which a deflate decoder falls back to.)"""
+    return raw_response(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: "
+        + encoding.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body),
+        body,
+    )
+
+
+def nested_json(depth: int, opening: bytes = b"[", closing: bytes = b"]", inner: bytes = b"") -> Behaviour:
+    """Valid JSON nested ``depth`` levels deep, e.g. ``[[[…]]]`` or ``{"a":{"a":…1}}``."""
+    return raw_body(opening * depth + inner + closing * depth)
