@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
@@ -95,6 +95,7 @@ MIN_FRAGMENT = 4
 # whitespace (CR and LF included).
 _CUTS = re.compile(r"[#/?@:&=;,\s]+")
 _HEX = re.compile(r"%[0-9A-F]{2}")
+_MAX_CUTS = 24
 
 
 def whole_spellings(value: str) -> set[str]:
@@ -111,12 +112,27 @@ def whole_spellings(value: str) -> set[str]:
 
 def spellings(value: str) -> set[str]:
     """Every spelling of ``value`` to redact from a message: its whole spellings and every
-    fragment of them between the places a parser cuts (``# / ? @ : & = ; ,``, whitespace).
-    Fragments shorter than MIN_FRAGMENT (4) characters are ignored: they cannot identify
-    a secret, and redacting them would blank out ordinary words and numbers."""
+    fragment of them a parser may cut out, i.e. every run of pieces between two of the
+    places it cuts (``# / ? @ : & = ; ,``, whitespace): ``Zx9p:Q2w#Lm`` gives ``Zx9p``,
+    ``Zx9p:Q2w``, ``Q2w#Lm``…. Fragments shorter than MIN_FRAGMENT (4) characters are
+    ignored: they cannot identify a secret, and redacting them would blank out ordinary
+    words and numbers."""
     forms = whole_spellings(value)
-    fragments = {piece for form in forms for piece in _CUTS.split(form) if len(piece) >= MIN_FRAGMENT}
-    return forms | fragments
+    return forms | {piece for form in forms for piece in _fragments(form) if len(piece) >= MIN_FRAGMENT}
+
+
+def _fragments(form: str) -> Iterator[str]:
+    cuts = [(m.start(), m.end()) for m in _CUTS.finditer(form)]
+    starts = [0, *(end for _, end in cuts)]
+    ends = [*(start for start, _ in cuts), len(form)]
+    if len(cuts) > _MAX_CUTS:  # bounded work for a long value full of delimiters:
+        yield from (form[a:b] for a, b in zip(starts, ends, strict=True))  # single pieces,
+        yield from (form[:b] for b in ends)  # and what a cut leaves at either end
+        yield from (form[a:] for a in starts)
+        return
+    for i, a in enumerate(starts):
+        for b in ends[i:]:
+            yield form[a:b]
 
 
 # -- expansion and redaction for one sync ------------------------------------------------
