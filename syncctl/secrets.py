@@ -102,7 +102,9 @@ def whole_spellings(value: str) -> set[str]:
     """How ``value`` itself may be written in a message or a response: raw, percent-encoded
     (nothing safe, and '/' safe; upper- and lowercase hex), form-encoded, its escaped
     ``repr`` (``\\r``) and its JSON string escape."""
-    encoded = {quote(value, safe=""), quote(value), quote_plus(value)}
+    # surrogateescape: a value that is not UTF-8 is refused, but its message is redacted too
+    encoded = {quote(value, safe="", errors="surrogateescape"), quote(value, errors="surrogateescape"),
+               quote_plus(value, errors="surrogateescape")}
     forms = {value, *encoded, *(_HEX.sub(lambda m: m.group().lower(), e) for e in encoded)}
     forms.add(repr(value)[1:-1])
     forms.add(json.dumps(value)[1:-1])
@@ -153,7 +155,7 @@ class Secrets:
         self.values: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self._record_needles: tuple[str, ...] = ()
-        self._record_forms: tuple[str, ...] = ()
+        self._record_forms: tuple[str, ...] | None = None
 
     # -- learning values -------------------------------------------------------------------
 
@@ -175,7 +177,7 @@ class Secrets:
     def _add(self, value: str) -> None:
         if len(value) >= 3:
             self.values.add(value)
-            self._pattern = None
+            self._pattern = self._record_forms = None  # built again with the new value
 
     def _value(self, name: str) -> str:
         value = self._remember(name)
@@ -262,29 +264,33 @@ class Secrets:
         return _URL_PASSWORD.sub(rf"\1{MASK}@", text)
 
     def _compiled(self) -> re.Pattern[str]:
+        # Built on the first message to redact (a failure), not for every sync.
         if self._pattern is None:
             forms = {s for v in self.values for s in spellings(v) if len(s) >= 3}
             self._pattern = re.compile("|".join(re.escape(s) for s in sorted(forms, key=len, reverse=True)))
+        return self._pattern
+
+    def _record_spellings(self) -> tuple[str, ...]:
+        if self._record_forms is None:
             whole = {s for v in self.values for s in whole_spellings(v) if len(s) >= 3}
             self._record_forms = tuple(sorted(whole, key=len, reverse=True))
             # As the records' JSON writes them (ensure_ascii=False, per-character escapes).
             self._record_needles = tuple({json.dumps(s, ensure_ascii=False)[1:-1] for s in whole})
-        return self._pattern
+        return self._record_forms
 
     def in_records(self, serialized: Iterable[str]) -> bool:
         """Might a secret be echoed in these records' JSON? One pass of substring tests
         over the whole page; False at once when the sync has no secrets."""
         if not self.values:
             return False
-        self._compiled()
+        self._record_spellings()
         text = "\n".join(serialized)  # a JSON text holds no raw newline: no false joins
         return any(needle in text for needle in self._record_needles)
 
     def scrub(self, record: Any) -> Any:
         """``record`` with every whole spelling of a secret in its strings, keys and
         numbers replaced by ``[redacted]``."""
-        self._compiled()
-        forms = self._record_forms
+        forms = self._record_spellings()
 
         def clean(value: Any) -> Any:
             if isinstance(value, str):

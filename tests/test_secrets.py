@@ -114,6 +114,24 @@ def test_a_header_value_that_cannot_be_sent_fails_before_any_request(cli, source
     assert source.requests == []
 
 
+@pytest.mark.parametrize("where", ["header", "param", "url"])
+def test_a_value_that_is_not_utf8_fails_before_any_request_and_is_redacted(cli, db_path, source, where):
+    token = "s3cr3t-\udcff-not-utf8"  # an environment byte that is not UTF-8
+    url = source.add("/items", json_body([{"id": 1}]))
+    option = {"header": ["--header", "X-Token: ${TOK}"], "param": ["--param", "api_key=${TOK}"],
+              "url": ["--url", url + "/${TOK}"]}[where]
+    assert cli("add", "bytes", "--url", url, *option).returncode == 0
+
+    result = cli("sync", "bytes", env={"TOK": token})
+
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert "TOK is not valid UTF-8" in line and "internal error" not in line, line
+    assert source.requests == []
+    stored = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    assert "s3cr3t" not in result.stderr and b"s3cr3t" not in stored
+
+
 # -- values reach the source as themselves -------------------------------------------------
 
 
