@@ -178,6 +178,40 @@ def test_a_query_or_path_reference_is_one_value(cli, source):
     assert parse_qs(urlsplit(target).query) == {"q": ["a&b=c d+e#f"], "limit": ["5"]}
 
 
+# -- anything raised is redacted -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", ["building the connector", "fetching pages"])
+def test_an_internal_error_quoting_a_fragment_of_a_secret_is_redacted(store, db_path, source, monkeypatch, stage):
+    """The issue's crash: a URL parser quoted a piece of the password in an internal
+    error. Whatever raises such a message, while the connector is built or the sync
+    runs, it is redacted before it is stored or shown. (In-process: no bug is left that
+    raises it for real.)"""
+    from syncctl import fetch
+    from syncctl.config import IntegrationOptions, build_config
+    from syncctl.engine import Engine, SyncSettings
+    from syncctl.timeutil import utcnow
+
+    password = "Zx9pQ2wLm#/?kQ7"
+    url = source.add("/items", json_body([{"id": 1}])).replace("http://", "http://user:${PW}@")
+    added = store.add_integration(name="crash", url=url, config=build_config(IntegrationOptions()),
+                                  interval=3600, now=utcnow())
+
+    def crash(*args, **kwargs):
+        raise ValueError(f"Port could not be cast to integer value as {password[:9]!r}")
+
+    target = (fetch.Secrets, "expand_url") if stage.startswith("building") else (fetch.Connector, "pages")
+    monkeypatch.setattr(*target, crash)
+    with wal_kept(db_path):
+        result = Engine(store, SyncSettings(env={"PW": password}), fetch.new_session()).sync(
+            added.id, manual=True, cancel=fetch.Cancel())
+        found = leaks({password}, {"message": f"{result.error_message} {result.error_hint}"}, db_path)
+
+    assert result.status == "FAILED"
+    assert result.error_message == "internal error: ValueError: Port could not be cast to integer value as '***'"
+    assert found == []
+
+
 # -- records never store a secret ----------------------------------------------------------
 
 
