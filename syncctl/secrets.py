@@ -213,10 +213,21 @@ class Secrets:
         def component(text: str) -> str:
             return self._expand(text, lambda v: quote(v, safe=""))
 
+        def credential(text: str) -> str:  # requests sends them as Basic auth, in Latin-1
+            for ref in REFERENCE.findall(text):
+                if not _latin1(self._value(ref)):
+                    raise SyncError(
+                        f"the URL's user or password: {ref} holds text that is not Latin-1, which HTTP "
+                        "Basic auth from a URL cannot send",
+                        f"send it as a header instead: --header 'Authorization: Basic ${{{ref}_BASE64}}' "
+                        "(the base64 of user:password in UTF-8); no request was sent",
+                    )
+            return component(text)
+
         parts = urlsplit(template)
         userinfo, at, hostport = parts.netloc.rpartition("@")
         user, colon, password = userinfo.partition(":")
-        netloc = component(user) + colon + component(password) + at + component(hostport)
+        netloc = credential(user) + colon + credential(password) + at + component(hostport)
         url = urlunsplit((parts.scheme, netloc, component(parts.path), component(parts.query),
                           component(parts.fragment)))
         if uses_secret(userinfo):  # sent as Basic auth: that spelling is the secret too
@@ -320,10 +331,16 @@ def header_problem(value: str, *, at_start: bool = True, at_end: bool = True) ->
         return "holds a line break", "remove it"
     if _CONTROL.search(value):
         return "holds a control character", "remove it"
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError:
+    if not _latin1(value):
         return "holds text that is not Latin-1", "header values must be Latin-1 text; percent-encode it or send it as a --param"
     if (at_start and value[:1].isspace()) or (at_end and value[-1:].isspace()):
         return "starts or ends with a space", "remove it"
     return None
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -132,6 +132,20 @@ def test_a_value_that_is_not_utf8_fails_before_any_request_and_is_redacted(cli, 
     assert "s3cr3t" not in result.stderr and b"s3cr3t" not in stored
 
 
+def test_a_url_password_basic_auth_cannot_send_fails_before_any_request(cli, db_path, source):
+    password = "pässwörd-€uro-42"  # 'ä' and 'ö' are Latin-1, '€' is not
+    url = source.add("/items", json_body([{"id": 1}])).replace("http://", "http://user:${PW}@")
+    assert cli("add", "euro", "--url", url).returncode == 0
+
+    result = cli("sync", "euro", env={"PW": password})
+
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert "PW holds text that is not Latin-1" in line and "Authorization: Basic" in line, line
+    assert "internal error" not in line and source.requests == []
+    assert leaks({password}, {"stderr": result.stderr}, db_path) == []
+
+
 # -- values reach the source as themselves -------------------------------------------------
 
 
