@@ -9,16 +9,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from syncctl.errors import UsageError
+from syncctl.secrets import check_references, header_problem, is_credential_name, suggested_variable
 
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_REF = re.compile(r"\$\{([^}]*)\}")
-_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Names that carry credentials: a literal value there would put a secret in the database.
-_SENSITIVE = re.compile(
-    r"auth|token|secret|passw|api[-_]?key|apikey|access[-_]?key|^key$|cookie|credential|signature",
-    re.IGNORECASE,
-)
 _RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 PAGINATE_HELP = "none, link, next-url:PATH, cursor:PATH:PARAM or page:PARAM"
 
@@ -79,32 +73,26 @@ def _check_text(text: str | None, what: str) -> None:
         )
 
 
-def _check_refs(text: str, what: str) -> None:
-    for ref in _REF.findall(text):
-        if not _VAR_NAME.fullmatch(ref):
-            raise UsageError(
-                f"{what}: ${{{ref}}} is not a valid variable reference",
-                "write ${NAME} with letters, digits and '_', e.g. ${API_TOKEN}",
-            )
-    if "${" in _REF.sub("", text):
-        raise UsageError(f"{what}: unclosed '${{'", "write a reference as ${NAME}")
-
-
 def _refuse_literal_secret(name: str, value: str, what: str) -> None:
-    if _SENSITIVE.search(name) and value and "${" not in value:
+    """A credential (by its name, see secrets.is_credential_name) only as a reference:
+    a literal value would put a secret in the database."""
+    if value and "${" not in value and is_credential_name(name):
+        variable = suggested_variable(name)
+        if what == "header":
+            scheme = value.split()[0] if len(value.split()) > 1 and value.split()[0].isalpha() else ""
+            example = f"'{name}: {scheme + ' ' if scheme else ''}${{{variable}}}'"
+        else:
+            example = f"{name}=${{{variable}}}"
         raise UsageError(
             f"{what} {name!r} looks like a credential; syncctl stores secrets only as "
             "${VAR} references, never their values",
-            f"export the value in syncctl's environment and pass it as a reference, e.g. "
-            f"'{name}: Bearer ${{API_TOKEN}}'"
-            if what == "header"
-            else f"export the value in syncctl's environment and pass {name}=${{API_KEY}}",
+            f"export the value in syncctl's environment as {variable} and pass {example}",
         )
 
 
 def validate_url(url: str) -> str:
     _check_text(url, "the URL")
-    _check_refs(url, "URL")
+    check_references(url, "URL")
     hint = "give a full http(s) URL, e.g. https://api.example.com/v1/items"
     if any(c.isspace() for c in url) or len(url) > 4096:
         raise UsageError(f"invalid URL {url!r}", hint)
@@ -161,12 +149,15 @@ def build_config(options: IntegrationOptions) -> dict[str, Any]:
     for raw in options.headers:
         name, sep, value = raw.partition(":")
         name, value = name.strip(), value.strip()
-        if not sep or not _HEADER_NAME.fullmatch(name) or "\n" in value or "\r" in value:
+        if not sep or not _HEADER_NAME.fullmatch(name):
             raise UsageError(
                 f"invalid header {raw!r}",
                 "write it as 'Name: value', e.g. --header 'Accept: application/json'",
             )
-        _check_refs(value, f"header {name!r}")
+        problem = header_problem(value)
+        if problem:  # it would fail every sync
+            raise UsageError(f"invalid header {name!r}: the value {problem[0]}: {value!r}", problem[1])
+        check_references(value, f"header {name!r}")
         _refuse_literal_secret(name, value, "header")
         headers[name] = value
     params: dict[str, Any] = {}
@@ -174,7 +165,7 @@ def build_config(options: IntegrationOptions) -> dict[str, Any]:
         name, sep, value = raw.partition("=")
         if not sep or not name.strip():
             raise UsageError(f"invalid parameter {raw!r}", "write it as key=value, e.g. --param limit=100")
-        _check_refs(value, f"parameter {name!r}")
+        check_references(value, f"parameter {name!r}")
         _refuse_literal_secret(name, value, "parameter")
         if name in params:  # repeated: sent as key=a&key=b
             previous = params[name]

@@ -134,6 +134,8 @@ class Engine:
         """Sync one integration and record the attempt. Never raises for a sync failure:
         one broken integration never stops the others."""
         from syncctl.fetch import Cancelled, Connector
+        from syncctl.models import dumps
+        from syncctl.secrets import Secrets
 
         started_clock = time.monotonic()
         recover_orphans(self.store, self.now(), self.settings.rng, integration_id)
@@ -155,13 +157,16 @@ class Engine:
         timer.daemon = True
         timer.start()
         count = 0
-        connector = None
+        # Before anything that can raise: every message this sync records is redacted
+        # with the values of every variable the integration refers to.
+        secrets = Secrets(self.settings.env)
+        secrets.learn(integration.url, dumps(integration.config))
         try:
             connector = Connector(
                 integration.url,
                 integration.config,
                 session=self.session,
-                env=self.settings.env,
+                secrets=secrets,
                 deadline=deadline,
                 cancel=cancel,
                 global_limiter=self.settings.global_limiter,
@@ -177,17 +182,14 @@ class Engine:
         except SyncError as exc:
             if time.monotonic() >= deadline:
                 return self._fail(log_id, integration, trigger, count, self._timeout(), None)
-            redact = connector.redact if connector else (lambda text: text)
             hint = exc.hint.replace("{name}", integration.name) if exc.hint else None
-            error = (redact(exc.message), redact(hint) if hint else None)
+            error = (secrets.redact(exc.message), secrets.redact(hint) if hint else None)
             return self._fail(log_id, integration, trigger, count, error, exc.retry_after)
         except Exception as exc:  # a bug must not stop the other syncs: record it
             error = (
-                f"internal error: {type(exc).__name__}: {exc}",
+                secrets.redact(f"internal error: {type(exc).__name__}: {exc}"),
                 "please report this as a syncctl bug, with the integration's config",
             )
-            if connector is not None:
-                error = (connector.redact(error[0]), error[1])
             return self._fail(log_id, integration, trigger, count, error, None)
         finally:
             timer.cancel()

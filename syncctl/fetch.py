@@ -20,9 +20,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, quote_plus, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import backoff
 import requests
@@ -30,6 +30,7 @@ import requests
 from syncctl.errors import SyncError
 from syncctl.models import dumps
 from syncctl.schedule import MAX_INTERVAL
+from syncctl.secrets import Secrets, uses_secret
 
 MAX_PAGE_BYTES = 64 * 1024 * 1024
 RETRY_TRIES = 3
@@ -39,59 +40,11 @@ MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 DEFAULT_KEY = "id"
 FALLBACK_RECORD_FIELDS = ("data", "items", "results", "records")
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 # Giving up is recorded in the sync log; the library must not print its own lines.
 logging.getLogger("backoff").addHandler(logging.NullHandler())
 logging.getLogger("backoff").propagate = False
 logging.getLogger("urllib3").propagate = False
-
-
-# -- secrets -----------------------------------------------------------------------------
-
-
-@dataclass
-class Secrets:
-    """The ``${VAR}`` values expanded for one sync, so every message can be redacted."""
-
-    env: Mapping[str, str]
-    used: list[str] = field(default_factory=list)
-    values: set[str] = field(default_factory=set)
-
-    def expand(self, template: str) -> str:
-        """Replace each ``${VAR}`` with its value; a missing variable fails the sync."""
-
-        def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in self.used:
-                self.used.append(name)
-            value = self.env.get(name)
-            if value is None:
-                raise SyncError(
-                    f"environment variable {name} is not set",
-                    f"export {name} in the environment syncctl runs in (for cron: in the "
-                    "crontab or a file it sources); no request was sent",
-                )
-            if value:
-                # Also as it travels in a URL: servers echo the query string back encoded.
-                self.values.update({value, quote(value, safe=""), quote_plus(value)})
-            return value
-
-        return _VAR.sub(substitute, template)
-
-    def redact(self, text: str) -> str:
-        """``text`` with every secret value, and any URL password, blanked out."""
-        for value in sorted(self.values, key=len, reverse=True):
-            if len(value) >= 3:
-                text = text.replace(value, "***")
-        return re.sub(r"(://[^/\s:@]+:)[^@/\s]+@", r"\1***@", text)
-
-    def references(self) -> str:
-        return ", ".join("${" + name + "}" for name in self.used)
-
-
-def uses_secret(template: str) -> bool:
-    return bool(_VAR.search(template))
 
 
 # -- rate limiting and cancellation ------------------------------------------------------
@@ -261,14 +214,23 @@ def _suspect(text: str) -> bool:
     return "NaN" in text or "Infinity" in text or (not text.isascii() and _SURROGATE.search(text) is not None)
 
 
-def keyed(records: list[Any], key_field: str) -> list[tuple[str, str]]:
-    pairs = []
-    for record in records:
-        key, data = record_key(record, key_field), dumps(record)
-        if _suspect(data) or _suspect(key):
-            key, data = _storable(record, key)
-        pairs.append((key, data))
+def keyed(records: list[Any], key_field: str, secrets: Secrets | None = None) -> list[tuple[str, str]]:
+    """(key, JSON) for each record as stored. A secret value the source echoes back is
+    stored as ``[redacted]``: the page is checked once, and only the records holding a
+    secret are rewritten (the records/s budget: nothing per record without secrets)."""
+    pairs = [_pair(record, key_field) for record in records]
+    if secrets is not None and secrets.in_records(data for _, data in pairs):
+        for i, record in enumerate(records):
+            if secrets.in_records((pairs[i][1],)):
+                pairs[i] = _pair(secrets.scrub(record), key_field)
     return pairs
+
+
+def _pair(record: Any, key_field: str) -> tuple[str, str]:
+    key, data = record_key(record, key_field), dumps(record)
+    if _suspect(data) or _suspect(key):
+        key, data = _storable(record, key)
+    return key, data
 
 
 def _storable(record: Any, key: str) -> tuple[str, str]:
@@ -308,7 +270,7 @@ class Connector:
         config: Mapping[str, Any],
         *,
         session: requests.Session,
-        env: Mapping[str, str],
+        secrets: Secrets,
         deadline: float,
         cancel: Cancel,
         global_limiter: RateLimiter | None = None,
@@ -317,19 +279,20 @@ class Connector:
     ) -> None:
         self.config = config
         self.session = session
-        self.secrets = Secrets(env)
+        self.secrets = secrets
         self.deadline = deadline
         self.cancel = cancel
         self.clock = clock
         self.rng = rng or random.Random()
         self.timeout = float(config.get("timeout", 30))
         self.limiters = [x for x in (global_limiter, _integration_limiter(config)) if x]
-        # Expand every ${VAR} up front: a missing variable fails before any request.
-        self.url = self.secrets.expand(url)
-        self.headers = {k: self.secrets.expand(v) for k, v in config.get("headers", {}).items()}
+        # Expand every ${VAR} up front: a missing variable, or a value that cannot be
+        # sent, fails before any request.
+        self.url = secrets.expand_url(url)
+        self.headers = {k: secrets.expand_header(k, v) for k, v in config.get("headers", {}).items()}
         self.secret_headers = {k for k, v in config.get("headers", {}).items() if uses_secret(v)}
         self.params = [
-            (k, self.secrets.expand(v))
+            (k, secrets.expand_param(v))
             for k, vs in config.get("params", {}).items()
             for v in (vs if isinstance(vs, list) else [vs])
         ]
@@ -352,7 +315,7 @@ class Connector:
             if mode == "page" and not records:
                 return
             try:
-                page = Page(number, keyed(records, key_field))
+                page = Page(number, keyed(records, key_field, self.secrets if self.secrets.values else None))
             except RecursionError:  # parsed, but too deep to encode again for storage
                 raise self._too_deep(response.url, None) from None
             yield page
