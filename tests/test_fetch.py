@@ -536,7 +536,7 @@ def test_sync_runs_paused_and_manual_only_integrations_without_moving_the_schedu
 
     after = {i["name"]: i for i in cli("list", "--json").json()}
     for name in ("hourly", "paused", "byhand"):
-        assert f"{name}: 1 records" in result.stdout
+        assert f"{name}: 1 record " in result.stdout
         assert after[name]["next_sync_at"] == before[name]["next_sync_at"]
         assert after[name]["state"] == before[name]["state"]
         assert after[name]["last_status"] == "SUCCESS" and after[name]["records_count"] == 1
@@ -555,7 +555,7 @@ def test_sync_exits_1_if_any_failed_and_still_syncs_the_others(cli, store, https
     result = cli("sync", "bad", "good")
 
     assert result.returncode == 1
-    assert "good: 1 records" in result.stdout
+    assert "good: 1 record " in result.stdout
     assert "bad" in result.stderr and "404" in result.stderr and "hint:" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
