@@ -1,12 +1,18 @@
 """HTTP sources on 127.0.0.1 for tests: healthy ones and misbehaving ones.
 
-A real threaded ``http.server`` (Nagle off) whose routes are plain functions that write the
-response themselves, straight to the socket when they need to misbehave: hang, drip bytes,
-reset the connection mid-body, lie about the length, or stream more than 64 MiB.
+The one test server of the suite: a real threaded ``http.server`` (Nagle off, optionally
+TLS) whose routes are plain functions that write the response themselves, straight to the
+socket when they need to misbehave: hang, drip bytes, reset the connection mid-body, lie
+about the length, or stream more than 64 MiB. Tests get a started one from the ``source``
+fixture (tests/conftest.py), or start more with ``with HTTPSource() as other:``.
 
-    with HTTPSource() as source:
-        url = source.add("/items", json_body([{"id": 1}]))
-        slow = source.add("/slow", drip(b'[{"id": 1}]', every=0.3))
+    url = source.add("/items", json_body([{"id": 1}]))
+    slow = source.add("/slow", drip(b'[{"id": 1}]', every=0.3))
+
+Gates instead of sleeps: ``source.wait_hits(path)`` returns once a request reached
+``path``; a route wrapped in ``gated(behaviour, gate)`` answers only once the test calls
+``gate.set()`` (``gate = source.gate()``), so "the sync is still running" holds for as
+long as the test needs it, however slow the machine.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 Behaviour = Callable[["SourceHandler"], None]
+GUARD = 120.0  # seconds: a generous guard against hangs, never a timing assertion
 
 
 class SourceHandler(BaseHTTPRequestHandler):
@@ -32,14 +39,20 @@ class SourceHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _Server
 
+    def setup(self) -> None:
+        if hasattr(self.request, "do_handshake"):  # TLS: shake hands in this thread, not the server's
+            self.request.do_handshake()
+        super().setup()
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         parts = urlsplit(self.path)
         self.query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         source = self.server.source
-        with source.lock:
+        with source.seen:
             source.hits[parts.path] += 1
             source.requests.append((parts.path, self.path, dict(self.headers)))
             behaviour = source.routes.get(parts.path)
+            source.seen.notify_all()
         if behaviour is None:
             send(self, 404, b'{"error": "no such route"}')
             return
@@ -65,33 +78,83 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class HTTPSource:
-    """A threaded HTTP server on 127.0.0.1 with routes set by the test."""
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
-    def __init__(self) -> None:
+
+class HTTPSource:
+    """A threaded HTTP server on 127.0.0.1 with routes set by the test. With
+    ``ssl_context`` (see :func:`self_signed_context`) it speaks HTTPS; with ``host="::1"``
+    it listens on the IPv6 loopback (OSError where there is none)."""
+
+    def __init__(self, ssl_context: Any = None, host: str = "127.0.0.1") -> None:
         self.routes: dict[str, Behaviour] = {}
         self.hits: Counter[str] = Counter()
+        # (path, request target with its query, headers) of each request, in order
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.lock = threading.Lock()
+        self.seen = threading.Condition(self.lock)  # notified on every request
         self.stopping = threading.Event()  # misbehaving routes stop stalling when set
-        self.server = _Server(("127.0.0.1", 0), SourceHandler)
+        self.gates: list[threading.Event] = []
+        self.host = host
+        self.server = (_Server6 if ":" in host else _Server)((host, 0), SourceHandler)
         self.server.source = self
+        self.scheme = "http"
+        if ssl_context is not None:
+            # The handshake happens in the handler's thread, on its first read.
+            self.server.socket = ssl_context.wrap_socket(
+                self.server.socket, server_side=True, do_handshake_on_connect=False
+            )
+            self.scheme = "https"
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
         self.thread.daemon = True
         self.thread.start()
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def add(self, path: str, behaviour: Behaviour) -> str:
-        """Serve ``behaviour`` at ``path``; returns its URL."""
+        """Serve ``behaviour`` at ``path`` (replacing what was there); returns its URL."""
         with self.lock:
             self.routes[path] = behaviour
         return self.url(path)
 
+    def count(self, path: str) -> int:
+        """How many requests reached ``path`` so far."""
+        with self.lock:
+            return self.hits[path]
+
+    def wait_hits(self, path: str, n: int = 1, guard: float = GUARD) -> None:
+        """Return once ``n`` requests have reached ``path`` (an event, not a sleep);
+        ``guard`` seconds is a hang guard only."""
+        with self.seen:
+            if not self.seen.wait_for(lambda: self.hits[path] >= n, timeout=guard):
+                raise AssertionError(f"gave up after {guard} s waiting for {n} request(s) to {path}")
+
+    def queries(self, path: str | None = None) -> list[dict[str, str]]:
+        """The query of each request (to ``path``, or to any), in order: ``{name: last value}``."""
+        with self.lock:
+            return [
+                {k: v[-1] for k, v in parse_qs(urlsplit(target).query, keep_blank_values=True).items()}
+                for seen_path, target, _ in self.requests
+                if path is None or seen_path == path
+            ]
+
+    def gate(self) -> threading.Event:
+        """A gate for :func:`gated`: the route waits until the test calls ``gate.set()``
+        (closing the source opens every gate, so nothing is left hanging)."""
+        gate = threading.Event()
+        with self.lock:
+            self.gates.append(gate)
+        return gate
+
     def close(self) -> None:
         self.stopping.set()
+        with self.lock:
+            for gate in self.gates:
+                gate.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -121,6 +184,11 @@ def send(
     handler.end_headers()
     handler.wfile.write(body)
     handler.wfile.flush()
+
+
+def send_json(handler: SourceHandler, value: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
+    """A complete JSON response (for routes that compute theirs)."""
+    send(handler, status, json.dumps(value).encode(), headers=headers)
 
 
 def stall(handler: SourceHandler, seconds: float) -> None:
@@ -153,13 +221,20 @@ def json_body(
     return behave
 
 
-def raw_body(body: bytes, status: int = 200, content_type: str = "application/json") -> Behaviour:
+def raw_body(
+    body: bytes, status: int = 200, content_type: str = "application/json", headers: dict[str, str] | None = None
+) -> Behaviour:
     """Answer exactly these bytes (which need not be valid JSON)."""
 
     def behave(handler: SourceHandler) -> None:
-        send(handler, status, body, content_type)
+        send(handler, status, body, content_type, headers)
 
     return behave
+
+
+def text_body(text: str, status: int = 200, headers: dict[str, str] | None = None) -> Behaviour:
+    """Answer plain text (an error page, say)."""
+    return raw_body(text.encode(), status, "text/plain; charset=utf-8", headers)
 
 
 def dynamic(make: Callable[[SourceHandler], tuple[int, Any]], delay: Callable[[], float] | None = None) -> Behaviour:
@@ -174,6 +249,33 @@ def dynamic(make: Callable[[SourceHandler], tuple[int, Any]], delay: Callable[[]
     return behave
 
 
+def sequence(*behaviours: Behaviour) -> Behaviour:
+    """Answer with ``behaviours`` in turn, then keep repeating the last. The returned
+    behaviour's ``arrived`` list holds when each request came (``time.monotonic()``)."""
+    arrived: list[float] = []
+    lock = threading.Lock()
+
+    def behave(handler: SourceHandler) -> None:
+        with lock:
+            arrived.append(time.monotonic())
+            turn = len(arrived)
+        behaviours[min(turn, len(behaviours)) - 1](handler)
+
+    behave.arrived = arrived  # type: ignore[attr-defined]
+    return behave
+
+
+def gated(behaviour: Behaviour, gate: threading.Event) -> Behaviour:
+    """Hold each request until the test opens ``gate`` (from ``source.gate()``), then
+    ``behaviour``: the sync stays in flight for exactly as long as the test needs."""
+
+    def behave(handler: SourceHandler) -> None:
+        gate.wait(3600)
+        behaviour(handler)
+
+    return behave
+
+
 # -- misbehaving behaviours ---------------------------------------------------------------
 
 
@@ -182,6 +284,23 @@ def hang(seconds: float = 3600.0) -> Behaviour:
 
     def behave(handler: SourceHandler) -> None:
         stall(handler, seconds)
+        handler.close_connection = True
+
+    return behave
+
+
+def hang_mid_body(declared: int = 1_000_000, sent: bytes = b'[{"id": 1}, ') -> Behaviour:
+    """Send headers declaring ``declared`` bytes and the start of the body, then nothing
+    more until the source closes."""
+
+    def behave(handler: SourceHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(declared))
+        handler.end_headers()
+        handler.wfile.write(sent)
+        handler.wfile.flush()
+        stall(handler, 3600)
         handler.close_connection = True
 
     return behave

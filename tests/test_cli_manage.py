@@ -22,8 +22,7 @@ from hypothesis import strategies as st
 
 from syncctl import __version__
 from syncctl.cli import app
-from tests.conftest import HANG_GUARD, base_env, query
-from tests.test_intervals import dump, parse_z, run_main, utc_ms
+from tests.conftest import HANG_GUARD, base_env, dump, parse_z, query, run_main, utc_ms
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 ANSI = re.compile(r"\x1b\[")

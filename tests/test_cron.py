@@ -19,18 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, base_env, query, require_tool
-from tests.test_run_due import Source
+from tests.conftest import ROOT, base_env, query, require_tool, unavailable, wait_for
+from tests.httpsources import json_body
 
 CRON_GUARD = 150  # seconds: cron ticks once a minute and may need a minute to notice a new file
 CRON_D = Path("/etc/cron.d")
-
-
-def _unavailable(message: str) -> None:
-    """Like require_tool: a skip on a developer's machine, a failure in CI."""
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _cron_pids() -> set[int]:
@@ -52,7 +45,7 @@ def cron_daemon():  # noqa: ANN201
     started: set[int] = set()
     if not _cron_pids():
         if os.geteuid() != 0:
-            _unavailable("cron is not running, and only root can start it")
+            unavailable("cron is not running, and only root can start it")
         # cron forks into the background; -L 0: log nothing (there may be no syslog).
         subprocess.run([cron, "-L", "0"], check=True, timeout=30)
         deadline = time.monotonic() + 10
@@ -60,7 +53,7 @@ def cron_daemon():  # noqa: ANN201
             started = _cron_pids()
             time.sleep(0.1)
         if not started:
-            _unavailable("cron did not start")
+            unavailable("cron did not start")
     yield
     for pid in started & _cron_pids():  # only the daemon started here, if it still runs
         os.kill(pid, 15)
@@ -99,34 +92,25 @@ def cron_line(command: str) -> Iterator[None]:
 
 @pytest.mark.slow
 @pytest.mark.cron
-def test_a_crontab_line_syncs_what_is_due_and_cron_would_mail_nothing(cron_daemon, cli, db_path, tmp_path):
-    source = Source()
-    try:
-        added = cli("add", "via-cron", "--url", source.route("/items", body=[{"id": 1}, {"id": 2}]))
-        assert added.returncode == 0, added
-        output, done = tmp_path / "cron-output.txt", tmp_path / "cron-exit-code.txt"
-        env = base_env(db_path)
-        command = (
-            f"cd {shlex.quote(str(tmp_path))} && "
-            f"SYNCCTL_DB={shlex.quote(env['SYNCCTL_DB'])} PYTHONPATH={shlex.quote(str(ROOT))} "
-            f"{shlex.quote(sys.executable)} -m syncctl run-due >{shlex.quote(str(output))} 2>&1; "
-            f"echo $? >{shlex.quote(str(done))}"
-        )
-        with cron_line(command):
-            deadline = time.monotonic() + CRON_GUARD
-            synced = []
-            while time.monotonic() < deadline and not (synced and done.exists()):
-                synced = query(db_path, "SELECT * FROM sync_logs WHERE status = 'SUCCESS'")
-                time.sleep(1)
-        assert synced, f"cron did not run run-due within {CRON_GUARD} s (is cron allowed to run jobs here?)"
-        wait_until = time.monotonic() + 60
-        while not done.read_text().strip() and time.monotonic() < wait_until:
-            time.sleep(0.2)  # the shell has created the file but not written the code yet
-        assert done.read_text().strip() == "0"
-        assert output.read_text() == ""  # nothing for cron to mail
-        assert synced[0]["trigger"] == "schedule"
-        history = cli("history", "via-cron", "--json").json()
-        assert [(h["status"], h["records_count"]) for h in history] == [("SUCCESS", 2)]
-        assert source.count("/items") == 1
-    finally:
-        source.close()
+def test_a_crontab_line_syncs_what_is_due_and_cron_would_mail_nothing(cron_daemon, cli, db_path, tmp_path, source):
+    added = cli("add", "via-cron", "--url", source.add("/items", json_body([{"id": 1}, {"id": 2}])))
+    assert added.returncode == 0, added
+    output, done = tmp_path / "cron-output.txt", tmp_path / "cron-exit-code.txt"
+    env = base_env(db_path)
+    command = (
+        f"cd {shlex.quote(str(tmp_path))} && "
+        f"SYNCCTL_DB={shlex.quote(env['SYNCCTL_DB'])} PYTHONPATH={shlex.quote(str(ROOT))} "
+        f"{shlex.quote(sys.executable)} -m syncctl run-due >{shlex.quote(str(output))} 2>&1; "
+        f"echo $? >{shlex.quote(str(done))}"
+    )
+    with cron_line(command):
+        # The exit code is written last: the shell creates the file, then writes the code.
+        wait_for(lambda: done.exists() and done.read_text().strip(),
+                 "cron to run run-due (is cron allowed to run jobs here?)", guard=CRON_GUARD)
+    synced = query(db_path, "SELECT * FROM sync_logs WHERE status = 'SUCCESS'")
+    assert done.read_text().strip() == "0"
+    assert output.read_text() == ""  # nothing for cron to mail
+    assert [s["trigger"] for s in synced] == ["schedule"]
+    history = cli("history", "via-cron", "--json").json()
+    assert [(h["status"], h["records_count"]) for h in history] == [("SUCCESS", 2)]
+    assert source.count("/items") == 1

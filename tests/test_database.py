@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import site
 import sqlite3
 import stat
 import subprocess
 import sys
+import sysconfig
 import threading
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import pytest
 from syncctl import store as store_module
 from syncctl.errors import DatabaseError
 from syncctl.store import Store
-from tests.conftest import HANG_GUARD, ROOT, Result, base_env, query
+from tests.conftest import HANG_GUARD, ROOT, Result, base_env, query, unavailable
 
 URL = "https://api.example.com/items"
 
@@ -378,41 +380,58 @@ def test_a_command_waits_for_another_writer_instead_of_failing(cli, db_path):
 
 @pytest.mark.slow
 def test_an_installed_wheel_finds_its_schema(tmp_path):
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True,
-                   timeout=HANG_GUARD * 3)  # fmt: skip
-    python = venv / "bin" / "python"
+    """The wheel, built offline from a copy of the checkout and installed alone into a new
+    virtualenv, finds schema.sql inside the package: works from inside a virtualenv (the
+    README's way) or the system Python, and needs no network."""
+    try:
+        import hatchling  # noqa: F401 - the build backend, from the test extra
+    except ImportError:
+        unavailable("hatchling is not installed (pip install -e '.[test]')")
     source = tmp_path / "src"  # a copy: the build must not write into the checkout
     shutil.copytree(
-        ROOT, source, ignore=shutil.ignore_patterns(".git", "*.db*", "__pycache__", ".venv*", "dist")
+        ROOT, source, ignore=shutil.ignore_patterns(".git", "*.db*", "__pycache__", ".venv*", "dist", "build")
     )
-    has_hatchling = (
-        subprocess.run([sys.executable, "-c", "import hatchling"], capture_output=True).returncode == 0
-    )
-    pip = [
-        str(python),
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--no-deps",
-        *(["--no-build-isolation"] if has_hatchling else []),
-    ]
-    subprocess.run([*pip, str(source)], check=True, timeout=HANG_GUARD * 5, capture_output=True)
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index", "--no-build-isolation",
+                    "--wheel-dir", str(dist), str(source)],
+                   check=True, timeout=HANG_GUARD * 3, capture_output=True)  # fmt: skip
     shutil.rmtree(source)  # nothing left to fall back on but the installed package
+    (wheel,) = dist.glob("syncctl-*.whl")
+
+    # A new virtualenv from the base interpreter (a venv's own python would make a venv
+    # that cannot see the packages installed in it) that sees this environment's packages
+    # (typer, requests…) through a .pth file: plain paths, so an editable install's own
+    # .pth, which would lead back to the checkout, is not followed.
+    venv = tmp_path / "venv"
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=HANG_GUARD * 3)
+    python = venv / "bin" / "python"
+    venv_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True, timeout=HANG_GUARD).stdout.strip()  # fmt: skip
+    ours = dict.fromkeys([*site.getsitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    Path(venv_site, "syncctl-test-deps.pth").write_text("".join(f"{path}\n" for path in ours if Path(path).is_dir()))
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
+                   check=True, timeout=HANG_GUARD * 3, capture_output=True)  # fmt: skip
 
     outside = tmp_path / "outside"
     outside.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCCTL_", "PYTHON"))}
     env["SYNCCTL_DB"] = str(tmp_path / "data" / "syncctl.db")
-    where = subprocess.run([str(python), "-c", "import syncctl; print(syncctl.__file__)"], cwd=outside, env=env,
-                           capture_output=True, text=True, timeout=HANG_GUARD, check=True)  # fmt: skip
-    assert where.stdout.startswith(str(venv)), where.stdout  # not the checkout
+    where = subprocess.run(
+        [str(python), "-c", "import importlib.resources as r, syncctl; print(syncctl.__file__);"
+         " print(r.files('syncctl') / 'schema.sql')"],
+        cwd=outside, env=env, capture_output=True, text=True, timeout=HANG_GUARD, check=True,
+    )
+    package, schema = where.stdout.splitlines()
+    assert Path(package).is_relative_to(venv_site), package  # the wheel's package, not the checkout
+    assert Path(schema).is_relative_to(venv_site) and Path(schema).is_file(), schema
 
     result = subprocess.run([str(venv / "bin" / "syncctl"), "list", "--json"], cwd=outside, env=env,
                             capture_output=True, text=True, timeout=HANG_GUARD)  # fmt: skip
     assert (result.returncode, result.stdout.strip(), result.stderr) == (0, "[]", "")
     assert query(tmp_path / "data" / "syncctl.db", "SELECT count(*) AS n FROM integrations") == [{"n": 0}]
+    steps = store_module.schema_steps()
+    assert query(tmp_path / "data" / "syncctl.db", "PRAGMA user_version") == [{"user_version": steps[-1][0]}]
 
 
 def test_a_database_from_before_the_last_schema_step_is_migrated_with_its_data(cli, db_path):

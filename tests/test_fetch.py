@@ -5,35 +5,14 @@ and what ``sync NAME… | --all`` does to the schedule (spec §5, §6, §7)."""
 from __future__ import annotations
 
 import email.utils
-import json
 import time
 from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
 
-from syncctl.config import IntegrationOptions, build_config, validate_name, validate_url
-from syncctl.schedule import parse_interval
-from syncctl.store import Store
-from syncctl.timeutil import utcnow
-from tests.conftest import query
-from tests.httpsources import HTTPSource, json_body, send
-
-
-def json_response(value, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(json.dumps(value), status=status, content_type="application/json", headers=headers)
-
-
-def stored(db_path, name: str) -> dict[str, object]:
-    """The records of one integration, by key, as a user reads them with sqlite3."""
-    rows = query(
-        db_path,
-        "SELECT r.key, r.data FROM records r JOIN integrations i ON i.id = r.integration_id"
-        " WHERE i.name = ? ORDER BY r.key",
-        (name,),
-    )
-    return {r["key"]: json.loads(r["data"]) for r in rows}
+from tests.conftest import add, query, stored
+from tests.httpsources import HTTPSource, json_body, raw_body, send, send_json, sequence, text_body
 
 
 def logs(db_path, name: str) -> list[dict]:
@@ -47,35 +26,6 @@ def logs(db_path, name: str) -> list[dict]:
 
 def integration(db_path, name: str) -> dict:
     return query(db_path, "SELECT * FROM integrations WHERE name = ?", (name,))[0]
-
-
-_OPTION_FIELDS = {
-    "--header": "headers", "--param": "params", "--records-path": "records_path", "--key": "key",
-    "--paginate": "paginate", "--max-pages": "max_pages", "--timeout": "timeout",
-    "--max-retries": "max_retries", "--rate-limit": "rate_limit",
-}
-
-
-def add(store: Store, name: str, url: str, *options: str) -> None:
-    """Set up an integration as ``syncctl add NAME --url URL OPTIONS…`` would, but in-process
-    (a subprocess costs most of a second; ``add`` itself is not under test here)."""
-    fields: dict = {"headers": [], "params": []}
-    interval = "1h"
-    for flag, value in zip(options[::2], options[1::2], strict=False):
-        if flag == "--interval":
-            interval = value
-        elif flag in ("--header", "--param"):
-            fields[_OPTION_FIELDS[flag]].append(value)
-        elif flag in ("--max-pages", "--max-retries"):
-            fields[_OPTION_FIELDS[flag]] = int(value)
-        elif flag == "--timeout":
-            fields["timeout"] = float(value)
-        else:
-            fields[_OPTION_FIELDS[flag]] = value
-    store.add_integration(
-        name=validate_name(name), url=validate_url(url), config=build_config(IntegrationOptions(**fields)),
-        interval=parse_interval(interval), now=utcnow(),
-    )
 
 
 def synced(cli, *args: str, env: dict | None = None):
@@ -92,97 +42,97 @@ def ts(text: str) -> datetime:
 # -- pagination ------------------------------------------------------------------------------
 
 
-def test_link_pagination_follows_rel_next_relative_and_absolute(cli, store, httpserver: HTTPServer, db_path):
-    def handler(request: Request) -> Response:
-        page = request.args.get("page", "1")
+def test_link_pagination_follows_rel_next_relative_and_absolute(cli, store, source, db_path):
+    def handler(h) -> None:
+        page = h.query.get("page", "1")
         if page == "1":
-            assert request.args.get("limit") == "2"  # the integration's params go on the first page
-            return json_response([{"id": 1}, {"id": 2}], headers={"Link": '</items?page=2>; rel="next"'})
+            assert h.query.get("limit") == "2"  # the integration's params go on the first page
+            return send_json(h, [{"id": 1}, {"id": 2}], headers={"Link": '</items?page=2>; rel="next"'})
         if page == "2":
-            nxt = httpserver.url_for("/items") + "?page=3"
-            return json_response(
+            nxt = source.url("/items") + "?page=3"
+            return send_json(h,
                 [{"id": 3}, {"id": 4}], headers={"Link": f'<{nxt}>; rel="next", </items?page=1>; rel="first"'}
             )
-        return json_response([{"id": 5}], headers={"Link": '</items?page=1>; rel="first"'})
+        return send_json(h, [{"id": 5}], headers={"Link": '</items?page=1>; rel="first"'})
 
-    httpserver.expect_request("/items").respond_with_handler(handler)
-    add(store, "linked", httpserver.url_for("/items"), "--paginate", "link", "--param", "limit=2")
+    source.add("/items", handler)
+    add(store, "linked", source.url("/items"), "--paginate", "link", "--param", "limit=2")
 
     result = synced(cli, "linked")
 
     assert sorted(stored(db_path, "linked")) == ["1", "2", "3", "4", "5"]
-    assert [r.args.get("page") for r, _ in httpserver.log] == [None, "2", "3"]
+    assert [q.get("page") for q in source.queries()] == [None, "2", "3"]
     assert "linked: 5 records" in result.stdout
     assert [(log["status"], log["records_count"]) for log in logs(db_path, "linked")] == [("SUCCESS", 5)]
 
 
-def test_next_url_pagination_reads_the_next_url_from_the_body(cli, store, httpserver: HTTPServer, db_path):
-    def handler(request: Request) -> Response:
-        after = request.args.get("after")
+def test_next_url_pagination_reads_the_next_url_from_the_body(cli, store, source, db_path):
+    def handler(h) -> None:
+        after = h.query.get("after")
         if after is None:
-            return json_response({"data": [{"id": "a"}], "meta": {"next": "/feed?after=a"}})
+            return send_json(h, {"data": [{"id": "a"}], "meta": {"next": "/feed?after=a"}})
         if after == "a":
-            absolute = httpserver.url_for("/feed") + "?after=b"
-            return json_response({"data": [{"id": "b"}], "meta": {"next": absolute}})
-        return json_response({"data": [{"id": "c"}], "meta": {"next": None}})
+            absolute = source.url("/feed") + "?after=b"
+            return send_json(h, {"data": [{"id": "b"}], "meta": {"next": absolute}})
+        return send_json(h, {"data": [{"id": "c"}], "meta": {"next": None}})
 
-    httpserver.expect_request("/feed").respond_with_handler(handler)
-    add(store, "feed", httpserver.url_for("/feed"), "--paginate", "next-url:meta.next")
+    source.add("/feed", handler)
+    add(store, "feed", source.url("/feed"), "--paginate", "next-url:meta.next")
 
     synced(cli, "feed")
 
     assert sorted(stored(db_path, "feed")) == ["a", "b", "c"]
-    assert len(httpserver.log) == 3
+    assert len(source.requests) == 3
 
 
-def test_cursor_pagination_sends_the_cursor_back_with_the_params(cli, store, httpserver: HTTPServer, db_path):
+def test_cursor_pagination_sends_the_cursor_back_with_the_params(cli, store, source, db_path):
     pages = {None: ("c1", [{"id": 1}]), "c1": ("c2", [{"id": 2}]), "c2": (None, [{"id": 3}])}
 
-    def handler(request: Request) -> Response:
-        cursor, items = pages[request.args.get("cursor")]
-        return json_response({"items": items, "paging": {"next_cursor": cursor}})
+    def handler(h) -> None:
+        cursor, items = pages[h.query.get("cursor")]
+        return send_json(h, {"items": items, "paging": {"next_cursor": cursor}})
 
-    httpserver.expect_request("/things").respond_with_handler(handler)
-    add(store, "things", httpserver.url_for("/things"), "--paginate", "cursor:paging.next_cursor:cursor",
+    source.add("/things", handler)
+    add(store, "things", source.url("/things"), "--paginate", "cursor:paging.next_cursor:cursor",
         "--param", "limit=1")
 
     synced(cli, "things")
 
     assert sorted(stored(db_path, "things")) == ["1", "2", "3"]
-    sent = [(r.args.get("cursor"), r.args.get("limit")) for r, _ in httpserver.log]
+    sent = [(q.get("cursor"), q.get("limit")) for q in source.queries()]
     assert sent == [(None, "1"), ("c1", "1"), ("c2", "1")]
 
 
-def test_page_pagination_counts_from_1_until_an_empty_page(cli, store, httpserver: HTTPServer, db_path):
-    def handler(request: Request) -> Response:
-        page = int(request.args["p"])
+def test_page_pagination_counts_from_1_until_an_empty_page(cli, store, source, db_path):
+    def handler(h) -> None:
+        page = int(h.query["p"])
         items = [{"id": f"{page}-{i}"} for i in range(2)] if page <= 3 else []
-        return json_response({"results": items})
+        return send_json(h, {"results": items})
 
-    httpserver.expect_request("/rows").respond_with_handler(handler)
-    add(store, "rows", httpserver.url_for("/rows"), "--paginate", "page:p", "--param", "per_page=2")
+    source.add("/rows", handler)
+    add(store, "rows", source.url("/rows"), "--paginate", "page:p", "--param", "per_page=2")
 
     synced(cli, "rows")
 
     assert len(stored(db_path, "rows")) == 6
-    assert [(r.args["p"], r.args.get("per_page")) for r, _ in httpserver.log] == [
+    assert [(q["p"], q.get("per_page")) for q in source.queries()] == [
         ("1", "2"), ("2", "2"), ("3", "2"), ("4", "2"),
     ]
     assert logs(db_path, "rows")[0]["records_count"] == 6
 
 
 @pytest.mark.parametrize("mode", ["page:page", "link"])
-def test_max_pages_bounds_an_endless_source(cli, store, httpserver: HTTPServer, db_path, mode):
-    def handler(request: Request) -> Response:
-        page = int(request.args.get("page", "1"))
-        return json_response([{"id": page}], headers={"Link": f'</endless?page={page + 1}>; rel="next"'})
+def test_max_pages_bounds_an_endless_source(cli, store, source, db_path, mode):
+    def handler(h) -> None:
+        page = int(h.query.get("page", "1"))
+        return send_json(h, [{"id": page}], headers={"Link": f'</endless?page={page + 1}>; rel="next"'})
 
-    httpserver.expect_request("/endless").respond_with_handler(handler)
-    add(store, "endless", httpserver.url_for("/endless"), "--paginate", mode, "--max-pages", "3")
+    source.add("/endless", handler)
+    add(store, "endless", source.url("/endless"), "--paginate", mode, "--max-pages", "3")
 
     synced(cli, "endless")
 
-    assert len(httpserver.log) == 3
+    assert len(source.requests) == 3
     assert sorted(stored(db_path, "endless")) == ["1", "2", "3"]
 
 
@@ -212,10 +162,10 @@ EXTRACTION_CASES = {
 }
 
 
-def test_records_are_extracted_and_keyed_by_the_rules(cli, store, httpserver: HTTPServer, db_path):
+def test_records_are_extracted_and_keyed_by_the_rules(cli, store, source, db_path):
     for name, (body, options, _) in EXTRACTION_CASES.items():
-        httpserver.expect_request(f"/{name}").respond_with_json(body)
-        add(store, name, httpserver.url_for(f"/{name}"), *options)
+        source.add(f"/{name}", json_body(body))
+        add(store, name, source.url(f"/{name}"), *options)
 
     synced(cli, "--all")
 
@@ -223,27 +173,26 @@ def test_records_are_extracted_and_keyed_by_the_rules(cli, store, httpserver: HT
         assert sorted(stored(db_path, name)) == sorted(expected), name
 
 
-def test_the_object_itself_is_stored_as_the_record(cli, store, httpserver: HTTPServer, db_path):
-    httpserver.expect_request("/status").respond_with_json({"id": "site", "up": True, "load": [1, 2]})
-    add(store, "status", httpserver.url_for("/status"))
+def test_the_object_itself_is_stored_as_the_record(cli, store, source, db_path):
+    source.add("/status", json_body({"id": "site", "up": True, "load": [1, 2]}))
+    add(store, "status", source.url("/status"))
 
     synced(cli, "status")
 
     assert stored(db_path, "status") == {"site": {"id": "site", "up": True, "load": [1, 2]}}
 
 
-def test_records_without_the_key_are_keyed_by_a_stable_hash(cli, store, httpserver: HTTPServer, db_path):
+def test_records_without_the_key_are_keyed_by_a_stable_hash(cli, store, source, db_path):
     body = [{"city": "Oslo", "t": 3}, {"t": 7, "city": "Rome"}, {"city": "Lima", "t": 18, "id": None}]
-    httpserver.expect_request("/obs").respond_with_json(body)
-    add(store, "obs", httpserver.url_for("/obs"))
+    source.add("/obs", json_body(body))
+    add(store, "obs", source.url("/obs"))
     synced(cli, "obs")
     first = stored(db_path, "obs")
 
     # The same records with their fields in another order: canonical JSON, same keys.
-    httpserver.clear()
-    httpserver.expect_request("/obs").respond_with_json(
+    source.add("/obs", json_body(
         [{"t": 3, "city": "Oslo"}, {"city": "Rome", "t": 7}, {"id": None, "t": 18, "city": "Lima"}]
-    )
+    ))
     synced(cli, "obs")
 
     assert len(first) == 3
@@ -251,19 +200,18 @@ def test_records_without_the_key_are_keyed_by_a_stable_hash(cli, store, httpserv
     assert len(set(first)) == 3 and all(key not in ("", "None", "null") for key in first)
 
 
-def test_a_second_sync_adds_no_duplicates_and_updates_changed_records(cli, store, httpserver: HTTPServer, db_path):
-    httpserver.expect_request("/users").respond_with_json(
+def test_a_second_sync_adds_no_duplicates_and_updates_changed_records(cli, store, source, db_path):
+    source.add("/users", json_body(
         {"data": [{"id": 1, "name": "Ada"}, {"id": 2, "name": "Bob"}]}
-    )
-    add(store, "users", httpserver.url_for("/users"))
+    ))
+    add(store, "users", source.url("/users"))
     synced(cli, "users")
     synced(cli, "users")
     assert stored(db_path, "users") == {"1": {"id": 1, "name": "Ada"}, "2": {"id": 2, "name": "Bob"}}
 
-    httpserver.clear()
-    httpserver.expect_request("/users").respond_with_json(
+    source.add("/users", json_body(
         {"data": [{"id": 2, "name": "Bobby"}, {"id": 3, "name": "Cy"}]}
-    )
+    ))
     synced(cli, "users")
 
     assert stored(db_path, "users") == {
@@ -276,17 +224,17 @@ def test_a_second_sync_adds_no_duplicates_and_updates_changed_records(cli, store
     assert cli("list", "--json").json()[0]["records_count"] == 3
 
 
-def test_params_and_headers_are_sent_with_variables_expanded(cli, store, httpserver: HTTPServer, db_path):
-    httpserver.expect_request("/api").respond_with_json([{"id": 1}])
-    add(store, "api", httpserver.url_for("/api"), "--param", "region=eu", "--param", "key=${API_KEY}",
+def test_params_and_headers_are_sent_with_variables_expanded(cli, store, source, db_path):
+    source.add("/api", json_body([{"id": 1}]))
+    add(store, "api", source.url("/api"), "--param", "region=eu", "--param", "key=${API_KEY}",
         "--param", "tag=a", "--param", "tag=b",
         "--header", "X-Api-Key: ${API_KEY}", "--header", "Accept: application/json")
 
     synced(cli, "api", env={"API_KEY": "k-123"})
 
-    request = httpserver.log[0][0]
-    assert request.args.to_dict(flat=False) == {"region": ["eu"], "key": ["k-123"], "tag": ["a", "b"]}
-    assert (request.headers["X-Api-Key"], request.headers["Accept"]) == ("k-123", "application/json")
+    _, target, headers = source.requests[0]
+    assert parse_qs(urlsplit(target).query) == {"region": ["eu"], "key": ["k-123"], "tag": ["a", "b"]}
+    assert (headers["X-Api-Key"], headers["Accept"]) == ("k-123", "application/json")
     assert len(stored(db_path, "api")) == 1
     config = integration(db_path, "api")["config"]
     assert "${API_KEY}" in config and "k-123" not in config
@@ -295,24 +243,11 @@ def test_params_and_headers_are_sent_with_variables_expanded(cli, store, httpser
 # -- retries within one sync -----------------------------------------------------------------
 
 
-def _sequence(*responses: Response):
-    """A handler answering with ``responses`` in turn, then repeating the last; it also
-    records when each request arrived."""
-    arrived: list[float] = []
-
-    def handler(request: Request) -> Response:
-        arrived.append(time.monotonic())
-        return responses[min(len(arrived), len(responses)) - 1]
-
-    handler.arrived = arrived  # type: ignore[attr-defined]
-    return handler
-
-
-def test_two_503s_then_success_is_one_success_log(cli, store, httpserver: HTTPServer, db_path):
-    busy = Response("busy", status=503)
-    handler = _sequence(busy, busy, json_response([{"id": 1}, {"id": 2}]))
-    httpserver.expect_request("/flaky").respond_with_handler(handler)
-    add(store, "flaky", httpserver.url_for("/flaky"))
+def test_two_503s_then_success_is_one_success_log(cli, store, source, db_path):
+    busy = text_body("busy", 503)
+    handler = sequence(busy, busy, json_body([{"id": 1}, {"id": 2}]))
+    source.add("/flaky", handler)
+    add(store, "flaky", source.url("/flaky"))
 
     synced(cli, "flaky")
 
@@ -324,10 +259,10 @@ def test_two_503s_then_success_is_one_success_log(cli, store, httpserver: HTTPSe
 
 
 @pytest.mark.parametrize("status", [404, 500, 400])
-def test_errors_that_are_not_transient_are_requested_once(cli, store, httpserver: HTTPServer, db_path, status):
-    handler = _sequence(Response("nope", status=status), json_response([{"id": 1}]))
-    httpserver.expect_request("/once").respond_with_handler(handler)
-    add(store, "once", httpserver.url_for("/once"))
+def test_errors_that_are_not_transient_are_requested_once(cli, store, source, db_path, status):
+    handler = sequence(text_body("nope", status), json_body([{"id": 1}]))
+    source.add("/once", handler)
+    add(store, "once", source.url("/once"))
 
     result = cli("sync", "once")
 
@@ -337,10 +272,10 @@ def test_errors_that_are_not_transient_are_requested_once(cli, store, httpserver
     assert f"HTTP {status}" in result.stderr
 
 
-def test_retry_after_in_seconds_is_honoured(cli, store, httpserver: HTTPServer, db_path):
-    handler = _sequence(Response("later", status=503, headers={"Retry-After": "2"}), json_response([{"id": 1}]))
-    httpserver.expect_request("/ra").respond_with_handler(handler)
-    add(store, "ra", httpserver.url_for("/ra"))
+def test_retry_after_in_seconds_is_honoured(cli, store, source, db_path):
+    handler = sequence(text_body("later", 503, headers={"Retry-After": "2"}), json_body([{"id": 1}]))
+    source.add("/ra", handler)
+    add(store, "ra", source.url("/ra"))
 
     synced(cli, "ra")
 
@@ -349,17 +284,17 @@ def test_retry_after_in_seconds_is_honoured(cli, store, httpserver: HTTPServer, 
     assert [r["status"] for r in logs(db_path, "ra")] == ["SUCCESS"]
 
 
-def test_retry_after_as_an_http_date_is_honoured(cli, store, httpserver: HTTPServer, db_path):
-    def handler(request: Request) -> Response:
+def test_retry_after_as_an_http_date_is_honoured(cli, store, source, db_path):
+    def handler(h) -> None:
         handler.arrived.append(time.monotonic())
         if len(handler.arrived) == 1:
             when = email.utils.formatdate(time.time() + 3, usegmt=True)  # whole seconds: 2-3 s away
-            return Response("later", status=429, headers={"Retry-After": when})
-        return json_response([{"id": 1}])
+            return text_body("later", 429, headers={"Retry-After": when})(h)
+        return send_json(h, [{"id": 1}])
 
     handler.arrived = []
-    httpserver.expect_request("/date").respond_with_handler(handler)
-    add(store, "date", httpserver.url_for("/date"))
+    source.add("/date", handler)
+    add(store, "date", source.url("/date"))
 
     synced(cli, "date")
 
@@ -367,44 +302,43 @@ def test_retry_after_as_an_http_date_is_honoured(cli, store, httpserver: HTTPSer
     assert [r["status"] for r in logs(db_path, "date")] == ["SUCCESS"]
 
 
-def test_retry_after_zero_negative_or_garbage_falls_back_to_backoff(cli, store, httpserver: HTTPServer, db_path):
-    handler = _sequence(
-        Response("a", status=503, headers={"Retry-After": "0"}),
-        Response("b", status=429, headers={"Retry-After": "soon-ish, maybe"}),
-        json_response([{"id": 1}]),
+def test_retry_after_zero_negative_or_garbage_falls_back_to_backoff(cli, store, source, db_path):
+    handler = sequence(
+        text_body("a", 503, headers={"Retry-After": "0"}),
+        text_body("b", 429, headers={"Retry-After": "soon-ish, maybe"}),
+        json_body([{"id": 1}]),
     )
-    httpserver.expect_request("/odd").respond_with_handler(handler)
-    add(store, "odd", httpserver.url_for("/odd"))
+    source.add("/odd", handler)
+    add(store, "odd", source.url("/odd"))
 
     synced(cli, "odd")
 
     assert len(handler.arrived) == 3
     assert [r["status"] for r in logs(db_path, "odd")] == ["SUCCESS"]
 
-    httpserver.clear()
-    handler = _sequence(Response("c", status=502, headers={"Retry-After": "-30"}), json_response([{"id": 2}]))
-    httpserver.expect_request("/odd").respond_with_handler(handler)
+    handler = sequence(text_body("c", 502, headers={"Retry-After": "-30"}), json_body([{"id": 2}]))
+    source.add("/odd", handler)
     synced(cli, "odd")
     assert len(handler.arrived) == 2
 
 
 @pytest.mark.parametrize("form", ["seconds", "http-date"])
-def test_retry_after_beyond_the_budget_ends_the_sync_and_delays_the_next(cli, store, httpserver: HTTPServer,
+def test_retry_after_beyond_the_budget_ends_the_sync_and_delays_the_next(cli, store, source,
                                                                          db_path, form):
     wait = 7200
 
-    def handler(request: Request) -> Response:
+    def handler(h) -> None:
         value = str(wait) if form == "seconds" else email.utils.formatdate(time.time() + wait + 1, usegmt=True)
-        return Response("slow down", status=429, headers={"Retry-After": value})
+        text_body("slow down", 429, headers={"Retry-After": value})(h)
 
-    httpserver.expect_request("/limited").respond_with_handler(handler)
-    add(store, "limited", httpserver.url_for("/limited"), "--interval", "1d")
+    source.add("/limited", handler)
+    add(store, "limited", source.url("/limited"), "--interval", "1d")
     before = datetime.now(timezone.utc)
 
     run = cli("run-due")
 
     assert run.returncode == 1
-    assert len(httpserver.log) == 1  # no retry inside the sync: the wait is past 60 s
+    assert len(source.requests) == 1  # no retry inside the sync: the wait is past 60 s
     assert "429" in run.stderr and "hint:" in run.stderr
     listed = cli("list", "--json").json()[0]
     assert listed["last_status"] == "FAILED" and listed["consecutive_failures"] == 1
@@ -483,17 +417,16 @@ def test_a_redirect_back_to_the_origin_sends_secret_headers_again(cli, store, db
 # -- failures never harm stored records ------------------------------------------------------
 
 
-def test_a_failed_sync_leaves_earlier_records_intact(cli, store, httpserver: HTTPServer, db_path):
+def test_a_failed_sync_leaves_earlier_records_intact(cli, store, source, db_path):
     records = [{"id": i, "v": f"value-{i}"} for i in range(5)]
-    httpserver.expect_request("/keep").respond_with_json(records)
-    add(store, "keep", httpserver.url_for("/keep"))
+    source.add("/keep", json_body(records))
+    add(store, "keep", source.url("/keep"))
     synced(cli, "keep")
     before = stored(db_path, "keep")
 
-    for response in (Response("boom", status=500), Response("<html>login</html>", content_type="text/html"),
-                     Response('[{"id": 1, "v": "cut', content_type="application/json")):
-        httpserver.clear()
-        httpserver.expect_request("/keep").respond_with_response(response)
+    for response in (text_body("boom", 500), raw_body(b"<html>login</html>", content_type="text/html"),
+                     raw_body(b'[{"id": 1, "v": "cut', content_type="application/json")):
+        source.add("/keep", response)
         assert cli("sync", "keep").returncode == 1
 
     assert stored(db_path, "keep") == before
@@ -502,15 +435,15 @@ def test_a_failed_sync_leaves_earlier_records_intact(cli, store, httpserver: HTT
     assert query(db_path, "PRAGMA integrity_check")[0]["integrity_check"] == "ok"
 
 
-def test_a_failure_on_a_later_page_keeps_earlier_records(cli, store, httpserver: HTTPServer, db_path):
-    httpserver.expect_request("/pages", query_string="n=1").respond_with_json([{"id": "old"}])
-    add(store, "pages", httpserver.url_for("/pages"), "--paginate", "page:n")
-    httpserver.expect_request("/pages", query_string="n=2").respond_with_json([])
+def test_a_failure_on_a_later_page_keeps_earlier_records(cli, store, source, db_path):
+    def pages(*behaviours):
+        return lambda h: behaviours[int(h.query["n"]) - 1](h)
+
+    source.add("/pages", pages(json_body([{"id": "old"}]), json_body([])))
+    add(store, "pages", source.url("/pages"), "--paginate", "page:n")
     synced(cli, "pages")
 
-    httpserver.clear()
-    httpserver.expect_request("/pages", query_string="n=1").respond_with_json([{"id": "new"}])
-    httpserver.expect_request("/pages", query_string="n=2").respond_with_data("no", status=404)
+    source.add("/pages", pages(json_body([{"id": "new"}]), text_body("no", status=404)))
     result = cli("sync", "pages")
 
     assert result.returncode == 1
@@ -523,12 +456,12 @@ def test_a_failure_on_a_later_page_keeps_earlier_records(cli, store, httpserver:
 
 
 def test_sync_runs_paused_and_manual_only_integrations_without_moving_the_schedule(
-    cli, store, httpserver: HTTPServer, db_path
+    cli, store, source, db_path
 ):
-    httpserver.expect_request("/a").respond_with_json([{"id": 1}])
-    add(store, "hourly", httpserver.url_for("/a"), "--interval", "1h")
-    add(store, "paused", httpserver.url_for("/a"), "--interval", "15m")
-    add(store, "byhand", httpserver.url_for("/a"), "--interval", "manual")
+    source.add("/a", json_body([{"id": 1}]))
+    add(store, "hourly", source.url("/a"), "--interval", "1h")
+    add(store, "paused", source.url("/a"), "--interval", "15m")
+    add(store, "byhand", source.url("/a"), "--interval", "manual")
     assert cli("pause", "paused").returncode == 0
     before = {i["name"]: i for i in cli("list", "--json").json()}
 
@@ -546,11 +479,11 @@ def test_sync_runs_paused_and_manual_only_integrations_without_moving_the_schedu
     assert rows == [{"trigger": "manual", "status": "SUCCESS", "attempt": 1}] * 3
 
 
-def test_sync_exits_1_if_any_failed_and_still_syncs_the_others(cli, store, httpserver: HTTPServer, db_path):
-    httpserver.expect_request("/good").respond_with_json([{"id": 1}])
-    httpserver.expect_request("/bad").respond_with_data("missing", status=404)
-    add(store, "good", httpserver.url_for("/good"))
-    add(store, "bad", httpserver.url_for("/bad"))
+def test_sync_exits_1_if_any_failed_and_still_syncs_the_others(cli, store, source, db_path):
+    source.add("/good", json_body([{"id": 1}]))
+    source.add("/bad", text_body("missing", status=404))
+    add(store, "good", source.url("/good"))
+    add(store, "bad", source.url("/bad"))
 
     result = cli("sync", "bad", "good")
 
@@ -562,10 +495,10 @@ def test_sync_exits_1_if_any_failed_and_still_syncs_the_others(cli, store, https
     assert stored(db_path, "good") == {"1": {"id": 1}}
 
 
-def test_manual_sync_failure_does_not_count_and_success_clears_the_streak(cli, store, httpserver: HTTPServer,
+def test_manual_sync_failure_does_not_count_and_success_clears_the_streak(cli, store, source,
                                                                           db_path):
-    httpserver.expect_request("/s").respond_with_data("boom", status=500)
-    add(store, "streak", httpserver.url_for("/s"), "--interval", "1h")
+    source.add("/s", text_body("boom", status=500))
+    add(store, "streak", source.url("/s"), "--interval", "1h")
     assert cli("run-due").returncode == 1  # a scheduled failure: the streak is 1
     scheduled = cli("list", "--json").json()[0]
     assert scheduled["consecutive_failures"] == 1
@@ -578,8 +511,7 @@ def test_manual_sync_failure_does_not_count_and_success_clears_the_streak(cli, s
     assert after_fail["next_sync_at"] == scheduled["next_sync_at"]
     assert after_fail["last_status"] == "FAILED"
 
-    httpserver.clear()
-    httpserver.expect_request("/s").respond_with_json([{"id": 1}])
+    source.add("/s", json_body([{"id": 1}]))
     synced(cli, "streak")
     after_ok = cli("list", "--json").json()[0]
 
@@ -591,9 +523,9 @@ def test_manual_sync_failure_does_not_count_and_success_clears_the_streak(cli, s
     assert triggers == [("schedule", "FAILED"), ("manual", "FAILED"), ("manual", "SUCCESS")]
 
 
-def test_manual_sync_does_not_resume_a_disabled_integration(cli, store, httpserver: HTTPServer, db_path):
-    httpserver.expect_request("/d").respond_with_json([{"id": 1}])
-    add(store, "dis", httpserver.url_for("/d"), "--interval", "1h")
+def test_manual_sync_does_not_resume_a_disabled_integration(cli, store, source, db_path):
+    source.add("/d", json_body([{"id": 1}]))
+    add(store, "dis", source.url("/d"), "--interval", "1h")
     store.conn.execute("UPDATE integrations SET sync_enabled = 0, disabled_reason = 'failures',"
                        " consecutive_failures = 4")
 
@@ -608,8 +540,8 @@ def test_manual_sync_does_not_resume_a_disabled_integration(cli, store, httpserv
     "args", [("sync",), ("sync", "one", "--all"), ("sync", "onf")],
     ids=["nothing", "names-and-all", "unknown-name"],
 )
-def test_sync_refuses_bad_input_with_exit_2(cli, store, httpserver: HTTPServer, args):
-    add(store, "one", httpserver.url_for("/x"))
+def test_sync_refuses_bad_input_with_exit_2(cli, store, source, args):
+    add(store, "one", source.url("/x"))
 
     result = cli(*args)
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from pytest_httpserver import HTTPServer
 
 from syncctl.timeutil import format_ts
-from tests.conftest import HANG_GUARD, query
-from tests.httpsources import HTTPSource, hang
-from tests.test_fetch import add, stored
+from tests.conftest import HANG_GUARD, add, query, stored, wait_for
+from tests.httpsources import hang, json_body, text_body
 
 HISTORY_KEYS = {
     "id", "integration", "trigger", "status", "attempt", "started_at", "completed_at", "duration_ms",
@@ -39,16 +36,15 @@ def insert_log(store, name: str, started: datetime, status: str = "SUCCESS", tri
 
 
 @pytest.fixture
-def two_synced(cli, store, httpserver: HTTPServer):
+def two_synced(cli, store, source):
     """``alpha`` synced twice (SUCCESS, then FAILED with a 404) and ``beta`` once (SUCCESS)."""
-    httpserver.expect_request("/alpha").respond_with_json([{"id": 1}, {"id": 2}])
-    httpserver.expect_request("/beta").respond_with_json({"data": [{"id": "b"}]})
-    add(store, "alpha", httpserver.url_for("/alpha"))
-    add(store, "beta", httpserver.url_for("/beta"))
+    source.add("/alpha", json_body([{"id": 1}, {"id": 2}]))
+    source.add("/beta", json_body({"data": [{"id": "b"}]}))
+    add(store, "alpha", source.url("/alpha"))
+    add(store, "beta", source.url("/beta"))
     assert cli("sync", "alpha").returncode == 0
     assert cli("run-due").returncode == 0  # both due: alpha again, beta
-    httpserver.clear()
-    httpserver.expect_request("/alpha").respond_with_data("gone", status=404)
+    source.add("/alpha", text_body("gone", status=404))
     assert cli("sync", "alpha").returncode == 1
 
 
@@ -93,8 +89,8 @@ def test_history_filters_by_name_status_and_limit(cli, two_synced):
     assert cli("history", "beta", "--status", "failed", "--json").json() == []
 
 
-def test_history_shows_20_by_default(cli, store, httpserver: HTTPServer):
-    add(store, "many", httpserver.url_for("/m"))
+def test_history_shows_20_by_default(cli, store, source):
+    add(store, "many", source.url("/m"))
     ids = [insert_log(store, "many", now() - timedelta(minutes=30 - i)) for i in range(25)]
 
     shown = cli("history", "many", "--json").json()
@@ -102,9 +98,9 @@ def test_history_shows_20_by_default(cli, store, httpserver: HTTPServer):
     assert [log["id"] for log in shown] == ids[::-1][:20]
 
 
-def test_history_since_keeps_only_recent_logs(cli, store, httpserver: HTTPServer):
-    httpserver.expect_request("/s").respond_with_json([{"id": 1}])
-    add(store, "since", httpserver.url_for("/s"))
+def test_history_since_keeps_only_recent_logs(cli, store, source):
+    source.add("/s", json_body([{"id": 1}]))
+    add(store, "since", source.url("/s"))
     old = insert_log(store, "since", now() - timedelta(days=2))
     yesterday = insert_log(store, "since", now() - timedelta(hours=20), status="FAILED",
                            error=("HTTP 500 from x", "a remote fault"))
@@ -120,27 +116,24 @@ def test_history_since_keeps_only_recent_logs(cli, store, httpserver: HTTPServer
     assert [log["id"] for log in stamp][-1] == old and len(stamp) == 3
 
 
-def test_history_running_shows_a_live_sync(cli, spawn, store, db_path):
-    with HTTPSource() as source:
-        url = source.add("/hang", hang(HANG_GUARD))
-        add(store, "slow", url)
-        proc = spawn("sync", "slow")
-        deadline = time.monotonic() + HANG_GUARD
-        while not source.hits["/hang"]:
-            assert time.monotonic() < deadline and proc.poll() is None, "the sync never started"
-            time.sleep(0.05)
+def test_history_running_shows_a_live_sync(cli, spawn, store, db_path, source):
+    url = source.add("/hang", hang(HANG_GUARD))
+    add(store, "slow", url)
+    proc = spawn("sync", "slow")
+    source.wait_hits("/hang")  # the sync is in flight, and stays so until killed
+    wait_for(lambda: query(db_path, "SELECT 1 FROM sync_logs WHERE status = 'RUNNING'"), "the RUNNING log")
 
-        running = cli("history", "--status", "running", "--json").json()
+    running = cli("history", "--status", "running", "--json").json()
 
-        assert len(running) == 1
-        log = running[0]
-        assert (log["integration"], log["status"], log["trigger"]) == ("slow", "RUNNING", "manual")
-        assert log["completed_at"] is None and log["duration_ms"] is None
-        table = cli("history", "--status", "running")
-        assert "RUNNING" in table.stdout and "slow" in table.stdout
+    assert len(running) == 1
+    log = running[0]
+    assert (log["integration"], log["status"], log["trigger"]) == ("slow", "RUNNING", "manual")
+    assert log["completed_at"] is None and log["duration_ms"] is None
+    table = cli("history", "--status", "running")
+    assert "RUNNING" in table.stdout and "slow" in table.stdout
 
-        proc.kill()
-        proc.wait(HANG_GUARD)
+    proc.kill()
+    proc.wait(HANG_GUARD)
 
     # The sync's process is gone: the next command that looks finishes its log.
     assert cli("history", "--status", "running", "--json").json() == []
@@ -163,8 +156,8 @@ def test_history_table_shows_status_trigger_error_and_hint(cli, two_synced):
     assert "\x1b[" not in result.stdout  # no colour when not on a terminal
 
 
-def test_history_with_nothing_to_show(cli, store, httpserver: HTTPServer):
-    add(store, "quiet", httpserver.url_for("/q"))
+def test_history_with_nothing_to_show(cli, store, source):
+    add(store, "quiet", source.url("/q"))
 
     assert cli("history", "--json").json() == []
     table = cli("history", "quiet")
@@ -183,8 +176,8 @@ def test_history_with_nothing_to_show(cli, store, httpserver: HTTPServer):
         (("alpah",), "'alpha'"),
     ],
 )
-def test_history_refuses_invalid_values(cli, store, httpserver: HTTPServer, args, needle):
-    add(store, "alpha", httpserver.url_for("/a"))
+def test_history_refuses_invalid_values(cli, store, source, args, needle):
+    add(store, "alpha", source.url("/a"))
 
     result = cli("history", *args, "--json")
 
@@ -197,11 +190,11 @@ def test_history_refuses_invalid_values(cli, store, httpserver: HTTPServer, args
 # -- prune -------------------------------------------------------------------------------------
 
 
-def test_prune_deletes_old_logs_but_keeps_the_newest_10_and_all_records(cli, store, httpserver: HTTPServer,
+def test_prune_deletes_old_logs_but_keeps_the_newest_10_and_all_records(cli, store, source,
                                                                         db_path):
-    httpserver.expect_request("/p").respond_with_json([{"id": 1}, {"id": 2}, {"id": 3}])
+    source.add("/p", json_body([{"id": 1}, {"id": 2}, {"id": 3}]))
     for name in ("old", "mixed", "few"):
-        add(store, name, httpserver.url_for("/p"))
+        add(store, name, source.url("/p"))
     long_ago = now() - timedelta(days=200)
     old_ids = [insert_log(store, "old", long_ago + timedelta(hours=i)) for i in range(15)]
     mixed_old = [insert_log(store, "mixed", long_ago + timedelta(hours=i), status="FAILED",
@@ -238,8 +231,8 @@ def test_prune_deletes_old_logs_but_keeps_the_newest_10_and_all_records(cli, sto
     assert again.returncode == 0 and again.stdout.startswith("removed 0 logs")
 
 
-def test_prune_keeps_logs_newer_than_the_cutoff(cli, store, httpserver: HTTPServer, db_path):
-    add(store, "recent", httpserver.url_for("/r"))
+def test_prune_keeps_logs_newer_than_the_cutoff(cli, store, source, db_path):
+    add(store, "recent", source.url("/r"))
     for i in range(12):
         insert_log(store, "recent", now() - timedelta(days=30, hours=i))
 
@@ -252,8 +245,8 @@ def test_prune_keeps_logs_newer_than_the_cutoff(cli, store, httpserver: HTTPServ
 
 
 @pytest.mark.parametrize("args", [("--older-than", "ninety days"), ("--older-than", "-5d"), ()])
-def test_prune_refuses_invalid_values(cli, store, httpserver: HTTPServer, db_path, args):
-    add(store, "x", httpserver.url_for("/x"))
+def test_prune_refuses_invalid_values(cli, store, source, db_path, args):
+    add(store, "x", source.url("/x"))
     insert_log(store, "x", now() - timedelta(days=400))
 
     result = cli("prune", *args)

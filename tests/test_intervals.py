@@ -3,21 +3,18 @@ and that a refusal is one line on stderr with exit 2 and leaves the database unc
 
 from __future__ import annotations
 
-import io
 import re
 import sqlite3
-from contextlib import redirect_stderr, redirect_stdout
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from syncctl.cli import main
 from syncctl.errors import UsageError
 from syncctl.schedule import MAX_INTERVAL, MIN_INTERVAL, format_interval, parse_interval
-from tests.conftest import Result, query
+from tests.conftest import Result, dump, parse_z, query, run_main, utc_ms
 
 DAY = 86400
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": DAY}
@@ -86,28 +83,8 @@ REFUSED = [
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-def run_main(db_path: Path, *args: str) -> Result:
-    """Run the CLI in this process (for many or random inputs, where a subprocess each
-    would be slow). Any exception that escapes ``main`` fails the test: a user would
-    have seen a traceback."""
-    out, err = io.StringIO(), io.StringIO()
-    code: int | str | None = None
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            main(["--db", str(db_path), *args])
-        except SystemExit as exc:
-            code = exc.code
-    return Result(code if isinstance(code, int) else 1, out.getvalue(), err.getvalue())
 
 
-def dump(db_path: Path) -> str:
-    """The whole database as SQL, plus its schema version: to compare before and after."""
-    conn = sqlite3.connect(db_path)
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        return f"user_version={version}\n" + "\n".join(conn.iterdump())
-    finally:
-        conn.close()
 
 
 def assert_refused(result: Result, value: str) -> None:
@@ -127,8 +104,6 @@ def next_sync(db_path: Path, name: str) -> str | None:
     return query(db_path, "SELECT next_sync_at FROM integrations WHERE name = ?", (name,))[0]["next_sync_at"]
 
 
-def parse_z(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
 
 
 def assert_due_now(stamp: str, before: datetime) -> None:
@@ -142,9 +117,6 @@ def assert_about(stamp: str, expected: datetime) -> None:
     assert expected - timedelta(minutes=1) < parse_z(stamp) <= expected
 
 
-def utc_ms() -> datetime:
-    now = datetime.now(timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 # -- the pure functions ------------------------------------------------------------------

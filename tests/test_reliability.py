@@ -43,12 +43,6 @@ DOCUMENTED_EXIT_CODES = {0, 1, 2, 3, 75}
 PAST = "2000-01-01T00:00:00.000Z"
 
 
-@pytest.fixture
-def source():
-    with HTTPSource() as running:
-        yield running
-
-
 def lock_is_free(db_path: Path) -> bool:
     """Could a new run-due take ``<db>.lock`` right now?"""
     fd = os.open(f"{db_path}.lock", os.O_RDWR)
@@ -262,7 +256,7 @@ OPTIONS = ["--json", "--url", "--interval", "--header", "-H", "--param", "-p", "
            "--paginate", "--max-pages", "--timeout", "--rate-limit", "--max-retries", "--yes", "--all",
            "--limit", "--status", "--since", "--older-than", "--concurrency", "--max-rps", "--sync-timeout",
            "-v", "--help", "--version", "--", "-"]
-VALUES = ["a", "feed", "feed2", "1h", "15 minutes", "manual", "weekly", "0", "-1", "1e309", "nan", "inf", "-inf",
+VALUES = ["a", "feed", "feed2", "broken", "1h", "15 minutes", "manual", "weekly", "0", "-1", "1e309", "nan", "inf", "-inf",
           "99999999999999999999", "0.0000001", "https://", "http://[::1", "data.items", "a..b", ".", "page:page",
           "cursor:a:b", "next-url:next", "link", "bogus:", "${X}", "${", "${1}", "Accept: ${NOPE}",
           "Authorization: Bearer x", "a=b", "token=x", "10/s", "0/s", "1/h", "success", "running", "24h",
@@ -289,15 +283,19 @@ def test_random_arguments_give_only_documented_exit_codes(data, tmp_path, capfd,
     monkeypatch.delenv("SYNCCTL_DB", raising=False)
     db = str(tmp_path / "fuzz.db")
     url = fuzz_source.url("/ok")
-    # Some state to act on: a scheduled and a manual integration against a healthy source.
-    for setup in (["add", "feed", "--url", url, "--interval", "1h"], ["add", "feed2", "--url", url,
-                                                                       "--interval", "manual"]):
+    # Some state to act on: a scheduled and a manual integration against a healthy source,
+    # and one whose source answers 404 (so that sync and run-due fail, too).
+    for setup in (["add", "feed", "--url", url, "--interval", "1h"],
+                  ["add", "feed2", "--url", url, "--interval", "manual"],
+                  ["add", "broken", "--url", fuzz_source.url("/missing"), "--interval", "1h"]):
         _run_main(["--db", db, *setup])
     capfd.readouterr()
     command = data.draw(st.sampled_from(SUBCOMMANDS))
     args = data.draw(st.lists(_argument(), max_size=6))
     if command == "add" and data.draw(st.booleans()):
         args = ["feed3", "--url", data.draw(st.sampled_from([url, fuzz_source.url("/missing"), "ftp://x"])), *args]
+
+    last_log = _last_log_id(db)
 
     code = _run_main(["--db", db, command, *args])
 
@@ -306,10 +304,32 @@ def test_random_arguments_give_only_documented_exit_codes(data, tmp_path, capfd,
     assert "Traceback" not in err
     assert "internal error" not in err, (command, args, err)  # the catch-all for bugs
     if code != 0 and "--help" not in args and "--version" not in args:
-        assert err.strip(), (command, args)
-        assert len(err.strip().splitlines()) >= 1
+        lines = err.splitlines()
+        assert lines and all(line.startswith("syncctl: ") for line in lines), (command, args, err)
+        failed = _failed_since(db, last_log)
+        if failed:  # sync / run-due: one line per failed sync, naming its integration
+            per_sync = [line for line in lines if "is now disabled after" not in line]  # + auto-disable notices
+            assert sorted(_named(line) for line in per_sync) == failed, (command, args, err)
+        else:  # anything else: exactly one line
+            assert len(lines) == 1, (command, args, err)
     if "--json" in args and code == 0 and "--help" not in args and "--version" not in args and out:
         json.loads(out)
+
+
+def _last_log_id(db: str) -> int:
+    return query(Path(db), "SELECT coalesce(max(id), 0) AS n FROM sync_logs")[0]["n"]
+
+
+def _failed_since(db: str, last_log: int) -> list[str]:
+    """The integration of each sync that failed after log ``last_log``, sorted."""
+    rows = query(Path(db), "SELECT i.name FROM sync_logs l JOIN integrations i ON i.id = l.integration_id"
+                 " WHERE l.id > ? AND l.status = 'FAILED' ORDER BY i.name", (last_log,))
+    return [row["name"] for row in rows]
+
+
+def _named(line: str) -> str:
+    """The integration an error line names: ``syncctl: NAME: cause (hint: …)``."""
+    return line.removeprefix("syncctl: ").split(":")[0]
 
 
 def _run_main(argv: list[str]) -> int:

@@ -4,147 +4,24 @@ locks, races, SIGKILL, SIGTERM/SIGINT, and time travel with Debian's faketime.""
 from __future__ import annotations
 
 import fcntl
-import json
 import math
 import os
 import signal
 import subprocess
 import sys
-import threading
-import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from syncctl import liveness
 from syncctl.timeutil import format_ts, parse_ts
-from tests.conftest import HANG_GUARD, Result, base_env, query, require_tool
-
-WAIT_GUARD = 30  # seconds to wait for something that should take well under one
-
-
-# -- a local HTTP source -------------------------------------------------------------------------
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 64
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], OSError):  # a client hanging up is no error
-            super().handle_error(request, client_address)
-
-
-class Source:
-    """A threaded HTTP server on 127.0.0.1 whose routes can be healthy, slow, failing,
-    hanging or dripping, and that counts the requests per path."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, dict[str, Any]] = {}
-        self.hits: Counter[str] = Counter()
-        self.lock = threading.Lock()
-        self.closing = threading.Event()
-        source = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def do_GET(self) -> None:  # noqa: N802
-                path = urlsplit(self.path).path
-                with source.lock:
-                    source.hits[path] += 1
-                    route = source.routes.get(path, {"status": 404, "body": {"error": "no route"}})
-                try:
-                    source.respond(self, **route)
-                except OSError:  # the client went away (cancel, timeout): fine
-                    self.close_connection = True
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}{path}"
-
-    def route(self, path: str, **behaviour: Any) -> str:
-        """body=JSON, status=200, delay=s, hang='headers'|'body', drip=seconds per byte."""
-        with self.lock:
-            self.routes[path] = behaviour
-        return self.url(path)
-
-    def count(self, path: str) -> int:
-        with self.lock:
-            return self.hits[path]
-
-    def respond(
-        self,
-        h: BaseHTTPRequestHandler,
-        body: Any = None,
-        status: int = 200,
-        delay: float = 0.0,
-        hang: str | None = None,
-        drip: float | None = None,
-    ) -> None:
-        if hang == "headers":  # accept the request, never answer
-            self.closing.wait(HANG_GUARD)
-            return
-        if delay:
-            self.closing.wait(delay)
-        if hang == "body" or drip:
-            h.send_response(200)
-            h.send_header("Content-Type", "application/json")
-            h.send_header("Content-Length", "1000000")
-            h.end_headers()
-            h.wfile.write(b'[{"id": 1}, ')
-            h.wfile.flush()
-            while not self.closing.wait(drip or HANG_GUARD):
-                h.wfile.write(b" ")
-                h.wfile.flush()
-            h.close_connection = True
-            return
-        data = json.dumps(body if body is not None else []).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data)
-
-    def close(self) -> None:
-        self.closing.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def source() -> Iterator[Source]:
-    src = Source()
-    yield src
-    src.close()
-
+from tests.conftest import HANG_GUARD, Result, base_env, query, require_tool, wait_for
+from tests.httpsources import HTTPSource, drip, gated, hang_mid_body, json_body
+from tests.httpsources import hang as hang_before_headers
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def wait_for(predicate: Callable[[], Any], what: str, guard: float = WAIT_GUARD) -> Any:
-    """Poll until ``predicate()`` is true; a hang guard, never a timing assertion."""
-    end = time.monotonic() + guard
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"gave up waiting {guard} s for {what}")
 
 
 def logs(db_path: Path, name: str | None = None) -> list[dict]:
@@ -206,10 +83,15 @@ def now_utc() -> datetime:
 
 def test_five_run_dues_started_together_fetch_each_due_integration_exactly_once(cli, spawn, source, db_path):
     names = ["alpha", "bravo", "charlie"]
+    gate = source.gate()  # the syncs stay in flight until every other run-due has given up
     for name in names:
-        add(cli, name, source.route(f"/{name}", body=[{"id": 1, "n": name}], delay=1.0))
+        add(cli, name, source.add(f"/{name}", gated(json_body([{"id": 1, "n": name}]), gate)))
 
     procs = [spawn("run-due") for _ in range(5)]
+    for name in names:
+        source.wait_hits(f"/{name}")
+    wait_for(lambda: sum(p.poll() is not None for p in procs) == 4, "the four run-dues without the lock to exit")
+    gate.set()
     results = [finish(p) for p in procs]
 
     assert [(r.returncode, r.stdout, r.stderr) for r in results] == [(0, "", "")] * 5
@@ -221,12 +103,14 @@ def test_five_run_dues_started_together_fetch_each_due_integration_exactly_once(
 
 
 def test_sync_racing_run_due_exits_75_naming_the_holder_and_fetches_nothing(cli, spawn, source, db_path):
-    add(cli, "slow", source.route("/slow", body=[{"id": 1}], delay=2.0))
+    gate = source.gate()
+    add(cli, "slow", source.add("/slow", gated(json_body([{"id": 1}]), gate)))
     run = spawn("run-due")
-    wait_for(lambda: source.count("/slow") == 1, "run-due to start fetching")
+    source.wait_hits("/slow")
     wait_for(lambda: running(db_path), "the RUNNING log")
 
     manual = cli("sync", "slow")
+    gate.set()
 
     assert manual.returncode == 75, manual
     assert manual.stdout == ""
@@ -237,9 +121,10 @@ def test_sync_racing_run_due_exits_75_naming_the_holder_and_fetches_nothing(cli,
 
 
 def test_a_live_sync_is_never_reaped_and_run_due_leaves_it_alone(cli, spawn, source, db_path):
-    add(cli, "slow", source.route("/slow", body=[{"id": 1}], delay=3.0))
+    gate = source.gate()
+    add(cli, "slow", source.add("/slow", gated(json_body([{"id": 1}]), gate)))
     manual = spawn("sync", "slow")
-    wait_for(lambda: source.count("/slow") == 1, "sync to start fetching")
+    source.wait_hits("/slow")
     wait_for(lambda: running(db_path), "the RUNNING log")
 
     for args in (["list"], ["history", "slow"], ["show", "slow"], ["run-due"]):
@@ -248,6 +133,7 @@ def test_a_live_sync_is_never_reaped_and_run_due_leaves_it_alone(cli, spawn, sou
         assert [r["status"] for r in logs(db_path)] == ["RUNNING"], args
     assert cli("run-due").stderr == ""  # busy elsewhere: cron gets no mail about it
 
+    gate.set()
     done = finish(manual)
     assert done.returncode == 0, done
     assert source.count("/slow") == 1
@@ -269,8 +155,8 @@ def _insert_running(db_path: Path, name: str, pid: int, owner: str | None) -> in
 
 
 def test_a_reused_pid_does_not_keep_a_dead_sync_running(cli, source, db_path):
-    add(cli, "reused", source.route("/reused", body=[]))
-    add(cli, "alive", source.route("/alive", body=[]))
+    add(cli, "reused", source.add("/reused", json_body([])))
+    add(cli, "alive", source.add("/alive", json_body([])))
     # This test process is alive; a token with its pid but another start time is what a
     # sync left behind when its pid was later given to an unrelated process.
     pid = os.getpid()
@@ -287,7 +173,7 @@ def test_a_reused_pid_does_not_keep_a_dead_sync_running(cli, source, db_path):
 
 
 def test_a_sync_from_before_a_reboot_is_reaped(cli, source, db_path):
-    add(cli, "rebooted", source.route("/rebooted", body=[]))
+    add(cli, "rebooted", source.add("/rebooted", json_body([])))
     host, _boot, pid, ticks = liveness.owner_token(os.getpid()).rsplit(":", 3)
     log_id = _insert_running(db_path, "rebooted", int(pid), f"{host}:another-boot-id:{pid}:{ticks}")
 
@@ -300,20 +186,20 @@ def test_a_sync_from_before_a_reboot_is_reaped(cli, source, db_path):
 # -- crashes -------------------------------------------------------------------------------------
 
 
-def _killed_mid_sync(cli, spawn, source: Source, db_path: Path, *, reap: bool = True):  # noqa: ANN202
+def _killed_mid_sync(cli, spawn, source: HTTPSource, db_path: Path, *, reap: bool = True):  # noqa: ANN202
     """Two integrations synced once, then run-due SIGKILLed while it fetches one of them
     again from a source that hangs mid-body. Returns (records before, the killed process)."""
-    add(cli, "steady", source.route("/steady", body=[{"id": i, "v": "s"} for i in range(5)]))
-    add(cli, "slow", source.route("/slow", body=[{"id": i, "v": "x"} for i in range(3)]))
+    add(cli, "steady", source.add("/steady", json_body([{"id": i, "v": "s"} for i in range(5)])))
+    add(cli, "slow", source.add("/slow", json_body([{"id": i, "v": "x"} for i in range(3)])))
     first = cli("run-due")
     assert (first.returncode, first.stderr) == (0, "")
     before = records(db_path)
     assert len(before) == 8
 
-    source.route("/slow", hang="body")
+    source.add("/slow", hang_mid_body())
     make_due(db_path, "slow")
     run = spawn("run-due")
-    wait_for(lambda: source.count("/slow") == 2, "run-due to fetch the hanging source")
+    source.wait_hits("/slow", 2)
     wait_for(lambda: running(db_path), "the RUNNING log")
     run.send_signal(signal.SIGKILL)
     if reap:
@@ -366,7 +252,7 @@ def test_a_killed_but_unreaped_process_counts_as_gone(cli, spawn, source, db_pat
 def test_a_crash_that_uses_up_the_retries_disables_with_a_notice_from_run_due(cli, spawn, source, db_path):
     """The attempt that disables an integration may be one that was killed: the run-due
     that recovers it must still tell cron (nobody else will)."""
-    add(cli, "fragile", source.route("/fragile", hang="body"), "--max-retries", "0")
+    add(cli, "fragile", source.add("/fragile", hang_mid_body()), "--max-retries", "0")
     run = spawn("run-due")
     wait_for(lambda: running(db_path), "the RUNNING log")
     run.kill()
@@ -389,7 +275,7 @@ def test_an_auto_disable_found_by_another_command_is_announced_by_the_next_run_d
 ):
     """Crash recovery can run in any command: when `list` is the one that finds the killed
     sync and disables the integration, the next run-due still tells cron, and only once."""
-    add(cli, "fragile", source.route("/fragile", hang="body"), "--max-retries", "0")
+    add(cli, "fragile", source.add("/fragile", hang_mid_body()), "--max-retries", "0")
     run = spawn("run-due")
     wait_for(lambda: running(db_path), "the RUNNING log")
     run.kill()
@@ -430,10 +316,10 @@ def test_a_signal_during_a_hanging_sync_interrupts_and_reschedules_it(
     cli, spawn, source, db_path, signum, code, hang
 ):
     name = signal.Signals(signum).name
-    add(cli, "ok", source.route("/ok", body=[{"id": 1}]))
-    add(cli, "hangs", source.route("/hangs", hang=hang))
+    add(cli, "ok", source.add("/ok", json_body([{"id": 1}])))
+    add(cli, "hangs", source.add("/hangs", hang_mid_body() if hang == "body" else hang_before_headers()))
     run = spawn("run-due")
-    wait_for(lambda: source.count("/hangs") == 1, "run-due to fetch the hanging source")
+    source.wait_hits("/hangs")
     wait_for(lambda: running(db_path), "the RUNNING log")
     wait_for(lambda: source.count("/ok") == 1 and len(running(db_path)) == 1, "the other sync to end")
 
@@ -454,7 +340,7 @@ def test_a_signal_during_a_hanging_sync_interrupts_and_reschedules_it(
     assert hangs["consecutive_failures"] == 0  # the source did nothing wrong
     assert [log["status"] for log in logs(db_path, "ok")] == ["SUCCESS"]
 
-    source.route("/hangs", body=[{"id": 7}])
+    source.add("/hangs", json_body([{"id": 7}]))
     again = cli("run-due")
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
     assert [log["status"] for log in logs(db_path, "hangs")] == ["FAILED", "SUCCESS"]
@@ -464,8 +350,8 @@ def test_a_signal_during_a_hanging_sync_interrupts_and_reschedules_it(
 
 
 def test_sync_timeout_stops_a_source_that_drips_forever(cli, source, db_path):
-    add(cli, "drips", source.route("/drips", drip=0.5))
-    add(cli, "fine", source.route("/fine", body=[{"id": 1}]))
+    add(cli, "drips", source.add("/drips", drip(b'[{"id": 1}, ' + b" " * 100_000 + b"]", every=0.5)))
+    add(cli, "fine", source.add("/fine", json_body([{"id": 1}])))
 
     run = cli("run-due", "--sync-timeout", "2", timeout=60)
 
@@ -517,7 +403,7 @@ def test_faketime_moves_syncctls_clock(db_path):
 
 @pytest.mark.slow
 def test_a_failing_source_backs_off_60_120_240_s_then_is_disabled_until_resumed(source, db_path):
-    url = source.route("/broken", status=404, body={"error": "gone"})
+    url = source.add("/broken", json_body({"error": "gone"}, status=404))
     t = datetime(2030, 1, 7, 10, 0, 0, tzinfo=timezone.utc)
     assert faked(db_path, t, "add", "broken", "--url", url, "--interval", "1h").returncode == 0
 
@@ -564,7 +450,7 @@ def test_a_failing_source_backs_off_60_120_240_s_then_is_disabled_until_resumed(
     listed = faked(db_path, later, "list", "--json").json()[0]
     assert listed["state"] == "active" and listed["consecutive_failures"] == 0
     assert parse_ts(listed["next_sync_at"]) <= later + timedelta(seconds=30)  # due now
-    source.route("/broken", body=[{"id": 1}])
+    source.add("/broken", json_body([{"id": 1}]))
     healed = faked(db_path, later + timedelta(seconds=30), "run-due")
     assert (healed.returncode, healed.stdout, healed.stderr) == (0, "", "")
     log = logs(db_path, "broken")[-1]
@@ -576,7 +462,7 @@ def test_a_failing_source_backs_off_60_120_240_s_then_is_disabled_until_resumed(
 
 def test_an_all_success_run_is_silent(cli, source):
     for name in ("one", "two"):
-        add(cli, name, source.route(f"/{name}", body=[{"id": 1}]))
+        add(cli, name, source.add(f"/{name}", json_body([{"id": 1}])))
     run = cli("run-due")
     assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
     idle = cli("run-due")  # nothing due
@@ -584,9 +470,9 @@ def test_an_all_success_run_is_silent(cli, source):
 
 
 def test_failures_print_one_stderr_line_each_and_exit_1(cli, source, db_path):
-    add(cli, "good", source.route("/good", body=[{"id": 1}]))
-    add(cli, "missing", source.route("/missing", status=404, body={}))
-    add(cli, "teapot", source.route("/teapot", status=418, body={}))
+    add(cli, "good", source.add("/good", json_body([{"id": 1}])))
+    add(cli, "missing", source.add("/missing", json_body({}, status=404)))
+    add(cli, "teapot", source.add("/teapot", json_body({}, status=418)))
 
     run = cli("run-due")
 
@@ -599,7 +485,7 @@ def test_failures_print_one_stderr_line_each_and_exit_1(cli, source, db_path):
 
 
 def test_verbose_prints_a_summary(cli, source):
-    add(cli, "good", source.route("/good", body=[{"id": 1}, {"id": 2}]))
+    add(cli, "good", source.add("/good", json_body([{"id": 1}, {"id": 2}])))
     run = cli("run-due", "-v")
     assert run.returncode == 0 and run.stderr == ""
     assert "good" in run.stdout and "SUCCESS" in run.stdout
@@ -608,7 +494,7 @@ def test_verbose_prints_a_summary(cli, source):
 
 
 def test_a_held_lock_means_exit_0_and_silence_and_the_lock_file_stays(cli, source, db_path):
-    add(cli, "good", source.route("/good", body=[{"id": 1}]))
+    add(cli, "good", source.add("/good", json_body([{"id": 1}])))
     lock_path = Path(f"{db_path}.lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pytest_httpserver import HTTPServer
-
 from tests.conftest import query
+from tests.httpsources import json_body
 
 
-def test_run_due_syncs_what_is_due_and_is_silent(cli, httpserver: HTTPServer, db_path):
-    httpserver.expect_request("/items").respond_with_json({"data": [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}]})
-    assert cli("add", "items", "--url", httpserver.url_for("/items"), "--interval", "15m").returncode == 0
+def test_run_due_syncs_what_is_due_and_is_silent(cli, source, db_path):
+    source.add("/items", json_body({"data": [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}]}))
+    assert cli("add", "items", "--url", source.url("/items"), "--interval", "15m").returncode == 0
 
     run = cli("run-due")
 

@@ -9,19 +9,20 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from pytest_httpserver import HTTPServer
 
+from tests.conftest import add, stored
 from tests.httpsources import (
     HTTPSource,
     closed_port,
     echo,
     hang,
     huge_body,
+    json_body,
     raw_body,
     self_signed_context,
     send,
+    text_body,
 )
-from tests.test_fetch import add, stored
 
 
 def failed_sync(cli, name: str, env: dict | None = None) -> tuple[str, dict]:
@@ -78,11 +79,8 @@ def test_tls_to_a_plain_http_server_fails_verification(cli, store):
 
 
 def test_tls_self_signed_fails_and_requests_ca_bundle_is_honoured(cli, store, tmp_path, db_path):
-    server = HTTPServer(host="127.0.0.1", port=0, ssl_context=self_signed_context(tmp_path))
-    server.start()
-    try:
-        server.expect_request("/items").respond_with_json([{"id": 1}])
-        url = server.url_for("/items")
+    with HTTPSource(ssl_context=self_signed_context(tmp_path)) as server:
+        url = server.add("/items", json_body([{"id": 1}]))
         assert url.startswith("https://127.0.0.1:")
         add(store, "selfsigned", url)
 
@@ -94,9 +92,6 @@ def test_tls_self_signed_fails_and_requests_ca_bundle_is_honoured(cli, store, tm
         trusted = cli("sync", "selfsigned", env={"REQUESTS_CA_BUNDLE": str(tmp_path / "cert.pem")})
         assert trusted.returncode == 0, trusted.stderr
         assert stored(db_path, "selfsigned") == {"1": {"id": 1}}
-    finally:
-        server.clear()
-        server.stop()
 
 
 def test_timeout(cli, store):
@@ -115,21 +110,21 @@ def test_timeout(cli, store):
 # -- HTTP status failures ------------------------------------------------------------------------
 
 
-def test_401_names_the_variables_holding_the_credentials(cli, store, httpserver: HTTPServer):
-    httpserver.expect_request("/private").respond_with_data("no", status=401)
-    add(store, "private", httpserver.url_for("/private"),
+def test_401_names_the_variables_holding_the_credentials(cli, store, source):
+    source.add("/private", text_body("no", status=401))
+    add(store, "private", source.url("/private"),
         "--header", "Authorization: Bearer ${CRM_TOKEN}", "--param", "account=${CRM_ACCOUNT}")
 
     line, row = failed_sync(cli, "private", env={"CRM_TOKEN": "tok-401-abc", "CRM_ACCOUNT": "acct-77"})
 
     assert "HTTP 401" in row["error_message"] and "credentials" in row["error_message"]
     assert "${CRM_TOKEN}" in row["error_hint"] and "${CRM_ACCOUNT}" in row["error_hint"]
-    assert len(httpserver.log) == 1
+    assert len(source.requests) == 1
 
 
-def test_403_without_credentials_suggests_adding_them(cli, store, httpserver: HTTPServer):
-    httpserver.expect_request("/private").respond_with_data("forbidden", status=403)
-    add(store, "anon", httpserver.url_for("/private"))
+def test_403_without_credentials_suggests_adding_them(cli, store, source):
+    source.add("/private", text_body("forbidden", status=403))
+    add(store, "anon", source.url("/private"))
 
     line, row = failed_sync(cli, "anon")
 
@@ -137,9 +132,9 @@ def test_403_without_credentials_suggests_adding_them(cli, store, httpserver: HT
     assert "--header" in row["error_hint"] and "${" in row["error_hint"]
 
 
-def test_404_names_the_path(cli, store, httpserver: HTTPServer):
-    httpserver.expect_request("/v1/missing").respond_with_data("not here", status=404)
-    add(store, "missing", httpserver.url_for("/v1/missing"), "--param", "page_size=10")
+def test_404_names_the_path(cli, store, source):
+    source.add("/v1/missing", text_body("not here", status=404))
+    add(store, "missing", source.url("/v1/missing"), "--param", "page_size=10")
 
     line, row = failed_sync(cli, "missing")
 
@@ -153,27 +148,23 @@ def test_404_names_the_path(cli, store, httpserver: HTTPServer):
 
 
 def test_an_ipv6_url_is_shown_as_a_url(cli, store):
-    server = HTTPServer(host="::1", port=0)
     try:
-        server.start()
+        server = HTTPSource(host="::1")
     except OSError:
         pytest.skip("no IPv6 loopback here")
-    try:
-        server.expect_request("/v1/missing").respond_with_data("not here", status=404)
+    with server:
+        server.add("/v1/missing", text_body("not here", status=404))
         add(store, "six", f"http://[::1]:{server.port}/v1/missing")
         line, row = failed_sync(cli, "six")
-    finally:
-        server.clear()
-        server.stop()
 
     assert f"http://[::1]:{server.port}/v1/missing" in row["error_message"]
     assert "/v1/missing" in row["error_hint"]
 
 
-def test_429_is_a_rate_limit(cli, store, httpserver: HTTPServer):
+def test_429_is_a_rate_limit(cli, store, source):
     # A Retry-After past the 60 s budget ends the sync at once (no backoff sleeps here).
-    httpserver.expect_request("/busy").respond_with_data("slow down", status=429, headers={"Retry-After": "120"})
-    add(store, "limited", httpserver.url_for("/busy"))
+    source.add("/busy", text_body("slow down", status=429, headers={"Retry-After": "120"}))
+    add(store, "limited", source.url("/busy"))
 
     line, row = failed_sync(cli, "limited")
 
@@ -183,25 +174,25 @@ def test_429_is_a_rate_limit(cli, store, httpserver: HTTPServer):
 
 
 @pytest.mark.parametrize("status", [500, 503])
-def test_5xx_is_a_remote_fault(cli, store, httpserver: HTTPServer, status):
+def test_5xx_is_a_remote_fault(cli, store, source, status):
     headers = {"Retry-After": "3600"} if status == 503 else None  # keep the 503 case free of sleeps
-    httpserver.expect_request("/down").respond_with_data("oops", status=status, headers=headers)
-    add(store, "down", httpserver.url_for("/down"))
+    source.add("/down", text_body("oops", status=status, headers=headers))
+    add(store, "down", source.url("/down"))
 
     line, row = failed_sync(cli, "down")
 
     assert f"HTTP {status}" in row["error_message"] and "the source failed" in row["error_message"]
     assert "remote fault" in row["error_hint"]
-    assert len(httpserver.log) == 1
+    assert len(source.requests) == 1
 
 
-def test_5xx_retried_then_given_up_says_so(cli, store, httpserver: HTTPServer):
-    httpserver.expect_request("/gateway").respond_with_data("bad gateway", status=502)
-    add(store, "gateway", httpserver.url_for("/gateway"))
+def test_5xx_retried_then_given_up_says_so(cli, store, source):
+    source.add("/gateway", text_body("bad gateway", status=502))
+    add(store, "gateway", source.url("/gateway"))
 
     line, row = failed_sync(cli, "gateway")
 
-    assert len(httpserver.log) == 3
+    assert len(source.requests) == 3
     assert "HTTP 502" in row["error_message"] and "gave up after 3 tries" in row["error_message"]
 
 
@@ -209,12 +200,12 @@ def test_5xx_retried_then_given_up_says_so(cli, store, httpserver: HTTPServer):
 
 
 @pytest.mark.parametrize("content_type", ["text/html; charset=utf-8", "application/json"])
-def test_non_json_body_shows_the_content_type_and_first_bytes(cli, store, httpserver: HTTPServer,
+def test_non_json_body_shows_the_content_type_and_first_bytes(cli, store, source,
                                                               content_type):
     # Also an HTML page labelled JSON, as a proxy or a login wall in front of an API sends.
     page = "<!DOCTYPE html><html><head><title>Sign in</title></head><body>" + "x" * 5000 + "</body></html>"
-    httpserver.expect_request("/login").respond_with_data(page, content_type=content_type)
-    add(store, "html", httpserver.url_for("/login"))
+    source.add("/login", raw_body(page.encode(), content_type=content_type))
+    add(store, "html", source.url("/login"))
 
     line, row = failed_sync(cli, "html")
 
@@ -224,9 +215,9 @@ def test_non_json_body_shows_the_content_type_and_first_bytes(cli, store, httpse
     assert "web page" in row["error_hint"] or "login" in row["error_hint"]
 
 
-def test_truncated_json(cli, store, httpserver: HTTPServer):
-    httpserver.expect_request("/cut").respond_with_data('[{"id": 1}, {"id": 2, "name": "Bo', content_type="application/json")
-    add(store, "cut", httpserver.url_for("/cut"))
+def test_truncated_json(cli, store, source):
+    source.add("/cut", raw_body(b'[{"id": 1}, {"id": 2, "name": "Bo', content_type="application/json"))
+    add(store, "cut", source.url("/cut"))
 
     line, row = failed_sync(cli, "cut")
 
@@ -238,11 +229,11 @@ def test_truncated_json(cli, store, httpserver: HTTPServer):
     ("path", "shown"),
     [("data.items", "'data' the keys are: rows, cursor"), ("results", "top-level keys: data, meta")],
 )
-def test_records_path_not_found_lists_the_keys_that_exist(cli, store, httpserver: HTTPServer, path, shown):
-    httpserver.expect_request("/nested").respond_with_json(
+def test_records_path_not_found_lists_the_keys_that_exist(cli, store, source, path, shown):
+    source.add("/nested", json_body(
         {"data": {"rows": [{"id": 1}], "cursor": None}, "meta": {"total": 1}}
-    )
-    add(store, "nested", httpserver.url_for("/nested"), "--records-path", path)
+    ))
+    add(store, "nested", source.url("/nested"), "--records-path", path)
 
     line, row = failed_sync(cli, "nested")
 
@@ -251,9 +242,9 @@ def test_records_path_not_found_lists_the_keys_that_exist(cli, store, httpserver
 
 
 @pytest.mark.parametrize("where", ["header", "param", "url"])
-def test_missing_environment_variable_sends_no_request(cli, store, httpserver: HTTPServer, where):
-    httpserver.expect_request("/x").respond_with_json([{"id": 1}])
-    url = httpserver.url_for("/x")
+def test_missing_environment_variable_sends_no_request(cli, store, source, where):
+    source.add("/x", json_body([{"id": 1}]))
+    url = source.url("/x")
     options = {
         "header": ["--header", "Authorization: Bearer ${NOT_SET_TOKEN}"],
         "param": ["--param", "api_key=${NOT_SET_TOKEN}"],
@@ -267,7 +258,7 @@ def test_missing_environment_variable_sends_no_request(cli, store, httpserver: H
 
     assert "NOT_SET_TOKEN" in row["error_message"] and "not set" in row["error_message"]
     assert "export NOT_SET_TOKEN" in row["error_hint"] and "no request was sent" in row["error_hint"]
-    assert httpserver.log == []
+    assert source.requests == []
 
 
 @pytest.mark.parametrize("declare_length", [True, False], ids=["content-length", "streamed"])
