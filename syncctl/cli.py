@@ -91,6 +91,7 @@ def _global(
             envvar="SYNCCTL_DB",
             show_envvar=True,
             metavar="PATH",
+            readable=False,  # the store names what is wrong with the file, and the fix
             help="The database [default: $XDG_DATA_HOME/syncctl/syncctl.db].",
         ),
     ] = None,

@@ -172,30 +172,36 @@ class Store:
         hint = "pass another file with --db PATH or SYNCCTL_DB"
         if path.is_dir():
             raise DatabaseError(f"database path {path} is a directory", hint)
+        created = False
         if not path.exists():
             if not create:
                 raise DatabaseError(
                     f"no database at {path}",
                     "check --db / SYNCCTL_DB, or create it with syncctl add",
                 )
-            _create_private_file(path)
+            created = _create_private_file(path)
         else:
             fault = errors.unwritable(path)
             if fault is None and not os.access(path, os.R_OK):
                 fault = errors.not_writable(path)
             if fault is not None:
                 raise fault
-        store = cls._connect(path)
         try:
-            store._check_and_migrate()
-        except sqlite3.Error as exc:
-            store.close()
-            fault = store._fault(exc)
-            if fault is None or not isinstance(fault, errors.EnvironmentFault):
-                raise DatabaseError(f"cannot use database {path}: {exc}", hint) from None
-            raise fault from None
-        except DatabaseError:
-            store.close()
+            store = cls._connect(path)
+            try:
+                store._check_and_migrate()
+            except sqlite3.Error as exc:
+                fault = store._fault(exc)
+                if not isinstance(fault, errors.EnvironmentFault):
+                    raise DatabaseError(f"cannot use database {path}: {exc}", hint) from None
+                raise fault from None
+            except BaseException:
+                store.close()
+                raise
+        except BaseException:
+            if created:  # leave no empty file behind for the next command to mistake
+                with contextlib.suppress(OSError):
+                    path.unlink()
             raise
         return store
 
@@ -675,15 +681,17 @@ class Store:
         return removed
 
 
-def _create_private_file(path: Path) -> None:
-    """Create the database file (and its folder) readable by its owner only."""
+def _create_private_file(path: Path) -> bool:
+    """Create the database file (and its folder) readable by its owner only; False when
+    another process created it first."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
-        pass
+        return False
     except OSError as exc:
         raise errors.from_os_error(exc, path) from None
+    return True
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
