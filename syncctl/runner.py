@@ -126,7 +126,7 @@ def run_syncs(
                 result = SyncResult(
                     integration.name, Status.FAILED.value,
                     error_message=f"internal error: {type(exc).__name__}: {exc}",
-                    error_hint="please report this as a syncctl bug; SYNCCTL_DEBUG=1 shows more",
+                    error_hint="please report this as a syncctl bug",
                 )
             report.results.append(result)
             if on_result:
