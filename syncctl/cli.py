@@ -252,7 +252,7 @@ def list_(ctx: typer.Context, json_: JsonOption = False) -> None:
     store = _state(ctx).store()
     _recover(store)
     if json_:
-        render.print_json_text(store.summaries_json())
+        render.print_json_text(store.summaries_json(now=_now()))
     else:
         render.list_table(store.list_integrations(), _now())
 
@@ -268,7 +268,7 @@ def show(
     integration = store.get(name)
     logs = store.history(integration_id=integration.id, limit=10)
     if json_:
-        summary = json.loads(store.summaries_json(name))[0]
+        summary = json.loads(store.summaries_json(name, now=_now()))[0]
         render.print_json(render.show_json(summary, integration, logs))
     else:
         render.show_text(integration, logs, _now())

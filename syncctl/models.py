@@ -50,6 +50,14 @@ class Integration:
     updated_at: datetime
     state: str  # active | manual | paused | disabled: derived by the store (STATE_SQL)
     running_since: datetime | None = None  # when its unfinished sync started, if one runs now
+    last_success_at: datetime | None = None
+    stale_at: datetime | None = None  # when it goes (went) stale: derived by the store (STALE_AT_SQL)
+    failing_since: datetime | None = None  # when the current failure streak began
+    disabled_at: datetime | None = None  # when it was paused or auto-disabled
+
+    def is_stale(self, now: datetime) -> bool:
+        """Stale (spec §10): the store's STALE_AT_SQL says when; None means never."""
+        return self.stale_at is not None and self.stale_at < now
 
     @property
     def max_retries(self) -> int:

@@ -258,9 +258,10 @@ def list_table(integrations: list[Integration], now: datetime) -> None:
         error = ""
         if i.last_error and (i.state == "disabled" or i.consecutive_failures or i.last_status == "FAILED"):
             error = _problem(i.last_error, shown_hint(i))
+        stale = i.is_stale(now)
         cells = [
             _styled(i.name, None),
-            _styled(i.state, _STATE_STYLE.get(i.state)),
+            _styled(f"{i.state}, stale" if stale else i.state, "red" if stale else _STATE_STYLE.get(i.state)),
             format_interval(i.sync_interval),
             _styled(last, "yellow" if i.running_since else _STATUS_STYLE.get(i.last_status or "")),
             human_relative(i.next_sync_at, now) if i.state == "active" else "-",
@@ -330,6 +331,7 @@ def show_text(integration: Integration, logs: list[SyncLog], now: datetime) -> N
         ),
         ("records", str(integration.records_count)),
         ("failures", str(integration.consecutive_failures)),
+        ("freshness", freshness(integration, now)),
     ]
     if integration.running_since:
         started = human_relative(integration.running_since, now)
@@ -359,6 +361,22 @@ def show_text(integration: Integration, logs: list[SyncLog], now: datetime) -> N
     emit("\n[bold]Last 10 syncs[/]" if logs else "\nNo syncs yet.")
     if logs:
         history_table(logs, now)
+
+
+def freshness(integration: Integration, now: datetime) -> str:
+    """``stale: last success 3h ago (max staleness 45m)`` or ``fresh (…)`` for ``show``."""
+    if integration.stale_at is None:
+        return "never stale (manual only; set --max-staleness to watch it)"
+    basis = integration.last_success_at or integration.created_at
+    limit = human_duration((integration.stale_at - basis).total_seconds())
+    since = (
+        f"last success {human_relative(integration.last_success_at, now)}"
+        if integration.last_success_at
+        else f"no success since it was added {human_relative(integration.created_at, now)}"
+    )
+    if integration.is_stale(now):
+        return _styled(f"stale: {since} (max staleness {limit})", "red")
+    return f"fresh: {since} (stale after {limit} without a success)"
 
 
 def sync_line(result: SyncResult) -> None:
