@@ -508,6 +508,56 @@ def prune(
         sys.stdout.write(f"  {name}: {count}\n")
 
 
+# -- freshness (spec §10) -------------------------------------------------------------------
+
+
+@app.command(
+    epilog="Example (Icinga/Nagios, a container health check): syncctl health || echo unhealthy"
+)
+def health(
+    ctx: typer.Context,
+    json_: JsonOption = False,
+    sync_timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="run-due's --sync-timeout (a run-due is stuck after 2× this + 5m).")
+    ] = 300.0,
+) -> None:
+    """A Nagios/Icinga-style check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+
+    CRITICAL: no run-due tick for 3 minutes, a stuck run-due, a stale or a disabled
+    integration. WARNING: a failing integration, or one paused for more than 7 days.
+    """
+    from syncctl import health as rules
+    from syncctl.errors import DatabaseError
+    from syncctl.runner import lock_holder
+
+    if not 0 < sync_timeout <= 86400:
+        raise UsageError(f"invalid --sync-timeout {sync_timeout:g}", "use a number of seconds up to 86400")
+    state = _state(ctx)
+    now = _now()
+    try:
+        if not state.db_path.exists():  # a check never creates the database it checks
+            raise DatabaseError(
+                f"database {state.db_path} does not exist", "check --db or SYNCCTL_DB, or create it with syncctl add"
+            )
+        store = state.store()
+        report = rules.check(
+            now, store.list_integrations(), store.last_tick_at(), lock_holder(store.path), sync_timeout
+        )
+    except (DatabaseError, sqlite3.Error, OSError) as exc:
+        why = render.error_line(getattr(exc, "message", None) or str(exc), getattr(exc, "hint", None), "cannot read")
+        if json_:
+            render.print_json({"status": "UNKNOWN", "checked_at": render.format_ts(now), "last_tick_at": None,
+                               "problems": [], "error": why})
+        else:
+            sys.stdout.write(f"SYNCCTL UNKNOWN - {why}\n")
+        raise typer.Exit(rules.CheckStatus.UNKNOWN.exit_code) from None
+    if json_:
+        render.print_json(render.health_json(report))
+    else:
+        sys.stdout.write(render.health_text(report))
+    raise typer.Exit(report.status.exit_code)
+
+
 @app.command(epilog="Example: syncctl demo")
 def demo(ctx: typer.Context) -> None:
     """A self-contained tour: a local HTTP source, three integrations, one run-due.

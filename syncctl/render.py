@@ -18,6 +18,7 @@ from syncctl.timeutil import format_ts, human_duration, human_relative
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from syncctl.health import Report as HealthReport
     from syncctl.runner import RunReport
 
 _STATUS_STYLE = {"SUCCESS": "green", "FAILED": "red", "RUNNING": "yellow", "PENDING": "yellow"}
@@ -456,3 +457,53 @@ def outcome_line(results: list[SyncResult]) -> str:
     failed = sum(r.status == "FAILED" for r in results)
     line = f"{ok} of {plural(len(results), 'sync')} succeeded"
     return line + (f" ({failed} failed)." if failed else ".")
+
+
+# -- health (spec §10) ---------------------------------------------------------------------
+
+
+def health_json(report: HealthReport) -> dict[str, Any]:
+    return {
+        "status": report.status.value,
+        "checked_at": format_ts(report.checked_at),
+        "last_tick_at": format_ts(report.last_tick_at),
+        "problems": [
+            {
+                "integration": p.integration,
+                "kind": p.kind.value,
+                "message": p.message,
+                "hint": p.hint,
+                "since": format_ts(p.since),
+            }
+            for p in report.problems
+        ],
+    }
+
+
+def health_text(report: HealthReport) -> str:
+    """The Nagios/Icinga plugin output: ``SYNCCTL <STATE> - <summary> | <perfdata>``, then
+    one line per problem with its hint."""
+    from syncctl.health import Kind
+
+    if report.problems:
+        shown = [f"{p.integration or 'run-due'} {p.kind.value.replace('_', ' ')}" for p in report.problems[:5]]
+        more = f" and {len(report.problems) - 5} more" if len(report.problems) > 5 else ""
+        summary = f"{plural(len(report.problems), 'problem')}: {', '.join(shown)}{more}"
+    else:
+        summary = f"{plural(report.integrations, 'integration')}, none stale, failing or disabled"
+        if report.last_tick_at is not None:
+            summary += f"; last run-due tick {human_relative(report.last_tick_at, report.checked_at)}"
+    age = (
+        f"{max(0, int((report.checked_at - report.last_tick_at).total_seconds()))}s"
+        if report.last_tick_at is not None
+        else "U"
+    )
+    perfdata = " ".join(
+        [f"integrations={report.integrations}"]
+        + [f"{kind.value}={report.count(kind)}" for kind in (Kind.STALE, Kind.DISABLED, Kind.FAILING, Kind.PAUSED)]
+        + [f"last_tick_age={age};;180"]
+    )
+    lines = [f"SYNCCTL {report.status.value} - {summary} | {perfdata}"]
+    for p in report.problems:
+        lines.append(" ".join(f"{p.integration + ': ' if p.integration else ''}{p.message} (hint: {p.hint})".split()))
+    return "\n".join(lines) + "\n"

@@ -19,6 +19,7 @@ from typing import Any
 
 from syncctl import liveness
 from syncctl.engine import Engine, SyncSettings, interrupted_by, recover_orphans, signal_plan
+from syncctl.health import LockHolder
 from syncctl.models import Integration, Status, SyncResult
 from syncctl.schedule import after_clock_set_back
 from syncctl.store import Store
@@ -36,6 +37,7 @@ class RunReport:
     locked_by: str | None = None  # run-due: another process holds the lock
     signal: int | None = None
     disabled: list[Integration] = field(default_factory=list)  # newly auto-disabled
+    holder: LockHolder | None = None  # run-due: who holds the lock, since when (if known)
 
     @property
     def failed(self) -> list[SyncResult]:
@@ -72,6 +74,55 @@ def run_lock(db_path: Path) -> Iterator[str | None]:
         yield None
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def lock_holder(db_path: Path) -> LockHolder | None:
+    """The run-due holding ``<db>.lock`` now: its pid (from the file) and since when (the
+    file's mtime: the holder truncates and writes it when it takes the lock). None when
+    nobody holds it. Reads only: never takes the lock, so a tick starting meanwhile is
+    not turned away. (Until the stuck-run rule of spec §9 lands in run_lock.)"""
+    from datetime import timezone
+
+    lock_path = Path(f"{db_path}.lock")
+    try:
+        info = lock_path.stat()
+        text = lock_path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    pid = next((int(w) for w in text.split() if w.isdigit()), None)
+    held = _flock_held(lock_path, info.st_ino)
+    if not held:
+        return None
+    return LockHolder(pid, datetime.fromtimestamp(info.st_mtime, timezone.utc))
+
+
+def _flock_held(lock_path: Path, inode: int) -> bool:
+    """Does any process hold a flock on this file? /proc/locks lists them (Linux); where
+    it is missing, a shared lock we could take and drop at once says no."""
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            return any(
+                len(fields) > 5 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode)
+                for fields in (line.split() for line in locks)
+            )
+    except OSError:
+        pass
+    fd = os.open(lock_path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def record_heartbeat(store: Store, now: datetime) -> None:
+    """Every tick says it ran (spec §10), before the lock: a tick that finds the lock busy
+    still shows cron is alive. One small write per tick, one row per host."""
+    import socket
+
+    store.record_tick(socket.gethostname(), os.getpid(), now)
 
 
 class _Workers:
@@ -212,12 +263,16 @@ def run_due(
     concurrency: int,
     settings: SyncSettings,
     on_result: Callable[[SyncResult], None] | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> RunReport:
-    """The cron entry point: lock, recover orphans, sync what is due."""
+    """The cron entry point: heartbeat, lock, recover orphans, sync what is due
+    (``on_start`` is called before the first sync starts)."""
     report = RunReport()
+    record_heartbeat(store, now())
     with run_lock(store.path) as holder:
         if holder is not None:
             report.locked_by = holder
+            report.holder = lock_holder(store.path)
             return report
         report.recovered = len(recover_orphans(store, now(), settings.rng))
         store.reschedule_after_clock_set_back(
@@ -228,6 +283,8 @@ def run_due(
         )
         due = store.due_integrations(now())
         if due:
+            if on_start is not None:
+                on_start()
             run_syncs(store, due, manual=False, concurrency=concurrency, settings=settings,
                       on_result=on_result, report=report)
         # Every auto-disable is announced once, here, whoever decided it: a sync of this
