@@ -82,9 +82,11 @@ UPDATE integrations SET disabled_at = updated_at WHERE sync_enabled = 0;
 -- Finished syncs by outcome: Prometheus counters must never go down, and prune deletes logs.
 ALTER TABLE integrations ADD COLUMN syncs_succeeded INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE integrations ADD COLUMN syncs_failed INTEGER NOT NULL DEFAULT 0;
--- How long the last finished sync took (its start is last_sync_at minus this).
+-- How long the last finished sync took (its start is last_sync_at minus this), and how
+-- many records it returned.
 ALTER TABLE integrations ADD COLUMN last_duration_ms INTEGER;
-UPDATE integrations SET last_duration_ms = (SELECT duration_ms FROM sync_logs l WHERE l.integration_id = integrations.id AND l.completed_at IS NOT NULL ORDER BY l.id DESC LIMIT 1);
+ALTER TABLE integrations ADD COLUMN last_records_count INTEGER;
+UPDATE integrations SET last_duration_ms = (SELECT duration_ms FROM sync_logs l WHERE l.integration_id = integrations.id AND l.completed_at IS NOT NULL ORDER BY l.id DESC LIMIT 1), last_records_count = (SELECT records_count FROM sync_logs l WHERE l.integration_id = integrations.id AND l.completed_at IS NOT NULL ORDER BY l.id DESC LIMIT 1);
 UPDATE integrations SET syncs_succeeded = (SELECT count(*) FROM sync_logs l WHERE l.integration_id = integrations.id AND l.status = 'SUCCESS'), syncs_failed = (SELECT count(*) FROM sync_logs l WHERE l.integration_id = integrations.id AND l.status = 'FAILED');
 
 -- The heartbeat: when run-due last ticked on each host (idle and lock-busy ticks too).

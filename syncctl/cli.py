@@ -398,6 +398,15 @@ def run_due(
         float, typer.Option(metavar="SECONDS", help="Seconds one sync may take in all.")
     ] = 300.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print a summary and notes.")] = False,
+    ping: Annotated[
+        str | None,
+        typer.Option(metavar="URL", envvar="SYNCCTL_PING_URL", show_envvar=True,
+                     help="Healthchecks/Cronitor URL: pinged at /start, on success, and at /fail."),
+    ] = None,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH", help="Rewrite Prometheus metrics here after every tick (node_exporter)."),
+    ] = None,
 ) -> None:
     """Sync every integration that is due (the cron entry point). Silent when all is well."""
     from syncctl import runner
@@ -405,40 +414,95 @@ def run_due(
     if not 1 <= concurrency <= 256:
         raise UsageError(f"invalid --concurrency {concurrency}", "use 1 to 256")
     settings = _settings(sync_timeout, max_rps)
+    pinger = _pinger(ping)
+    _check_metrics_file(metrics_file)
     store = _state(ctx).store()
     verbose = verbose or render.is_terminal(sys.stdout)
+    failures: list[str] = []  # the lines a /fail ping carries
+
+    def complain(message: str, hint: str | None = None) -> None:
+        render.print_error(message, hint)
+        failures.append(render.error_line(message, hint))
 
     def on_result(result):  # noqa: ANN001, ANN202
         if result.status == "FAILED":
-            render.print_error(f"{result.name}: {result.error_message}", result.error_hint)
+            complain(f"{result.name}: {result.error_message}", result.error_hint)
         elif result.status == "BUSY" and verbose:
             render.print_error(f"note: skipped {result.error_message}")
 
+    def finish_tick(report: runner.RunReport) -> None:
+        for message, hint in runner.after_tick(
+            store, report, now=_now(), sync_timeout=settings.sync_timeout, metrics_file=metrics_file,
+            env=dict(os.environ),
+        ):
+            render.print_error(message, hint)
+        if pinger is not None:
+            pinger.fail(failures) if failures else pinger.success()
+            if verbose:
+                for error in pinger.errors:
+                    render.print_error(f"note: {error}")
+
     try:
         report = runner.run_due(
-            store, now=_now, concurrency=concurrency, settings=settings, on_result=on_result
+            store, now=_now, concurrency=concurrency, settings=settings, on_result=on_result,
+            on_start=pinger.start if pinger is not None else None,
         )
     except runner.Stopped as stopped:
         signum = stopped.report.signal or 15
-        render.print_error(
+        complain(
             f"run-due stopped by {_signame(signum)}",
             "unfinished syncs were logged as interrupted and are due at the next run",
         )
+        finish_tick(stopped.report)
         runner.flush_and_exit(128 + signum)
     if report.locked_by is not None:
         if verbose:
             render.print_error(f"note: another run-due is running ({report.locked_by}); nothing to do")
+        _stuck_ping_line(report, settings.sync_timeout, failures)
+        finish_tick(report)
         return
     for integration in report.disabled:
-        render.print_error(
+        complain(
             f"{integration.name} is now disabled after "
             f"{render.plural(integration.consecutive_failures, 'failed attempt')}; last error: {integration.last_error}",
             f"fix the cause, then run: syncctl resume {integration.name}",
         )
+    finish_tick(report)
     if verbose:
         render.run_summary(report)
     if report.failed or report.disabled:
         raise typer.Exit(1)
+
+
+def _pinger(url: str | None):  # noqa: ANN202
+    """The pings of this tick (spec §10), or None without --ping / SYNCCTL_PING_URL."""
+    if not url:
+        return None
+    from syncctl.ping import Pinger
+    from syncctl.secrets import check_references
+
+    check_references(url, "--ping URL")
+    if not url.lower().startswith(("http://", "https://")):
+        raise UsageError(f"invalid --ping URL {url!r}", "use the http(s) URL of the check, e.g. https://hc-ping.com/UUID")
+    return Pinger(url, dict(os.environ))
+
+
+def _check_metrics_file(path: Path | None) -> None:
+    if path is not None and (path.is_dir() or not path.parent.is_dir()):
+        raise UsageError(
+            f"invalid --metrics-file {path}: " + ("it is a folder" if path.is_dir() else "its folder does not exist"),
+            "give a file in an existing folder, e.g. /var/lib/node_exporter/textfile_collector/syncctl.prom",
+        )
+
+
+def _stuck_ping_line(report, sync_timeout: float, failures: list[str]) -> None:  # noqa: ANN001
+    """A lock-busy tick pings success (cron runs, the holder works), unless the holder is
+    stuck (spec §9): then the ping fails with that line."""
+    from syncctl import health as rules
+
+    stuck = rules.stuck_problem(_now(), report.holder, sync_timeout)
+    if stuck is not None:
+        failures.append(render.error_line(stuck.message, stuck.hint))
 
 
 # -- looking back --------------------------------------------------------------------------
@@ -556,6 +620,96 @@ def health(
     else:
         sys.stdout.write(render.health_text(report))
     raise typer.Exit(report.status.exit_code)
+
+
+@app.command(epilog="Example: syncctl metrics > /var/lib/node_exporter/textfile_collector/syncctl.prom")
+def metrics(ctx: typer.Context) -> None:
+    """Print Prometheus metrics (text exposition format) for every integration."""
+    from syncctl.metrics import exposition
+
+    sys.stdout.write(exposition(_state(ctx).store(), _now()).decode("utf-8"))
+
+
+notify_app = typer.Typer(
+    help="Notifications through Apprise URLs (Slack, Teams, Discord, email, ntfy, json:// webhooks…).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(notify_app, name="notify")
+
+
+@notify_app.command(
+    "add",
+    epilog="Example: syncctl notify add 'slack://${SLACK_TOKEN}/#ops' --events failing,disabled,recovered",
+)
+def notify_add(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Argument(metavar="URL", help="An Apprise URL; secrets as ${VAR}.")],
+    events: Annotated[
+        str | None,
+        typer.Option(metavar="LIST", help="Comma-separated: failing, disabled, recovered, stale, stuck [default: all]."),
+    ] = None,
+    after: Annotated[int, typer.Option(metavar="N", help="Send 'failing' after N consecutive failures.")] = 1,
+) -> None:
+    """Tell a target about integrations that fail, are disabled, go stale or recover."""
+    from syncctl.notify import parse_events, validate_target
+
+    chosen = parse_events(events)
+    url = validate_target(url, after)
+    target_id = _state(ctx).store().add_notify_target(url, chosen, after, _now())
+    sys.stdout.write(f"added notification target #{target_id} ({', '.join(chosen)}); try it: syncctl notify test {target_id}\n")
+
+
+@notify_app.command("list", epilog="Example: syncctl notify list --json")
+def notify_list(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """The notification targets, with their last delivery and its error."""
+    targets = _state(ctx).store().notify_targets()
+    if json_:
+        render.print_json(targets)
+    else:
+        render.notify_table(targets, _now())
+
+
+def _target(store: Store, target_id: int) -> dict:
+    for target in store.notify_targets():
+        if target["id"] == target_id:
+            return target
+    raise UsageError(f"no notification target #{target_id}", "see them with: syncctl notify list")
+
+
+@notify_app.command("remove", epilog="Example: syncctl notify remove 2")
+def notify_remove(ctx: typer.Context, target_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """Stop notifying a target."""
+    store = _state(ctx).store()
+    target = _target(store, target_id)
+    store.remove_notify_target(target_id)
+    sys.stdout.write(f"removed notification target #{target_id} ({target['url']})\n")
+
+
+@notify_app.command("test", epilog="Example: syncctl notify test 2")
+def notify_test(
+    ctx: typer.Context, target_id: Annotated[int | None, typer.Argument(metavar="[ID]")] = None
+) -> None:
+    """Send a test message (to one target, or to all). Exit 1 if a delivery failed."""
+    from syncctl.notify import send_test
+
+    store = _state(ctx).store()
+    targets = [_target(store, target_id)] if target_id is not None else store.notify_targets()
+    if not targets:
+        raise UsageError("no notification targets yet", "add one: syncctl notify add URL")
+    failed = False
+    for target in targets:
+        error = send_test(store, target, _now(), dict(os.environ))
+        if error is None:
+            sys.stdout.write(f"sent a test notification to #{target['id']} ({target['url']})\n")
+        else:
+            failed = True
+            render.print_error(
+                f"notification target #{target['id']} ({target['url']}): {error}",
+                "check the URL and that the service is reachable from this host",
+            )
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command(epilog="Example: syncctl demo")

@@ -13,7 +13,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from syncctl.models import Integration, SyncLog, SyncResult
 from syncctl.schedule import format_interval
-from syncctl.timeutil import format_ts, human_duration, human_relative
+from syncctl.timeutil import format_ts, human_duration, human_relative, parse_ts
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -507,3 +507,23 @@ def health_text(report: HealthReport) -> str:
     for p in report.problems:
         lines.append(" ".join(f"{p.integration + ': ' if p.integration else ''}{p.message} (hint: {p.hint})".split()))
     return "\n".join(lines) + "\n"
+
+
+def notify_table(targets: list[dict[str, Any]], now: datetime) -> None:
+    if not targets:
+        emit("No notification targets. Add one: syncctl notify add URL")
+        return
+    rows = [
+        (
+            [
+                str(t["id"]),
+                _styled(t["url"], None),
+                ",".join(t["events"]),
+                str(t["after"]),
+                human_relative(parse_ts(t["last_sent_at"]), now) if t["last_sent_at"] else "never",
+            ],
+            t["last_error"] or "",
+        )
+        for t in targets
+    ]
+    _emit_rows(("ID", "URL", "EVENTS", "AFTER", "LAST SENT", "LAST ERROR"), ("ID", "AFTER"), rows)

@@ -298,3 +298,37 @@ def flush_and_exit(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def after_tick(
+    store: Store,
+    report: RunReport,
+    *,
+    now: datetime,
+    sync_timeout: float,
+    metrics_file: Path | None,
+    env: dict[str, str],
+) -> list[str]:
+    """What every tick does last, lock-busy ones too (spec §10): send the notifications
+    that are due, rewrite the metrics file. Returns the problems met, as error lines for
+    stderr: a notification that cannot be delivered is not one (it is retried, and
+    ``notify list`` shows its error)."""
+    from syncctl.errors import SyncctlError
+    from syncctl.notify import notify_tick
+
+    problems = []
+    try:
+        notify_tick(store, now, holder=report.holder, sync_timeout=sync_timeout, env=env)
+    except SyncctlError as exc:  # the database's own faults: named, but the syncs stand
+        problems.append((f"notifications: {exc.message}", exc.hint))
+    if metrics_file is not None:
+        from syncctl import metrics
+
+        try:
+            metrics.write_file(store, metrics_file, now)
+        except OSError as exc:
+            problems.append((
+                f"cannot write the metrics file {metrics_file}: {exc.strerror or exc}",
+                "check that its folder exists and syncctl may write there (--metrics-file PATH)",
+            ))
+    return problems

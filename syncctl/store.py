@@ -573,11 +573,12 @@ class Store:
                 ),
             )
             self._record_outcome(log.integration_id, succeeded=succeeded, now=now, duration_ms=duration,
-                                 plan=decided)
+                                 records_count=records_count, plan=decided)
         return self.get_by_id(log.integration_id), decided
 
     def _record_outcome(
-        self, integration_id: int, *, succeeded: bool, now: datetime, duration_ms: int, plan: Plan
+        self, integration_id: int, *, succeeded: bool, now: datetime, duration_ms: int,
+        records_count: int | None, plan: Plan,
     ) -> None:
         """What freshness needs of a finished sync (spec §10): the last success, when the
         failure streak began, when it was disabled, the outcome counters."""
@@ -587,9 +588,10 @@ class Store:
             " failing_since = CASE WHEN :failures = 0 THEN NULL ELSE coalesce(failing_since, :now) END,"
             " disabled_at = CASE WHEN :disable THEN :now ELSE disabled_at END,"
             " syncs_succeeded = syncs_succeeded + :ok, syncs_failed = syncs_failed + 1 - :ok,"
-            " last_duration_ms = :duration WHERE id = :id",
+            " last_duration_ms = :duration, last_records_count = :records WHERE id = :id",
             {"ok": int(succeeded), "now": format_ts(now), "failures": plan.consecutive_failures,
-             "disable": int(plan.disable), "duration": duration_ms, "id": integration_id},
+             "disable": int(plan.disable), "duration": duration_ms, "records": records_count,
+             "id": integration_id},
         )
 
     # -- freshness (spec §10) --------------------------------------------------------------
@@ -609,11 +611,12 @@ class Store:
 
     def metrics_rows(self) -> list[tuple[Any, ...]]:
         """Per integration, by name: name, enabled, last success, last sync finished, its
-        duration (ms), records stored, consecutive failures, syncs succeeded, syncs failed,
-        and when it goes stale (see STALE_AT_SQL). One lean query (no config decoding):
-        the metrics file is written after every tick."""
+        duration (ms), the records it returned, records stored, consecutive failures, syncs
+        succeeded, syncs failed, and when it goes stale (see STALE_AT_SQL). One lean query
+        (no config decoding): the metrics file is written after every tick."""
         return self.conn.execute(
-            "SELECT name, sync_enabled, last_success_at, last_sync_at, last_duration_ms, records_count,"
+            "SELECT name, sync_enabled, last_success_at, last_sync_at, last_duration_ms, last_records_count,"
+            " records_count,"
             f" consecutive_failures, syncs_succeeded, syncs_failed, {STALE_AT_SQL}"
             " FROM integrations ORDER BY name"
         ).fetchall()
@@ -664,6 +667,8 @@ class Store:
             for change in decide(targets, states):
                 key = (change["target_id"], change["subject"])
                 old = states.get(key)
+                if change["message"] is not None:
+                    self.queue_notification(change["target_id"], *change["message"], now=now)
                 if change["state"] is None:
                     self.conn.execute("DELETE FROM notify_state WHERE target_id = ? AND subject = ?", key)
                     continue
@@ -674,8 +679,6 @@ class Store:
                     " notified_at) VALUES (?, ?, ?, ?, ?, ?)",
                     (*key, change["state"], int(change["announced"]), changed_at, notified_at),
                 )
-                if change["message"] is not None:
-                    self.queue_notification(change["target_id"], *change["message"], now=now)
 
     def queue_notification(self, target_id: int, event: str, title: str, body: str, *, now: datetime) -> None:
         with self.transaction():
