@@ -160,7 +160,7 @@ class Engine:
         # Before anything that can raise: every message this sync records is redacted
         # with the values of every variable the integration refers to.
         secrets = Secrets(self.settings.env)
-        secrets.learn(integration.url, dumps(integration.config))
+        secrets.learn(integration.url, dumps(integration.config.to_json()))
         try:
             connector = Connector(
                 integration.url,
