@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from syncctl import __version__, render
-from syncctl.config import IntegrationOptions, build_config, validate_name, validate_url
+from syncctl.config import DEFAULTS, IntegrationOptions, build_config, validate_name, validate_url
 from syncctl.errors import BusyError, SyncctlError, UsageError
 from syncctl.schedule import (
     format_interval,
@@ -125,16 +125,43 @@ RecordsPathOption = Annotated[
     str | None, typer.Option(metavar="PATH", help="Dotted path to the array of records, e.g. data.items.")
 ]
 KeyOption = Annotated[
-    str | None, typer.Option(metavar="FIELD", help="The record field that identifies it [default: id].")
+    str | None, typer.Option(metavar="FIELD", help=f"The record field that identifies it [default: {DEFAULTS.key}].")
 ]
 PaginateOption = Annotated[
-    str | None, typer.Option(metavar="MODE", help="none, link, next-url:PATH, cursor:PATH:PARAM or page:PARAM.")
+    str | None,
+    typer.Option(metavar="MODE", help="none, link, next-url:PATH, cursor:PATH:PARAM or page:PARAM [default: none]."),
 ]
-MaxPagesOption = Annotated[int | None, typer.Option(metavar="N", help="Never fetch more pages than this.")]
-TimeoutOption = Annotated[float | None, typer.Option(metavar="SECONDS", help="Seconds per request.")]
+MaxPagesOption = Annotated[
+    int | None, typer.Option(metavar="N", help=f"Never fetch more pages than this [default: {DEFAULTS.max_pages}].")
+]
+TimeoutOption = Annotated[
+    float | None, typer.Option(metavar="SECONDS", help=f"Seconds per request [default: {DEFAULTS.timeout:g}].")
+]
 RateLimitOption = Annotated[str | None, typer.Option(metavar="RATE", help="At most N/s, N/m or N/h requests.")]
 MaxRetriesOption = Annotated[
-    int | None, typer.Option(metavar="N", help="Failed scheduled retries before it is disabled.")
+    int | None,
+    typer.Option(metavar="N", help=f"Failed scheduled retries before it is disabled [default: {DEFAULTS.max_retries}]."),
+]
+IncrementalOption = Annotated[
+    str | None,
+    typer.Option(metavar="FIELD:PARAM", help="Fetch only what changed: send the largest FIELD stored so far as PARAM."),
+]
+LookbackOption = Annotated[
+    str | None, typer.Option(metavar="DURATION", help="Take this off a timestamp cursor (late writes), e.g. 10m.")
+]
+DeletesOption = Annotated[
+    str | None,
+    typer.Option(metavar="keep|mark|remove", help="Records the source no longer returns [default: keep]."),
+]
+MaxDeleteOption = Annotated[
+    float | None,
+    typer.Option(metavar="PCT", help=f"Refuse a sweep deleting more than this % of records [default: {DEFAULTS.max_delete:g}]."),
+]
+MaxStalenessOption = Annotated[
+    str | None, typer.Option(metavar="DURATION", help="Stale when not synced for this long [default: three intervals].")
+]
+MinRecordsOption = Annotated[
+    int | None, typer.Option(metavar="N", help=f"Fail a sync returning fewer records [default: {DEFAULTS.min_records}].")
 ]
 
 
@@ -155,19 +182,25 @@ def add(
     param: ParamOption = [],  # noqa: B006
     records_path: RecordsPathOption = None,
     key: KeyOption = None,
-    paginate: PaginateOption = "none",
-    max_pages: MaxPagesOption = 1000,
-    timeout: TimeoutOption = 30.0,
+    paginate: PaginateOption = None,
+    max_pages: MaxPagesOption = None,
+    timeout: TimeoutOption = None,
     rate_limit: RateLimitOption = None,
-    max_retries: MaxRetriesOption = 3,
+    max_retries: MaxRetriesOption = None,
+    incremental: IncrementalOption = None,
+    lookback: LookbackOption = None,
+    deletes: DeletesOption = None,
+    max_delete: MaxDeleteOption = None,
+    max_staleness: MaxStalenessOption = None,
+    min_records: MinRecordsOption = None,
 ) -> None:
     """Register an integration; its first sync is due at once."""
     seconds = parse_interval(interval)
-    # The option aliases are Optional for `edit`; add's own defaults above are never None
-    # (an empty --paginate '' means the default, none).
     config = build_config(IntegrationOptions(
-        headers=header, params=param, records_path=records_path, key=key, paginate=paginate or "none",
+        headers=header, params=param, records_path=records_path, key=key, paginate=paginate,
         max_pages=max_pages, timeout=timeout, rate_limit=rate_limit, max_retries=max_retries,
+        incremental=incremental, lookback=lookback, deletes=deletes, max_delete=max_delete,
+        max_staleness=max_staleness, min_records=min_records,
     ))
     store = _state(ctx).store()
     integration = store.add_integration(
@@ -191,28 +224,30 @@ def edit(
     timeout: TimeoutOption = None,
     rate_limit: RateLimitOption = None,
     max_retries: MaxRetriesOption = None,
+    incremental: IncrementalOption = None,
+    lookback: LookbackOption = None,
+    deletes: DeletesOption = None,
+    max_delete: MaxDeleteOption = None,
+    max_staleness: MaxStalenessOption = None,
+    min_records: MinRecordsOption = None,
 ) -> None:
     """Change an integration's settings, keeping its logs, records and schedule.
 
     Each option given replaces that setting (--header and --param replace all headers or
-    all parameters); the others stay as they are. An empty --records-path or --rate-limit
-    ('') goes back to the default.
+    all parameters); the others stay as they are. An empty value ('') goes back to the
+    default. Adding --incremental seeds its cursor from the records stored already.
     """
     store = _state(ctx).store()
     integration = store.get(name)
-    options = IntegrationOptions.from_config(integration.config)
-    given = {
-        "headers": header or None, "params": param or None, "records_path": records_path, "key": key,
-        "paginate": paginate, "max_pages": max_pages, "timeout": timeout, "rate_limit": rate_limit,
-        "max_retries": max_retries,
-    }
-    if url is None and all(value is None for value in given.values()):
+    given = IntegrationOptions(
+        headers=header or None, params=param or None, records_path=records_path, key=key,
+        paginate=paginate, max_pages=max_pages, timeout=timeout, rate_limit=rate_limit,
+        max_retries=max_retries, incremental=incremental, lookback=lookback, deletes=deletes,
+        max_delete=max_delete, max_staleness=max_staleness, min_records=min_records,
+    )
+    if url is None and not given.given():
         raise UsageError("edit needs at least one option to change", "see: syncctl edit --help")
-    defaults = IntegrationOptions()
-    for field_name, value in given.items():
-        if value is not None:  # '' means "back to the default"
-            setattr(options, field_name, value if value != "" else getattr(defaults, field_name))
-    config = build_config(options)
+    config = build_config(integration.config.to_options().merged(given))
     new_url = validate_url(url if url is not None else integration.url)
     store.update_integration(integration.id, url=new_url, config=config, now=_now())
     sys.stdout.write(f"updated {name}\n")

@@ -18,6 +18,7 @@ from syncctl.timeutil import format_ts, human_duration, human_relative, parse_ts
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from syncctl.config import IntegrationConfig
     from syncctl.health import Report as HealthReport
     from syncctl.runner import RunReport
 
@@ -159,7 +160,8 @@ def show_json(summary: dict[str, Any], integration: Integration, logs: list[Sync
     return {
         **summary,
         "interval": format_interval(integration.sync_interval),
-        "config": integration.config,
+        "config": integration.config.to_json(),
+        "cursor": integration.cursor,
         "created_at": format_ts(integration.created_at),
         "updated_at": format_ts(integration.updated_at),
         "logs": [log_json(log) for log in logs],
@@ -342,26 +344,41 @@ def show_text(integration: Integration, logs: list[SyncLog], now: datetime) -> N
     hint = shown_hint(integration)
     if hint:
         rows.append(("hint", _styled(hint, None)))
-    for header, value in cfg.get("headers", {}).items():
-        rows.append(("header", _styled(f"{header}: {value}", None)))
-    for param, value in cfg.get("params", {}).items():
-        rows.append(("param", _styled(f"{param}={value}", None)))
-    rate = cfg.get("rate_limit")
-    rows += [
-        ("records path", cfg.get("records_path") or "(auto)"),
-        ("key", cfg.get("key", "id")),
-        ("paginate", f"{cfg.get('paginate', 'none')} (max {cfg.get('max_pages', 1000)} pages)"),
-        ("timeout", f"{cfg.get('timeout', 30):g} s"),
-        ("rate limit", rate["text"] if rate else "none"),
-        ("max retries", str(cfg.get("max_retries", 3))),
-        ("created", format_ts(integration.created_at)),
-    ]
+    rows += config_rows(cfg)
+    if cfg.incremental:
+        rows.append(("cursor", "none (the next sync is a full one)" if integration.cursor is None
+                     else json.dumps(integration.cursor, ensure_ascii=False)))
+    rows.append(("created", format_ts(integration.created_at)))
     for header, value in rows:
         info.add_row(header, value if value.startswith("[") else _styled(value, None))
     emit(info)
     emit("\n[bold]Last 10 syncs[/]" if logs else "\nNo syncs yet.")
     if logs:
         history_table(logs, now)
+
+
+def config_rows(cfg: IntegrationConfig) -> list[tuple[str, str]]:
+    """``show``'s lines for an integration's settings (secrets as their ${VAR})."""
+    rows = [("header", _styled(f"{name}: {value}", None)) for name, value in cfg.headers.items()]
+    rows += [("param", _styled(f"{name}={value}", None)) for name, value in cfg.params.items()]
+    rows += [
+        ("records path", cfg.records_path or "(auto)"),
+        ("key", cfg.key),
+        ("paginate", f"{cfg.pagination.text} (max {cfg.max_pages} pages)"),
+        ("timeout", f"{cfg.timeout:g} s"),
+        ("rate limit", cfg.rate_limit.text if cfg.rate_limit else "none"),
+        ("max retries", str(cfg.max_retries)),
+    ]
+    if cfg.incremental:
+        lookback = f" (lookback {human_duration(cfg.lookback)})" if cfg.lookback else ""
+        rows.append(("incremental", f"{cfg.incremental.text}{lookback}"))
+    deletes = cfg.deletes.value
+    if deletes != "keep":
+        deletes += f" (at most {cfg.max_delete:g}% at once)"
+    rows.append(("deletes", deletes))
+    rows.append(("max staleness", human_duration(cfg.max_staleness) if cfg.max_staleness else "three intervals"))
+    rows.append(("min records", str(cfg.min_records)))
+    return rows
 
 
 def freshness(integration: Integration, now: datetime) -> str:

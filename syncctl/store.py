@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from syncctl.config import IntegrationConfig
 from syncctl.errors import DatabaseError, UsageError
 from syncctl.models import Integration, Status, SyncLog, Trigger, dumps
 from syncctl.schedule import Plan, first_slot
@@ -93,7 +94,7 @@ def _row_to_integration(row: dict[str, Any]) -> Integration:
         id=row["id"],
         name=row["name"],
         url=row["url"],
-        config=json.loads(row["config"] or "{}"),
+        config=IntegrationConfig.from_json(row["config"]),
         sync_interval=row["sync_interval"],
         sync_enabled=bool(row["sync_enabled"]),
         disabled_reason=row["disabled_reason"],
@@ -113,6 +114,9 @@ def _row_to_integration(row: dict[str, Any]) -> Integration:
         stale_at=parse_ts(row["stale_at"]),
         failing_since=parse_ts(row["failing_since"]),
         disabled_at=parse_ts(row["disabled_at"]),
+        cursor=json.loads(row["cursor"]) if row.get("cursor") is not None else None,
+        etag=row.get("etag"),
+        last_modified=row.get("last_modified"),
     )
 
 
@@ -132,6 +136,8 @@ def _row_to_log(row: dict[str, Any]) -> SyncLog:
         error_hint=row["error_hint"],
         pid=row["pid"],
         owner=row["owner"],
+        not_modified=bool(row.get("not_modified")),
+        records_deleted=row.get("records_deleted") or 0,
     )
 
 
@@ -281,7 +287,7 @@ class Store:
     # -- integrations ----------------------------------------------------------------------
 
     def add_integration(
-        self, *, name: str, url: str, config: dict[str, Any], interval: int | None, now: datetime
+        self, *, name: str, url: str, config: IntegrationConfig, interval: int | None, now: datetime
     ) -> Integration:
         """Create an integration; the first sync is due at once (NULL for manual only)."""
         due = format_ts(first_slot(now)) if interval is not None else None
@@ -294,16 +300,16 @@ class Store:
             self.conn.execute(
                 "INSERT INTO integrations (name, url, config, sync_interval, sync_enabled,"
                 " next_sync_at, slot_at, created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)",
-                (name, url, dumps(config), interval, due, due, format_ts(now), format_ts(now)),
+                (name, url, dumps(config.to_json()), interval, due, due, format_ts(now), format_ts(now)),
             )
         return self.get(name)
 
-    def update_integration(self, integration_id: int, *, url: str, config: dict[str, Any], now: datetime) -> None:
+    def update_integration(self, integration_id: int, *, url: str, config: IntegrationConfig, now: datetime) -> None:
         """Replace the URL and config; logs, records and schedule stay."""
         with self.transaction():
             self.conn.execute(
                 "UPDATE integrations SET url = ?, config = ?, updated_at = ? WHERE id = ?",
-                (url, dumps(config), format_ts(now), integration_id),
+                (url, dumps(config.to_json()), format_ts(now), integration_id),
             )
 
     def _find_row(self, name: str) -> dict[str, Any] | None:
