@@ -667,6 +667,7 @@ def metrics(ctx: typer.Context) -> None:
 
 notify_app = typer.Typer(
     help="Notifications through Apprise URLs (Slack, Teams, Discord, email, ntfy, json:// webhooks…).",
+    epilog="Example: syncctl notify add 'slack://${SLACK_TOKEN}/#ops' && syncctl notify test",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
