@@ -627,6 +627,16 @@ class Store:
             " FROM integrations ORDER BY name"
         ).fetchall()
 
+    def metrics_fingerprint(self, now: datetime) -> str:
+        """What every per-integration metric depends on: any change to an integration
+        (each stamps updated_at), one added or removed, one going stale with time."""
+        count, changed, syncs, stale = self.conn.execute(
+            "SELECT count(*), max(updated_at), total(syncs_succeeded + syncs_failed),"
+            f" total({STALE_AT_SQL} < ?) FROM integrations",
+            [format_ts(now)],
+        ).fetchone()
+        return f"{count} {changed} {int(syncs)} {int(stale)}"
+
     # -- notification targets and their delivery state --------------------------------------
 
     def add_notify_target(self, url: str, events: list[str], after: int, now: datetime) -> int:

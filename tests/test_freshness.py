@@ -499,6 +499,36 @@ def test_metrics_are_valid_for_promtool_and_name_each_integration(cli, db_path, 
     assert sorted(p.name for p in metrics_file.parent.iterdir()) == ["syncctl.prom"]  # no temporary left
 
 
+def test_the_metrics_file_follows_every_tick_and_every_change(cli, db_path, source, tmp_path):
+    promtool = require_tool("promtool")
+    url = source.add("/ok", json_body([{"id": 1}]))
+    assert cli("add", "good", "--url", url, "--interval", "1h").returncode == 0
+    metrics_file = tmp_path / "syncctl.prom"
+
+    def sample(name: str) -> float:
+        lines = [line for line in metrics_file.read_text().splitlines() if line.startswith(name + " ")]
+        return float(lines[0].rsplit(" ", 1)[1])
+
+    assert cli("run-due", "--metrics-file", str(metrics_file)).returncode == 0
+    first_tick = sample("syncctl_run_due_last_tick_timestamp_seconds")
+    assert sample('syncctl_syncs_total{integration="good",status="success"}') == 1
+    assert at(db_path, utc_ms() + timedelta(seconds=30), "run-due", "--metrics-file", str(metrics_file)).returncode == 0
+    assert sample("syncctl_run_due_last_tick_timestamp_seconds") > first_tick  # nothing else changed
+    checked = subprocess.run([promtool, "check", "metrics"], input=metrics_file.read_text(), capture_output=True,
+                             text=True, timeout=HANG_GUARD)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    assert cli("sync", "good").returncode == 0  # a change between ticks
+    assert cli("run-due", "--metrics-file", str(metrics_file)).returncode == 0
+    assert sample('syncctl_syncs_total{integration="good",status="success"}') == 2
+    assert cli("pause", "good").returncode == 0
+    assert cli("run-due", "--metrics-file", str(metrics_file)).returncode == 0
+    assert (sample('syncctl_stale{integration="good"}'), sample('syncctl_enabled{integration="good"}')) == (0, 0)
+    later = utc_ms() + timedelta(hours=4)  # stale with time alone: nothing changed in the database
+    assert at(db_path, later, "run-due", "--metrics-file", str(metrics_file)).returncode == 0
+    assert sample('syncctl_stale{integration="good"}') == 1
+
+
 def test_a_healthy_tick_with_every_monitor_configured_prints_nothing(cli, db_path, source, tmp_path):
     for path in ("/hc", "/hc/start", "/hook"):
         source.add(path, json_body({}))
