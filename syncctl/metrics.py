@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -89,23 +88,24 @@ def write_file(store: Store, path: Path, now: datetime) -> None:
 
     At 10,000 integrations prometheus_client takes ~0.4 s to write the 120,000 samples, four
     idle ticks' worth. So the file carries a comment with a fingerprint of what the
-    samples depend on (integrations' count and last change, how many are stale now); when
-    it has not changed since the last tick, only the last-tick sample (the file's last
-    family) is written again."""
+    samples depend on (integrations' count, last change and syncs, how many are stale
+    now); while it is unchanged, the kernel copies the previous file but its last sample
+    (run-due's last tick, the last family) and only that sample is written anew."""
     path = Path(path)
-    fingerprint = _FINGERPRINT + store.metrics_fingerprint(now) + "\n"
-    text = _reusable(path, fingerprint)
-    if text is None:
-        text = fingerprint + exposition(store, now).decode("utf-8")
-    else:
-        last_tick = store.last_tick_at()
-        if last_tick is not None:
-            text += f"{_TICK} {_go_float(last_tick.timestamp())}\n"
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fingerprint = (_FINGERPRINT + store.metrics_fingerprint(now) + "\n").encode("utf-8")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(temporary, 0o644)
+        with os.fdopen(fd, "wb") as out:
+            if not _copy_reusable(path, fingerprint, out):
+                out.seek(0)
+                out.truncate()
+                out.write(fingerprint + exposition(store, now))
+            else:
+                last_tick = store.last_tick_at()
+                if last_tick is not None:
+                    out.write(f"{_TICK} {_go_float(last_tick.timestamp())}\n".encode())
+        os.chmod(temporary, 0o644)  # whatever the umask: node_exporter runs as another user
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -113,17 +113,33 @@ def write_file(store: Store, path: Path, now: datetime) -> None:
         raise
 
 
-def _reusable(path: Path, fingerprint: str) -> str | None:
-    """The previous file without its last-tick sample, if written for the same data."""
+def _copy_reusable(path: Path, fingerprint: bytes, out: Any) -> bool:
+    """Copy the previous file up to its last-tick sample into ``out``, if it was written
+    for the same data (its first line is ``fingerprint``); False when it was not."""
+    marker = f"# TYPE {_TICK} gauge\n".encode()
     try:
-        with open(path, encoding="utf-8") as previous:
+        with open(path, "rb") as previous:
             if previous.readline() != fingerprint:
-                return None
-            text = fingerprint + previous.read()
-    except (OSError, UnicodeDecodeError):
-        return None
-    head, marker, tail = text.rpartition(f"# TYPE {_TICK} gauge\n")
-    return head + marker if marker and not tail.strip("\n").count("\n") else None
+                return False
+            size = os.fstat(previous.fileno()).st_size
+            previous.seek(max(0, size - 4096))
+            tail = previous.read()
+            at = tail.rfind(marker)
+            if at < 0 or tail[at + len(marker):].rstrip(b"\n").count(b"\n"):
+                return False
+            keep = size - len(tail) + at + len(marker)
+            previous.seek(0)
+            out.flush()
+            copied = 0
+            while copied < keep:
+                done = os.sendfile(out.fileno(), previous.fileno(), copied, keep - copied)
+                if done == 0:
+                    return False
+                copied += done
+            out.seek(keep)
+    except OSError:
+        return False
+    return True
 
 
 def _go_float(value: float) -> str:
