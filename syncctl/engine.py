@@ -161,7 +161,7 @@ class Engine:
         # Before anything that can raise: every message this sync records is redacted
         # with the values of every variable the integration refers to.
         secrets = Secrets(self.settings.env)
-        secrets.learn(integration.url, dumps(integration.config))
+        secrets.learn(integration.url, dumps(integration.config.to_json()))
         try:
             connector = Connector(
                 integration.url,
@@ -176,6 +176,7 @@ class Engine:
             for page in connector.pages():
                 self.store.upsert_records(integration.id, page.records, self.now())
                 count += len(page.records)
+            check_min_records(count, integration.config.min_records)
         except Cancelled:
             signalled = cancel.reason not in (None, "timeout")
             error = interrupted_by(cancel.reason) if signalled else self._timeout()
@@ -288,6 +289,19 @@ class Engine:
             duration_ms=(log.duration_ms or 0) if log else 0,
             error_message=log.error_message if log else (error[0] if error else None),
             error_hint=log.error_hint if log else (error[1] if error else None),
+        )
+
+
+def check_min_records(count: int, minimum: int) -> None:
+    """The guard of spec §10: a "success" with fewer records than ``--min-records`` is a
+    failure (it counts towards retries and auto-disable, and deletes nothing)."""
+    if count < minimum:
+        records = "record" if count == 1 else "records"
+        raise SyncError(
+            f"returned {count} {records}, at least {minimum} expected",
+            "the source answered without an error but sent too few records: check the URL, its "
+            "parameters and --records-path (syncctl show {name}); if fewer is normal, lower the guard: "
+            "syncctl edit {name} --min-records N",
         )
 
 

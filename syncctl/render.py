@@ -13,11 +13,13 @@ from typing import IO, TYPE_CHECKING, Any
 
 from syncctl.models import Integration, SyncLog, SyncResult
 from syncctl.schedule import format_interval
-from syncctl.timeutil import format_ts, human_duration, human_relative
+from syncctl.timeutil import format_ts, human_duration, human_relative, parse_ts
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from syncctl.config import IntegrationConfig
+    from syncctl.health import Report as HealthReport
     from syncctl.runner import RunReport
 
 _STATUS_STYLE = {"SUCCESS": "green", "FAILED": "red", "RUNNING": "yellow", "PENDING": "yellow"}
@@ -158,7 +160,8 @@ def show_json(summary: dict[str, Any], integration: Integration, logs: list[Sync
     return {
         **summary,
         "interval": format_interval(integration.sync_interval),
-        "config": integration.config,
+        "config": integration.config.to_json(),
+        "cursor": integration.cursor,
         "created_at": format_ts(integration.created_at),
         "updated_at": format_ts(integration.updated_at),
         "logs": [log_json(log) for log in logs],
@@ -258,9 +261,10 @@ def list_table(integrations: list[Integration], now: datetime) -> None:
         error = ""
         if i.last_error and (i.state == "disabled" or i.consecutive_failures or i.last_status == "FAILED"):
             error = _problem(i.last_error, shown_hint(i))
+        stale = i.is_stale(now)
         cells = [
             _styled(i.name, None),
-            _styled(i.state, _STATE_STYLE.get(i.state)),
+            _styled(f"{i.state}, stale" if stale else i.state, "red" if stale else _STATE_STYLE.get(i.state)),
             format_interval(i.sync_interval),
             _styled(last, "yellow" if i.running_since else _STATUS_STYLE.get(i.last_status or "")),
             human_relative(i.next_sync_at, now) if i.state == "active" else "-",
@@ -330,6 +334,7 @@ def show_text(integration: Integration, logs: list[SyncLog], now: datetime) -> N
         ),
         ("records", str(integration.records_count)),
         ("failures", str(integration.consecutive_failures)),
+        ("freshness", freshness(integration, now)),
     ]
     if integration.running_since:
         started = human_relative(integration.running_since, now)
@@ -339,26 +344,57 @@ def show_text(integration: Integration, logs: list[SyncLog], now: datetime) -> N
     hint = shown_hint(integration)
     if hint:
         rows.append(("hint", _styled(hint, None)))
-    for header, value in cfg.get("headers", {}).items():
-        rows.append(("header", _styled(f"{header}: {value}", None)))
-    for param, value in cfg.get("params", {}).items():
-        rows.append(("param", _styled(f"{param}={value}", None)))
-    rate = cfg.get("rate_limit")
-    rows += [
-        ("records path", cfg.get("records_path") or "(auto)"),
-        ("key", cfg.get("key", "id")),
-        ("paginate", f"{cfg.get('paginate', 'none')} (max {cfg.get('max_pages', 1000)} pages)"),
-        ("timeout", f"{cfg.get('timeout', 30):g} s"),
-        ("rate limit", rate["text"] if rate else "none"),
-        ("max retries", str(cfg.get("max_retries", 3))),
-        ("created", format_ts(integration.created_at)),
-    ]
+    rows += config_rows(cfg)
+    if cfg.incremental:
+        rows.append(("cursor", "none (the next sync is a full one)" if integration.cursor is None
+                     else json.dumps(integration.cursor, ensure_ascii=False)))
+    rows.append(("created", format_ts(integration.created_at)))
     for header, value in rows:
         info.add_row(header, value if value.startswith("[") else _styled(value, None))
     emit(info)
     emit("\n[bold]Last 10 syncs[/]" if logs else "\nNo syncs yet.")
     if logs:
         history_table(logs, now)
+
+
+def config_rows(cfg: IntegrationConfig) -> list[tuple[str, str]]:
+    """``show``'s lines for an integration's settings (secrets as their ${VAR})."""
+    rows = [("header", _styled(f"{name}: {value}", None)) for name, value in cfg.headers.items()]
+    rows += [("param", _styled(f"{name}={value}", None)) for name, value in cfg.params.items()]
+    rows += [
+        ("records path", cfg.records_path or "(auto)"),
+        ("key", cfg.key),
+        ("paginate", f"{cfg.pagination.text} (max {cfg.max_pages} pages)"),
+        ("timeout", f"{cfg.timeout:g} s"),
+        ("rate limit", cfg.rate_limit.text if cfg.rate_limit else "none"),
+        ("max retries", str(cfg.max_retries)),
+    ]
+    if cfg.incremental:
+        lookback = f" (lookback {human_duration(cfg.lookback)})" if cfg.lookback else ""
+        rows.append(("incremental", f"{cfg.incremental.text}{lookback}"))
+    deletes = cfg.deletes.value
+    if deletes != "keep":
+        deletes += f" (at most {cfg.max_delete:g}% at once)"
+    rows.append(("deletes", deletes))
+    rows.append(("max staleness", human_duration(cfg.max_staleness) if cfg.max_staleness else "three intervals"))
+    rows.append(("min records", str(cfg.min_records)))
+    return rows
+
+
+def freshness(integration: Integration, now: datetime) -> str:
+    """``stale: last success 3h ago (max staleness 45m)`` or ``fresh (…)`` for ``show``."""
+    if integration.stale_at is None:
+        return "never stale (manual only; set --max-staleness to watch it)"
+    basis = integration.last_success_at or integration.created_at
+    limit = human_duration((integration.stale_at - basis).total_seconds())
+    since = (
+        f"last success {human_relative(integration.last_success_at, now)}"
+        if integration.last_success_at
+        else f"no success since it was added {human_relative(integration.created_at, now)}"
+    )
+    if integration.is_stale(now):
+        return _styled(f"stale: {since} (max staleness {limit})", "red")
+    return f"fresh: {since} (stale after {limit} without a success)"
 
 
 def sync_line(result: SyncResult) -> None:
@@ -438,3 +474,73 @@ def outcome_line(results: list[SyncResult]) -> str:
     failed = sum(r.status == "FAILED" for r in results)
     line = f"{ok} of {plural(len(results), 'sync')} succeeded"
     return line + (f" ({failed} failed)." if failed else ".")
+
+
+# -- health (spec §10) ---------------------------------------------------------------------
+
+
+def health_json(report: HealthReport) -> dict[str, Any]:
+    return {
+        "status": report.status.value,
+        "checked_at": format_ts(report.checked_at),
+        "last_tick_at": format_ts(report.last_tick_at),
+        "problems": [
+            {
+                "integration": p.integration,
+                "kind": p.kind.value,
+                "message": p.message,
+                "hint": p.hint,
+                "since": format_ts(p.since),
+            }
+            for p in report.problems
+        ],
+    }
+
+
+def health_text(report: HealthReport) -> str:
+    """The Nagios/Icinga plugin output: ``SYNCCTL <STATE> - <summary> | <perfdata>``, then
+    one line per problem with its hint."""
+    from syncctl.health import Kind
+
+    if report.problems:
+        shown = [f"{p.integration or 'run-due'} {p.kind.value.replace('_', ' ')}" for p in report.problems[:5]]
+        more = f" and {len(report.problems) - 5} more" if len(report.problems) > 5 else ""
+        summary = f"{plural(len(report.problems), 'problem')}: {', '.join(shown)}{more}"
+    else:
+        summary = f"{plural(report.integrations, 'integration')}, none stale, failing or disabled"
+        if report.last_tick_at is not None:
+            summary += f"; last run-due tick {human_relative(report.last_tick_at, report.checked_at)}"
+    age = (
+        f"{max(0, int((report.checked_at - report.last_tick_at).total_seconds()))}s"
+        if report.last_tick_at is not None
+        else "U"
+    )
+    perfdata = " ".join(
+        [f"integrations={report.integrations}"]
+        + [f"{kind.value}={report.count(kind)}" for kind in (Kind.STALE, Kind.DISABLED, Kind.FAILING, Kind.PAUSED)]
+        + [f"last_tick_age={age};;180"]
+    )
+    lines = [f"SYNCCTL {report.status.value} - {summary} | {perfdata}"]
+    for p in report.problems:
+        lines.append(" ".join(f"{p.integration + ': ' if p.integration else ''}{p.message} (hint: {p.hint})".split()))
+    return "\n".join(lines) + "\n"
+
+
+def notify_table(targets: list[dict[str, Any]], now: datetime) -> None:
+    if not targets:
+        emit("No notification targets. Add one: syncctl notify add URL")
+        return
+    rows = [
+        (
+            [
+                str(t["id"]),
+                _styled(t["url"], None),
+                ",".join(t["events"]),
+                str(t["after"]),
+                human_relative(parse_ts(t["last_sent_at"]), now) if t["last_sent_at"] else "never",
+            ],
+            t["last_error"] or "",
+        )
+        for t in targets
+    ]
+    _emit_rows(("ID", "URL", "EVENTS", "AFTER", "LAST SENT", "LAST ERROR"), ("ID", "AFTER"), rows)

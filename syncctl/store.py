@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from syncctl import errors, liveness
+from syncctl.config import IntegrationConfig
 from syncctl.errors import DatabaseError, UsageError
 from syncctl.models import Integration, Status, SyncLog, Trigger, dumps
 from syncctl.schedule import Plan, first_slot
@@ -63,7 +64,9 @@ def schema_steps() -> list[tuple[int, str]]:
     else:  # a source checkout or an editable install: the file at the top of the repository
         text = (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
     parts = _STEP.split(text)
-    return [(int(parts[i]), parts[i + 1]) for i in range(1, len(parts), 2)]
+    # In order of their numbers, whatever order branches appended them in (a step number
+    # may be reserved and land later: a gap is fine).
+    return sorted((int(parts[i]), parts[i + 1]) for i in range(1, len(parts), 2))
 
 
 # The state an admin sees, defined once: Integration.state and the JSON output both read it.
@@ -72,8 +75,17 @@ STATE_SQL = (
     " CASE WHEN disabled_reason = 'failures' THEN 'disabled' ELSE 'paused' END"
     " WHEN sync_interval IS NULL THEN 'manual' ELSE 'active' END"
 )
+# Staleness (spec section 10), defined once: the moment an integration becomes stale, that
+# is its last success (or its creation) plus its max_staleness (default three intervals;
+# none for manual-only unless set; at least a minute). NULL: it never goes stale. It is
+# stale when this moment is before now, in list --json (SQL) and on Integration rows alike.
+STALENESS_LIMIT_SQL = "max(60, coalesce(json_extract(config, '$.max_staleness'), 3 * sync_interval))"
+STALE_AT_SQL = (
+    "strftime('%Y-%m-%dT%H:%M:%fZ', coalesce(last_success_at, created_at),"
+    f" '+' || {STALENESS_LIMIT_SQL} || ' seconds')"
+)
 _INTEGRATIONS = (
-    f"SELECT *, {STATE_SQL} AS state, (SELECT min(started_at) FROM sync_logs l WHERE"
+    f"SELECT *, {STATE_SQL} AS state, {STALE_AT_SQL} AS stale_at, (SELECT min(started_at) FROM sync_logs l WHERE"
     " l.integration_id = integrations.id AND l.status IN ('PENDING', 'RUNNING')) AS running_since"
     " FROM integrations"
 )
@@ -86,7 +98,9 @@ _SUMMARY_JSON = (
     " 'sync_enabled', json(CASE WHEN sync_enabled THEN 'true' ELSE 'false' END),"
     " 'next_sync_at', next_sync_at, 'last_sync_at', last_sync_at, 'last_status', last_status,"
     " 'consecutive_failures', consecutive_failures, 'records_count', records_count,"
-    " 'last_error', last_error, 'last_hint', last_hint)"
+    " 'last_error', last_error, 'last_hint', last_hint,"
+    " 'stale', json(CASE WHEN stale_at < :now THEN 'true' ELSE 'false' END),"
+    " 'last_success_at', last_success_at)"
 )
 
 
@@ -95,7 +109,7 @@ def _row_to_integration(row: dict[str, Any]) -> Integration:
         id=row["id"],
         name=row["name"],
         url=row["url"],
-        config=json.loads(row["config"] or "{}"),
+        config=IntegrationConfig.from_json(row["config"]),
         sync_interval=row["sync_interval"],
         sync_enabled=bool(row["sync_enabled"]),
         disabled_reason=row["disabled_reason"],
@@ -111,6 +125,13 @@ def _row_to_integration(row: dict[str, Any]) -> Integration:
         updated_at=parse_ts(row["updated_at"]),
         state=row["state"],
         running_since=parse_ts(row["running_since"]),
+        last_success_at=parse_ts(row["last_success_at"]),
+        stale_at=parse_ts(row["stale_at"]),
+        failing_since=parse_ts(row["failing_since"]),
+        disabled_at=parse_ts(row["disabled_at"]),
+        cursor=json.loads(row["cursor"]) if row.get("cursor") is not None else None,
+        etag=row.get("etag"),
+        last_modified=row.get("last_modified"),
     )
 
 
@@ -130,6 +151,8 @@ def _row_to_log(row: dict[str, Any]) -> SyncLog:
         error_hint=row["error_hint"],
         pid=row["pid"],
         owner=row["owner"],
+        not_modified=bool(row.get("not_modified")),
+        records_deleted=row.get("records_deleted") or 0,
     )
 
 
@@ -331,7 +354,7 @@ class Store:
     # -- integrations ----------------------------------------------------------------------
 
     def add_integration(
-        self, *, name: str, url: str, config: dict[str, Any], interval: int | None, now: datetime
+        self, *, name: str, url: str, config: IntegrationConfig, interval: int | None, now: datetime
     ) -> Integration:
         """Create an integration; the first sync is due at once (NULL for manual only)."""
         due = format_ts(first_slot(now)) if interval is not None else None
@@ -344,16 +367,16 @@ class Store:
             self.conn.execute(
                 "INSERT INTO integrations (name, url, config, sync_interval, sync_enabled,"
                 " next_sync_at, slot_at, created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)",
-                (name, url, dumps(config), interval, due, due, format_ts(now), format_ts(now)),
+                (name, url, dumps(config.to_json()), interval, due, due, format_ts(now), format_ts(now)),
             )
         return self.get(name)
 
-    def update_integration(self, integration_id: int, *, url: str, config: dict[str, Any], now: datetime) -> None:
+    def update_integration(self, integration_id: int, *, url: str, config: IntegrationConfig, now: datetime) -> None:
         """Replace the URL and config; logs, records and schedule stay."""
         with self.transaction():
             self.conn.execute(
                 "UPDATE integrations SET url = ?, config = ?, updated_at = ? WHERE id = ?",
-                (url, dumps(config), format_ts(now), integration_id),
+                (url, dumps(config.to_json()), format_ts(now), integration_id),
             )
 
     def _find_row(self, name: str) -> dict[str, Any] | None:
@@ -410,11 +433,14 @@ class Store:
             self.conn.execute("UPDATE integrations SET disable_notice = 0 WHERE disable_notice = 1")
         return pending
 
-    def summaries_json(self, name: str | None = None) -> str:
-        """``list --json`` (spec §5) as JSON text: every integration by name, or one."""
-        where, params = ("WHERE name = ?", [name]) if name is not None else ("", [])
-        sql = f"SELECT json_group_array({_SUMMARY_JSON}) FROM (SELECT * FROM integrations {where} ORDER BY name)"
-        return self.conn.execute(sql, params).fetchone()[0]
+    def summaries_json(self, name: str | None = None, *, now: datetime) -> str:
+        """``list --json`` (spec §5, §10) as JSON text: every integration by name, or one."""
+        where = "WHERE name = :name" if name is not None else ""
+        sql = (
+            f"SELECT json_group_array({_SUMMARY_JSON}) FROM"
+            f" (SELECT *, {STALE_AT_SQL} AS stale_at FROM integrations {where} ORDER BY name)"
+        )
+        return self.conn.execute(sql, {"now": format_ts(now), "name": name}).fetchone()[0]
 
     def remove_integration(self, integration_id: int) -> tuple[int, int] | SyncLog:
         """Delete an integration with its logs and records; returns (logs, records) removed,
@@ -447,8 +473,8 @@ class Store:
         with self.transaction():
             self.conn.executemany(
                 "UPDATE integrations SET sync_enabled = 0, disabled_reason = 'paused',"
-                " updated_at = ? WHERE id = ?",
-                [(format_ts(now), i) for i in integration_ids],
+                " disabled_at = coalesce(disabled_at, ?2), updated_at = ?2 WHERE id = ?1",
+                [(i, format_ts(now)) for i in integration_ids],
             )
 
     def resume(
@@ -466,7 +492,8 @@ class Store:
                     continue
                 self.conn.execute(
                     "UPDATE integrations SET sync_enabled = 1, disabled_reason = NULL, disable_notice = 0,"
-                    " consecutive_failures = 0, next_sync_at = ?, updated_at = ? WHERE id = ?",
+                    " consecutive_failures = 0, failing_since = NULL, disabled_at = NULL,"
+                    " next_sync_at = ?, updated_at = ? WHERE id = ?",
                     (format_ts(plan(integration)), format_ts(now), integration_id),
                 )
         return [i for i in (self.get_by_id(x) for x in integration_ids) if i is not None]
@@ -627,7 +654,164 @@ class Store:
                     log.integration_id,
                 ),
             )
+            self._record_outcome(log.integration_id, succeeded=succeeded, now=now, duration_ms=duration,
+                                 records_count=records_count, plan=decided)
         return self.get_by_id(log.integration_id), decided
+
+    def _record_outcome(
+        self, integration_id: int, *, succeeded: bool, now: datetime, duration_ms: int,
+        records_count: int | None, plan: Plan,
+    ) -> None:
+        """What freshness needs of a finished sync (spec §10): the last success, when the
+        failure streak began, when it was disabled, the outcome counters."""
+        self.conn.execute(
+            "UPDATE integrations SET"
+            " last_success_at = CASE WHEN :ok THEN :now ELSE last_success_at END,"
+            " failing_since = CASE WHEN :failures = 0 THEN NULL ELSE coalesce(failing_since, :now) END,"
+            " disabled_at = CASE WHEN :disable THEN :now ELSE disabled_at END,"
+            " syncs_succeeded = syncs_succeeded + :ok, syncs_failed = syncs_failed + 1 - :ok,"
+            " last_duration_ms = :duration, last_records_count = :records WHERE id = :id",
+            {"ok": int(succeeded), "now": format_ts(now), "failures": plan.consecutive_failures,
+             "disable": int(plan.disable), "duration": duration_ms, "records": records_count,
+             "id": integration_id},
+        )
+
+    # -- freshness (spec §10) --------------------------------------------------------------
+
+    def record_tick(self, host: str, pid: int, now: datetime) -> None:
+        """The heartbeat: one row per host, rewritten by every run-due tick."""
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO run_due_ticks (host, ticked_at, pid) VALUES (?, ?, ?)"
+                " ON CONFLICT (host) DO UPDATE SET ticked_at = excluded.ticked_at, pid = excluded.pid",
+                (host, format_ts(now), pid),
+            )
+
+    def last_tick_at(self) -> datetime | None:
+        """When run-due last ticked, on any host (None: never)."""
+        return parse_ts(self.conn.execute("SELECT max(ticked_at) FROM run_due_ticks").fetchone()[0])
+
+    def metrics_rows(self) -> list[tuple[Any, ...]]:
+        """Per integration, by name: name, enabled, last success, last sync finished, its
+        duration (ms), the records it returned, records stored, consecutive failures, syncs
+        succeeded, syncs failed, and when it goes stale (see STALE_AT_SQL). One lean query
+        (no config decoding): the metrics file is written after every tick."""
+        return self.conn.execute(
+            "SELECT name, sync_enabled, last_success_at, last_sync_at, last_duration_ms, last_records_count,"
+            " records_count,"
+            f" consecutive_failures, syncs_succeeded, syncs_failed, {STALE_AT_SQL}"
+            " FROM integrations ORDER BY name"
+        ).fetchall()
+
+    def metrics_fingerprint(self, now: datetime) -> str:
+        """What every per-integration metric depends on: any change to an integration
+        (each stamps updated_at), one added or removed, one going stale with time."""
+        count, changed, syncs, stale = self.conn.execute(
+            "SELECT count(*), max(updated_at), total(syncs_succeeded + syncs_failed),"
+            f" total({STALE_AT_SQL} < ?) FROM integrations",
+            [format_ts(now)],
+        ).fetchone()
+        return f"{count} {changed} {int(syncs)} {int(stale)}"
+
+    # -- notification targets and their delivery state --------------------------------------
+
+    def add_notify_target(self, url: str, events: list[str], after: int, now: datetime) -> int:
+        with self.transaction():
+            return self.conn.execute(
+                "INSERT INTO notify_targets (url, events, after, created_at) VALUES (?, ?, ?, ?)",
+                (url, ",".join(events), after, format_ts(now)),
+            ).lastrowid
+
+    def notify_targets(self) -> list[dict[str, Any]]:
+        """Every target: id, url (with its ${VAR} references), events (a list), after,
+        last_sent_at, last_error."""
+        rows = self._query(
+            "SELECT id, url, events, after, last_sent_at, last_error FROM notify_targets ORDER BY id"
+        )
+        return [{**r, "events": r["events"].split(",") if r["events"] else []} for r in rows]
+
+    def has_notify_targets(self) -> bool:
+        """Cheap: asked on every tick."""
+        return self.conn.execute("SELECT 1 FROM notify_targets LIMIT 1").fetchone() is not None
+
+    def remove_notify_target(self, target_id: int) -> bool:
+        with self.transaction():
+            return self.conn.execute("DELETE FROM notify_targets WHERE id = ?", [target_id]).rowcount > 0
+
+    def announce(
+        self, decide: Callable[[dict[str, Any], dict[tuple[int, str], dict[str, Any]]], list[dict[str, Any]]],
+        now: datetime,
+    ) -> None:
+        """One transaction: read every target and what each was last told, let ``decide``
+        return the changes, store them, and queue the messages they carry. So two
+        processes ticking at once never queue the same event twice.
+
+        ``decide(targets_by_id, states)`` returns dicts with target_id, subject, state,
+        announced, notified (bool: refresh notified_at), and message (None or (event,
+        title, body)); states are keyed by (target_id, subject)."""
+        stamp = format_ts(now)
+        with self.transaction():
+            targets = {t["id"]: t for t in self.notify_targets()}
+            states = {
+                (r["target_id"], r["subject"]): r
+                for r in self._query("SELECT * FROM notify_state")
+            }
+            for change in decide(targets, states):
+                key = (change["target_id"], change["subject"])
+                old = states.get(key)
+                if change["message"] is not None:
+                    self.queue_notification(change["target_id"], *change["message"], now=now)
+                if change["state"] is None:
+                    self.conn.execute("DELETE FROM notify_state WHERE target_id = ? AND subject = ?", key)
+                    continue
+                changed_at = old["changed_at"] if old and old["state"] == change["state"] else stamp
+                notified_at = stamp if change["notified"] else (old["notified_at"] if old else None)
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO notify_state (target_id, subject, state, announced, changed_at,"
+                    " notified_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (*key, change["state"], int(change["announced"]), changed_at, notified_at),
+                )
+
+    def queue_notification(self, target_id: int, event: str, title: str, body: str, *, now: datetime) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO notify_outbox (target_id, event, title, body, created_at) VALUES (?, ?, ?, ?, ?)",
+                (target_id, event, title, body, format_ts(now)),
+            )
+
+    def claim_notifications(self, now: datetime, *, expire_before: datetime, lease_before: datetime) -> list[dict]:
+        """The queued notifications to deliver now, claimed for this process (another
+        process's claim older than ``lease_before`` is taken over). Those queued before
+        ``expire_before`` are dropped: their target keeps the last delivery error."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM notify_outbox WHERE created_at < ?", [format_ts(expire_before)])
+            rows = list(self._query(
+                "SELECT o.id, o.target_id, o.event, o.title, o.body, o.attempts, t.url FROM notify_outbox o"
+                " JOIN notify_targets t ON t.id = o.target_id"
+                " WHERE o.claimed_at IS NULL OR o.claimed_at < ? ORDER BY o.id",
+                [format_ts(lease_before)],
+            ))
+            self.conn.executemany(
+                "UPDATE notify_outbox SET claimed_at = ?, attempts = attempts + 1 WHERE id = ?",
+                [(format_ts(now), r["id"]) for r in rows],
+            )
+        return rows
+
+    def notification_delivered(self, message_id: int | None, target_id: int, now: datetime) -> None:
+        with self.transaction():
+            if message_id is not None:
+                self.conn.execute("DELETE FROM notify_outbox WHERE id = ?", [message_id])
+            self.conn.execute(
+                "UPDATE notify_targets SET last_sent_at = ?, last_error = NULL WHERE id = ?",
+                (format_ts(now), target_id),
+            )
+
+    def notification_failed(self, message_id: int | None, target_id: int, error: str) -> None:
+        """Keep the message for a later tick (released from this process's claim)."""
+        with self.transaction():
+            if message_id is not None:
+                self.conn.execute("UPDATE notify_outbox SET claimed_at = NULL WHERE id = ?", [message_id])
+            self.conn.execute("UPDATE notify_targets SET last_error = ? WHERE id = ?", (error, target_id))
 
     # -- records ---------------------------------------------------------------------------
 
