@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from syncctl import __version__, render
-from syncctl.config import DEFAULTS, IntegrationOptions, build_config, validate_name, validate_url
+from syncctl.config import (
+    DEFAULTS,
+    IntegrationConfig,
+    IntegrationOptions,
+    build_config,
+    validate_name,
+    validate_url,
+)
 from syncctl.errors import BusyError, SyncctlError, UsageError
 from syncctl.schedule import (
     format_interval,
@@ -249,8 +256,66 @@ def edit(
         raise UsageError("edit needs at least one option to change", "see: syncctl edit --help")
     config = build_config(integration.config.to_options().merged(given))
     new_url = validate_url(url if url is not None else integration.url)
-    store.update_integration(integration.id, url=new_url, config=config, now=_now())
+    store.update_integration(
+        integration.id, url=new_url, config=config, now=_now(),
+        cursor=_new_cursor(store, integration.id, integration.config, config),
+    )
     sys.stdout.write(f"updated {name}\n")
+
+
+def _new_cursor(store: Store, integration_id: int, old: IntegrationConfig, new: IntegrationConfig):  # noqa: ANN202
+    """How an edit changes the incremental cursor: seeded from the stored records when
+    --incremental is added (or its FIELD changes), forgotten when it is removed, else
+    kept (None)."""
+    before = old.incremental.field if old.incremental else None
+    after = new.incremental.field if new.incremental else None
+    if before == after:
+        return None
+    if after is None:
+        return lambda: None
+    from syncctl.records import max_cursor
+
+    return lambda: max_cursor(store.record_field_values(integration_id, after))
+
+
+@app.command(epilog="Example: syncctl reset crm")
+def reset(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
+    """Forget the incremental cursor and the conditional-request validators: the next
+    sync fetches everything. Stored records stay."""
+    store = _state(ctx).store()
+    integration = store.get(name)
+    store.reset_sync_state(integration.id, _now())
+    sys.stdout.write(f"reset {name}; its next sync is a full one\n")
+
+
+@app.command(epilog="Example: syncctl records crm --limit 5 --json | jq .")
+def records(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME")],
+    limit: Annotated[int, typer.Option(metavar="N", help="At most this many records.")] = 20,
+    include_deleted: Annotated[
+        bool, typer.Option("--include-deleted", help="Also records marked deleted (--deletes mark).")
+    ] = False,
+    json_: JsonOption = False,
+    csv_: Annotated[bool, typer.Option("--csv", help="CSV: a header of top-level fields, a row each.")] = False,
+) -> None:
+    """The stored records of one integration, most recently synced first."""
+    if not 1 <= limit <= 100_000_000:
+        raise UsageError(f"invalid --limit {limit}", "use a number from 1 up")
+    if json_ and csv_:
+        raise UsageError("--json and --csv exclude each other", "pick one")
+    store = _state(ctx).store()
+    integration = store.get(name)
+    found = store.stored_records(integration.id, limit=limit, include_deleted=include_deleted)
+    if csv_:
+        render.records_csv(found)
+    elif json_:
+        render.print_json(found)
+    elif not found:
+        sys.stdout.write(f"No records stored for {name}.\n")
+    else:  # one JSON object a line (greppable, and jq reads it)
+        for record in found:
+            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 @app.command(epilog="Example: syncctl remove weather --yes")
@@ -382,6 +447,9 @@ def sync(
     sync_timeout: Annotated[
         float, typer.Option(metavar="SECONDS", help="Seconds one sync may take in all.")
     ] = 300.0,
+    allow_mass_delete: Annotated[
+        bool, typer.Option("--allow-mass-delete", help="This once, delete more than --max-delete allows.")
+    ] = False,
 ) -> None:
     """Sync now, whatever the schedule or pause state. Exit 1 if any failed."""
     from syncctl.runner import Stopped, flush_and_exit, run_syncs
@@ -390,6 +458,7 @@ def sync(
     store = _state(ctx).store()
     integrations = store.resolve(names or [], all_)
     settings = _settings(sync_timeout)
+    settings.allow_mass_delete = allow_mass_delete
     _recover(store)
     progress = render.Progress([i.name for i in integrations]) if render.is_terminal(sys.stderr) else None
     try:

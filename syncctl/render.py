@@ -151,6 +151,8 @@ def log_json(log: SyncLog) -> dict[str, Any]:
         "records_count": log.records_count,
         "error_message": log.error_message,
         "error_hint": log.error_hint,
+        "not_modified": log.not_modified,
+        "records_deleted": log.records_deleted,
     }
 
 
@@ -231,7 +233,7 @@ def _emit_rows(columns: tuple[str, ...], right: tuple[str, ...], rows: list[tupl
 
 def _problem(error: str | None, hint: str | None) -> str:
     if not error:
-        return ""
+        return hint or ""  # a success's warning
     return error + (f" (hint: {hint})" if hint else "")
 
 
@@ -296,7 +298,7 @@ def history_table(logs: list[SyncLog], now: datetime) -> None:
             f"{log.trigger}" + (f" #{log.attempt}" if log.attempt > 1 else ""),
             started,
             _duration(log.duration_ms),
-            "-" if log.records_count is None else str(log.records_count),
+            _records_cell(log),
         ]
         rows.append((cells, _problem(log.error_message, log.error_hint)))
     _emit_rows(
@@ -304,6 +306,15 @@ def history_table(logs: list[SyncLog], now: datetime) -> None:
         ("ID", "DURATION", "RECORDS"),
         rows,
     )
+
+
+def _records_cell(log: SyncLog) -> str:
+    """``120``, ``unchanged`` (a 304), ``118, 2 deleted``."""
+    if log.not_modified:
+        return "unchanged"
+    if log.records_count is None:
+        return "-"
+    return f"{log.records_count}, {log.records_deleted} deleted" if log.records_deleted else str(log.records_count)
 
 
 def show_text(integration: Integration, logs: list[SyncLog], now: datetime) -> None:
@@ -381,7 +392,12 @@ def config_rows(cfg: IntegrationConfig) -> list[tuple[str, str]]:
 def sync_line(result: SyncResult) -> None:
     """``sync``: one line per integration, as each finishes."""
     if result.status == "SUCCESS":
-        sys.stdout.write(f"{result.name}: {plural(result.records_count, 'record')} in {_duration(result.duration_ms)}\n")
+        what = "unchanged (304 Not Modified)" if result.not_modified else plural(result.records_count, "record")
+        if result.records_deleted:
+            what += f", {result.records_deleted} deleted"
+        sys.stdout.write(f"{result.name}: {what} in {_duration(result.duration_ms)}\n")
+        if result.error_hint:
+            print_error(f"{result.name}: {result.error_hint}")
         sys.stdout.flush()
     elif result.status == "SKIPPED":
         sys.stdout.write(f"{result.name}: skipped (removed meanwhile)\n")
@@ -455,3 +471,29 @@ def outcome_line(results: list[SyncResult]) -> str:
     failed = sum(r.status == "FAILED" for r in results)
     line = f"{ok} of {plural(len(results), 'sync')} succeeded"
     return line + (f" ({failed} failed)." if failed else ".")
+
+
+def records_csv(records: list[Any]) -> None:
+    """``records --csv``: a header of the records' top-level fields (in the order first
+    seen), one row each; nested values as JSON."""
+    import csv
+
+    fields: dict[str, None] = {}
+    for record in records:
+        if isinstance(record, dict):
+            fields.update(dict.fromkeys(str(k) for k in record))
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(fields or ["value"])
+    for record in records:
+        if not isinstance(record, dict):
+            writer.writerow([_csv_cell(record)])
+            continue
+        writer.writerow([_csv_cell(record.get(name)) for name in fields])
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
