@@ -278,6 +278,50 @@ def _new_cursor(store: Store, integration_id: int, old: IntegrationConfig, new: 
     return lambda: max_cursor(store.record_field_values(integration_id, after))
 
 
+@app.command(
+    epilog="Examples: syncctl check crm; syncctl check --url 'http://127.0.0.1:8001/db/items.json' --json"
+)
+def check(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(metavar="[NAME]", help="An integration to try.")] = None,
+    url: Annotated[str | None, typer.Option("--url", metavar="URL", help="Try this URL with add's options.")] = None,
+    header: HeaderOption = [],  # noqa: B006
+    param: ParamOption = [],  # noqa: B006
+    records_path: RecordsPathOption = None,
+    key: KeyOption = None,
+    paginate: PaginateOption = None,
+    max_pages: MaxPagesOption = None,
+    timeout: TimeoutOption = None,
+    rate_limit: RateLimitOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """A dry run: fetch the first page (and the second), write nothing, and say what a
+    sync would find and which option fixes each problem. Exit 1 if a sync would fail or
+    warn. With --url it needs no database."""
+    from syncctl.check import report_json, run_check
+
+    given = IntegrationOptions(
+        headers=header or None, params=param or None, records_path=records_path, key=key,
+        paginate=paginate, max_pages=max_pages, timeout=timeout, rate_limit=rate_limit,
+    )
+    if (name is None) == (url is None):
+        raise UsageError("check takes an integration NAME or --url URL (one of the two)",
+                         "e.g. syncctl check crm, or syncctl check --url https://api.example.com/items")
+    if name is not None:
+        integration = _state(ctx).store().get(name)
+        config = build_config(integration.config.to_options().merged(given))
+        target, fix = integration.url, f"syncctl edit {name}"
+    else:
+        config, target, fix = build_config(given), validate_url(url), "add to syncctl add:"
+    report = run_check(target, config)
+    if json_:
+        render.print_json(report_json(report))
+    else:
+        render.check_text(report, fix)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @app.command(epilog="Example: syncctl reset crm")
 def reset(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
     """Forget the incremental cursor and the conditional-request validators: the next

@@ -18,6 +18,7 @@ from syncctl.timeutil import format_ts, human_duration, human_relative
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from syncctl.check import CheckReport
     from syncctl.config import IntegrationConfig
     from syncctl.runner import RunReport
 
@@ -497,3 +498,32 @@ def _csv_cell(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False)
+
+
+def check_text(report: CheckReport, fix_prefix: str) -> None:
+    """``check``: what a sync would find, then each problem with the command that fixes it."""
+    lines = [f"url: {report.url}"]
+    if report.status is not None:
+        lines.append(f"response: HTTP {report.status}, {report.content_type or 'no content type'}"
+                     f" ({plural(report.pages_fetched, 'page')} fetched)")
+    if report.error is None:
+        where = {None: "the whole body, as one record", "": "the body (an array)"}.get(
+            report.records_at, f"at {report.records_at!r}")
+        lines.append(f"records: {report.records} on the first page, {where}")
+        for path, count in report.other_arrays:
+            lines.append(f"  also an array of {count} objects at {path!r}")
+        if report.records:
+            lines.append(f"key: {report.records_with_key} of {report.records} carry {report.key!r}")
+        lines.append(f"pagination: {report.pagination}"
+                     + (f" (the response suggests {report.detected_pagination})" if report.detected_pagination else ""))
+        if report.sample is not None:
+            lines.append("sample: " + json.dumps(report.sample, ensure_ascii=False)[:2000])
+    for line in lines:
+        sys.stdout.write(line + "\n")
+    if report.error is not None:
+        print_error(report.error[0], report.error[1])
+    for problem in report.problems:
+        fix = f"{fix_prefix} {problem.option}" if problem.option else None
+        print_error(f"problem: {problem.message}", fix)
+    if report.ok:
+        sys.stdout.write("ok: a sync would succeed without a warning\n")
