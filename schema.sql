@@ -68,6 +68,23 @@ CREATE TABLE records (
 -- (cron mails it) and clears it; resume clears it too.
 ALTER TABLE integrations ADD COLUMN disable_notice INTEGER NOT NULL DEFAULT 0;
 
+-- step 3
+-- One unfinished (PENDING or RUNNING) log per integration, as a rule of the schema: a
+-- claim is an insert that fails when someone already holds the integration. An older
+-- database could hold duplicates; all but the newest of each integration are finished
+-- first (as crash recovery would have) so that the index can be built.
+UPDATE sync_logs
+   SET status = 'FAILED',
+       completed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+       duration_ms = MAX(0, CAST((julianday('now') - julianday(started_at)) * 86400000 AS INTEGER)),
+       error_message = 'interrupted: a second unfinished log of the same integration, finished by the schema upgrade',
+       error_hint = 'nothing to fix: it is retried at the next run'
+ WHERE status IN ('PENDING', 'RUNNING')
+   AND id NOT IN (SELECT MAX(id) FROM sync_logs WHERE status IN ('PENDING', 'RUNNING') GROUP BY integration_id);
+DROP INDEX sync_logs_unfinished;
+CREATE UNIQUE INDEX sync_logs_one_running ON sync_logs (integration_id)
+    WHERE status IN ('PENDING', 'RUNNING');
+
 -- step 5
 -- Faithful and frugal syncs (spec §11). The incremental cursor (JSON: a record's FIELD
 -- value) and the validators of the last full response, for conditional requests.

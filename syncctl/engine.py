@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from syncctl import liveness
-from syncctl.errors import SyncctlError, SyncError
+from syncctl.errors import DatabaseError, SyncctlError, SyncError
 from syncctl.models import Integration, Status, SyncLog, SyncResult, Trigger
 from syncctl.schedule import RETRY_BASE_SECONDS, Plan, plan_after_sync
 from syncctl.store import Store
@@ -187,7 +188,7 @@ class Engine:
             integration = self.store.get_by_id(integration_id)
             return SyncResult(integration.name if integration else f"#{integration_id}", "SKIPPED")
         if isinstance(claimed, SyncLog):
-            return _busy(claimed, self.now())
+            return _busy(claimed, self.now(), self.store.path, self.settings.sync_timeout)
         log_id, integration, trigger = claimed
         deadline = started_clock + self.settings.sync_timeout
         timer = threading.Timer(self.settings.sync_timeout, cancel.cancel, args=("timeout",))
@@ -237,6 +238,8 @@ class Engine:
             hint = exc.hint.replace("{name}", integration.name) if exc.hint else None
             error = (secrets.redact(exc.message), secrets.redact(hint) if hint else None)
             return self._fail(log_id, integration, trigger, count, error, exc.retry_after)
+        except DatabaseError:
+            raise  # the environment refused a write: the runner reports and logs it
         except Exception as exc:  # a bug must not stop the other syncs: record it
             error = (
                 secrets.redact(f"internal error: {type(exc).__name__}: {exc}"),
@@ -383,14 +386,18 @@ def _storable_text(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _busy(holder: SyncLog, now: datetime) -> SyncResult:
+def _busy(holder: SyncLog, now: datetime, db_path: Path, sync_timeout: float) -> SyncResult:
+    from syncctl import runlock
     from syncctl.timeutil import human_duration
 
-    age = human_duration((now - holder.started_at).total_seconds())
+    seconds = (now - holder.started_at).total_seconds()
+    hint = f"wait for it to finish; follow it with: syncctl history {holder.integration}"
+    if runlock.too_long(seconds, runlock.sync_timeout_of(db_path, holder.pid) or sync_timeout):
+        hint = runlock.stuck_hint(holder.pid)
     return SyncResult(
         holder.integration,
         "BUSY",
         error_message=f"{holder.integration} is being synced by "
-        f"another process right now (pid {holder.pid}, started {age} ago)",
-        error_hint=f"wait for it to finish; follow it with: syncctl history {holder.integration}",
+        f"another process right now (pid {holder.pid}, started {human_duration(seconds)} ago)",
+        error_hint=hint,
     )

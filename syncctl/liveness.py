@@ -59,3 +59,41 @@ def is_alive(pid: int | None, owner: str | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def write_lock_holder(db_path: Path) -> tuple[int, str | None] | None:
+    """The pid (and command name) of another process holding the SQLite write lock on
+    ``db_path``, from /proc/locks: in WAL mode that is a lock on byte 120 of the -shm file,
+    otherwise a write lock on the database file itself. None when it cannot be known."""
+    inodes = {}
+    for path, kind in ((Path(f"{db_path}-shm"), "shm"), (Path(db_path), "db")):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        inodes[f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"] = kind
+    try:
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) < 8 or fields[1] == "->" or fields[3] != "WRITE":
+            continue  # "->" marks a process waiting for a lock, not holding it
+        kind = inodes.get(fields[5])
+        try:
+            pid, start = int(fields[4]), int(fields[6])
+        except ValueError:
+            continue
+        if kind is None or pid <= 0 or pid == os.getpid():
+            continue
+        if kind == "db" or start == 120:  # WAL_WRITE_LOCK: the first lock byte of -shm
+            return pid, command_name(pid)
+    return None
+
+
+def command_name(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() or None
+    except OSError:
+        return None

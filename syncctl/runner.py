@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import sys
@@ -14,11 +13,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from syncctl import liveness
+from syncctl import liveness, runlock
 from syncctl.engine import Engine, SyncSettings, interrupted_by, recover_orphans, signal_plan
+from syncctl.errors import DatabaseError
 from syncctl.models import Integration, Status, SyncResult
 from syncctl.schedule import after_clock_set_back
 from syncctl.store import Store
@@ -33,9 +32,10 @@ class RunReport:
 
     results: list[SyncResult] = field(default_factory=list)
     recovered: int = 0
-    locked_by: str | None = None  # run-due: another process holds the lock
+    locked_by: str | None = None  # run-due: another process holds the lock ("pid 12, for 3m")
     signal: int | None = None
     disabled: list[Integration] = field(default_factory=list)  # newly auto-disabled
+    faulted: bool = False  # the environment refused a write (disk full, locked, …)
 
     @property
     def failed(self) -> list[SyncResult]:
@@ -54,32 +54,13 @@ class Stopped(Exception):
         self.report = report
 
 
-@contextlib.contextmanager
-def run_lock(db_path: Path) -> Iterator[str | None]:
-    """Hold ``<db>.lock`` (never deleted: deleting it would break mutual exclusion).
-    Yields None when acquired, else what the holder wrote into the file."""
-    lock_path = Path(f"{db_path}.lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
-            yield holder or "another process"
-            return
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
-        yield None
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
 class _Workers:
     """Per-thread database connections and HTTP sessions, closed at the end."""
 
-    def __init__(self, store: Store, settings: SyncSettings) -> None:
+    def __init__(self, store: Store, settings: SyncSettings, give_up: Callable[[], bool]) -> None:
         self.store = store
         self.settings = settings
+        self.give_up = give_up
         self.local = threading.local()
         self.opened: list[Any] = []
         self.lock = threading.Lock()
@@ -90,6 +71,7 @@ class _Workers:
             from syncctl.fetch import new_session
 
             store, session = self.store.reopen(), new_session()
+            store.give_up = self.give_up
             with self.lock:
                 self.opened += [store, session]
             engine = self.local.engine = Engine(store, self.settings, session)
@@ -113,26 +95,39 @@ def run_syncs(
 ) -> RunReport:
     """Sync ``integrations``, ``concurrency`` at a time. On SIGTERM/SIGINT: start nothing
     new, give running syncs a grace period, then interrupt them, make sure none of their
-    logs stays RUNNING, and raise Stopped."""
+    logs stays RUNNING, and raise Stopped.
+
+    When the environment refuses a write (disk full, read-only, permissions, another
+    program's lock) the syncs after it would meet the same fault: nothing new starts, the
+    result is reported at once, and the attempt is logged afterwards if the database lets
+    us (``_log_fault``); the untried integrations stay due for the next run.
+    """
     from syncctl.fetch import Cancel
 
     report = report or RunReport()
     pending = deque(integrations)
-    running: dict[Future[SyncResult], tuple[Cancel, str]] = {}  # with the integration's name
-    workers = _Workers(store, settings)
-    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="sync")
+    running: dict[Future[SyncResult], tuple[Cancel, Integration]] = {}
     stop: list[int] = []
+    abandon = threading.Event()  # set after the grace period: lock waits give up at once
+    workers = _Workers(store, settings, abandon.is_set)
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="sync")
+    faults: list[tuple[Integration, DatabaseError]] = []
 
     def collect(futures: set[Future[SyncResult]]) -> None:
         for future in futures:
-            _, name = running.pop(future)
+            _, integration = running.pop(future)
             try:
                 result = future.result()
-            except Exception as exc:  # e.g. the database failed under the engine: keep going
+            except DatabaseError as exc:  # the environment refused a write the engine needed
+                result = SyncResult(integration.name, Status.FAILED.value,
+                                    error_message=exc.message, error_hint=exc.hint)
+                faults.append((integration, exc))
+                report.faulted = True
+            except Exception as exc:  # a bug in the engine: keep going with the others
                 result = SyncResult(
-                    name, Status.FAILED.value,
+                    integration.name, Status.FAILED.value,
                     error_message=f"internal error: {type(exc).__name__}: {exc}",
-                    error_hint="check the database (disk space, permissions); report it if it repeats",
+                    error_hint="please report this as a syncctl bug",
                 )
             report.results.append(result)
             if on_result:
@@ -141,49 +136,94 @@ def run_syncs(
     def task(integration_id: int, cancel: Cancel) -> SyncResult:
         return workers.engine().sync(integration_id, manual=manual, cancel=cancel)
 
-    with _signals(stop):
-        while (pending or running) and not stop:
-            while pending and len(running) < concurrency and not stop:
-                cancel, integration = Cancel(), pending.popleft()
-                future = pool.submit(task, integration.id, cancel)
-                running[future] = cancel, integration.name
-            done, _ = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
-            collect(done)
-    if not stop:
-        pool.shutdown(wait=True)
-        workers.close()
-        return report
-    report.signal = stop[0]
-    done, _ = wait(running, timeout=GRACE_SECONDS)
-    collect(done)
-    signal_name = signal.Signals(stop[0]).name
-    for cancel, _ in running.values():
-        cancel.cancel(signal_name)
-    done, _ = wait(running, timeout=CANCEL_SECONDS)
-    collect(done)
-    _interrupt_own_logs(store, signal_name, settings)
+    previous_give_up = store.give_up
+    store.give_up = lambda: bool(stop)  # this thread's own waits end at a signal
+    try:
+        with _signals(stop):
+            while (pending or running) and not stop:
+                while pending and len(running) < concurrency and not stop and not faults:
+                    cancel, integration = Cancel(), pending.popleft()
+                    future = pool.submit(task, integration.id, cancel)
+                    running[future] = cancel, integration
+                if not running:
+                    break
+                done, _ = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
+                collect(done)
+            for integration, fault in faults:
+                if stop:
+                    break
+                with contextlib.suppress(DatabaseError):  # still refused: the line was printed
+                    _log_fault(store, integration, fault, manual=manual, settings=settings)
+        if not stop:
+            pool.shutdown(wait=True)
+            workers.close()
+            return report
+        report.signal = stop[0]
+        done, _ = wait(running, timeout=GRACE_SECONDS)
+        collect(done)
+        signal_name = signal.Signals(stop[0]).name
+        abandon.set()  # a sync still waiting for another program's lock stops waiting
+        for cancel, _ in running.values():
+            cancel.cancel(signal_name)
+        done, _ = wait(running, timeout=CANCEL_SECONDS)
+        collect(done)
+        _interrupt_own_logs(store, signal_name, settings)
+    finally:
+        store.give_up = previous_give_up
     pool.shutdown(wait=False, cancel_futures=True)
     raise Stopped(report)
 
 
+def _log_fault(
+    store: Store, integration: Integration, fault: DatabaseError, *, manual: bool, settings: SyncSettings
+) -> None:
+    """Log an attempt the environment cut short: finish this process's unfinished log of
+    it, or log the attempt whole if it never got one. Like an interrupted sync it is not
+    the source's fault: no failure is counted, and a scheduled sync is due at the next run."""
+    from syncctl.timeutil import utcnow
+
+    now = (settings.clock or utcnow)()
+    owner = liveness.owner_token()
+    with store.transaction():
+        mine = [log.id for log in store.unfinished_logs(integration.id) if log.owner == owner]
+        if mine:
+            log_id = mine[0]
+        else:
+            claimed = store.claim(integration.id, manual=manual, now=now, pid=os.getpid(), owner=owner)
+            if not isinstance(claimed, tuple):
+                return  # removed meanwhile, or someone else is syncing it now
+            log_id = claimed[0]
+        store.finish_sync(
+            log_id,
+            status=Status.FAILED,
+            now=now,
+            records_count=None,
+            error_message=fault.message,
+            error_hint=fault.hint,
+            plan=signal_plan(now),
+        )
+
+
 def _interrupt_own_logs(store: Store, signal_name: str, settings: SyncSettings) -> None:
-    """Finish this process's logs still RUNNING (syncs stuck past the grace period)."""
+    """Finish this process's logs still RUNNING (syncs stuck past the grace period). When
+    the database refuses (another program's lock), they are left to crash recovery."""
     from syncctl.timeutil import utcnow
 
     owner = liveness.owner_token()
     now = (settings.clock or utcnow)()
     message, hint = interrupted_by(signal_name)
-    for log in store.unfinished_logs():
-        if log.owner == owner:
-            store.finish_sync(
-                log.id,
-                status=Status.FAILED,
-                now=now,
-                records_count=None,
-                error_message=message,
-                error_hint=hint,
-                plan=signal_plan(now),
-            )
+    with contextlib.suppress(DatabaseError):
+        for log in store.unfinished_logs():
+            if log.owner == owner:
+                store.finish_sync(
+                    log.id,
+                    status=Status.FAILED,
+                    now=now,
+                    records_count=None,
+                    error_message=message,
+                    error_hint=hint,
+                    plan=signal_plan(now),
+                )
 
 
 @contextlib.contextmanager
@@ -213,11 +253,16 @@ def run_due(
     settings: SyncSettings,
     on_result: Callable[[SyncResult], None] | None = None,
 ) -> RunReport:
-    """The cron entry point: lock, recover orphans, sync what is due."""
+    """The cron entry point: lock, recover orphans, sync what is due.
+
+    A lock held by a run-due that has been at it for too long (``runlock.too_long``)
+    raises LockHeldTooLong (one line, exit 1) on every tick until it is dealt with."""
     report = RunReport()
-    with run_lock(store.path) as holder:
+    with runlock.hold(store.path, now(), settings.sync_timeout) as holder:
         if holder is not None:
-            report.locked_by = holder
+            if holder.stuck(now(), settings.sync_timeout):
+                raise holder.stuck_error(runlock.lock_path(store.path), now(), settings.sync_timeout)
+            report.locked_by = holder.describe(now())
             return report
         report.recovered = len(recover_orphans(store, now(), settings.rng))
         store.reschedule_after_clock_set_back(
@@ -230,6 +275,8 @@ def run_due(
         if due:
             run_syncs(store, due, manual=False, concurrency=concurrency, settings=settings,
                       on_result=on_result, report=report)
+        if report.faulted:
+            return report  # the environment refused a write: it would refuse this one too
         # Every auto-disable is announced once, here, whoever decided it: a sync of this
         # run, or crash recovery run by any command since the last run.
         report.disabled = store.take_disable_notices()

@@ -11,16 +11,19 @@ from __future__ import annotations
 import contextlib
 import difflib
 import functools
+import inspect
 import json
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from syncctl import errors, liveness
 from syncctl.config import IntegrationConfig
 from syncctl.errors import DatabaseError, UsageError
 from syncctl.models import Integration, Status, SyncLog, Trigger, dumps
@@ -31,7 +34,19 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 APPLICATION_ID = 0x53594E43  # "SYNC" in the file header: marks a syncctl database
-BUSY_TIMEOUT_MS = 120_000
+BUSY_TIMEOUT = 120.0  # seconds a write waits for another writer before it gives up
+# SQLite's own busy wait runs in C, where no Python signal handler can run: wait in short
+# slices instead, so that SIGTERM / Ctrl-C (and a run's stop flag) are seen between them.
+_BUSY_SLICE_MS = 200
+
+
+def busy_timeout() -> float:
+    """The busy timeout in seconds: 120, or ``SYNCCTL_BUSY_TIMEOUT`` (for tests that hold a
+    lock past it; an operator has no reason to change it)."""
+    try:
+        return max(0.0, float(os.environ.get("SYNCCTL_BUSY_TIMEOUT", BUSY_TIMEOUT)))
+    except ValueError:
+        return BUSY_TIMEOUT
 _STEP = re.compile(r"^-- step (\d+)\s*$", re.MULTILINE)
 _KEEP: Any = object()  # upsert_records: leave the cursor as it is
 
@@ -126,11 +141,19 @@ def _row_to_log(row: dict[str, Any]) -> SyncLog:
 
 
 class Store:
-    """A connection to one syncctl database. Not shared between threads: use ``reopen``."""
+    """A connection to one syncctl database. Not shared between threads: use ``reopen``.
+
+    Driver errors never leave it raw: every public method turns a SQLite or OS error of the
+    environment (disk full, read-only file system, permissions, another program's lock)
+    into an ``EnvironmentFault`` naming the fix (``_fault``). What is left is a bug.
+    """
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self.conn = conn
+        # Asked between busy-wait slices: True makes a waiting write give up at once (a
+        # run that was told to stop). Shared by the connections ``reopen`` makes.
+        self.give_up: Callable[[], bool] = lambda: False
 
     @functools.cached_property
     def db(self) -> sqlite_utils.Database:
@@ -150,8 +173,9 @@ class Store:
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path) -> Store:
-        """Open (creating it with its folder, mode 0600) and migrate the database.
+    def open(cls, path: Path, *, create: bool = True) -> Store:
+        """Open and migrate the database; with ``create``, make it first (with its folder,
+        mode 0600) if it does not exist.
 
         Anything that is not a syncctl database we can use raises DatabaseError (exit 3)
         before a single byte of the file is changed.
@@ -160,21 +184,36 @@ class Store:
         hint = "pass another file with --db PATH or SYNCCTL_DB"
         if path.is_dir():
             raise DatabaseError(f"database path {path} is a directory", hint)
+        created = False
         if not path.exists():
-            _create_private_file(path, hint)
-        elif not os.access(path, os.R_OK | os.W_OK):
-            raise DatabaseError(
-                f"cannot open database {path}: permission denied",
-                "run as the user who owns it, or fix its permissions",
-            )
-        store = cls._connect(path)
+            if not create:
+                raise DatabaseError(
+                    f"no database at {path}",
+                    "check --db / SYNCCTL_DB, or create it with syncctl add",
+                )
+            created = _create_private_file(path)
+        else:
+            fault = errors.unwritable(path)
+            if fault is None and not os.access(path, os.R_OK):
+                fault = errors.not_writable(path)
+            if fault is not None:
+                raise fault
         try:
-            store._check_and_migrate()
-        except sqlite3.DatabaseError as exc:
-            store.close()
-            raise DatabaseError(f"cannot use database {path}: {exc}", hint) from None
-        except DatabaseError:
-            store.close()
+            store = cls._connect(path)
+            try:
+                store._check_and_migrate()
+            except sqlite3.Error as exc:
+                fault = store._fault(exc)
+                if not isinstance(fault, errors.EnvironmentFault):
+                    raise DatabaseError(f"cannot use database {path}: {exc}", hint) from None
+                raise fault from None
+            except BaseException:
+                store.close()
+                raise
+        except BaseException:
+            if created:  # leave no empty file behind for the next command to mistake
+                with contextlib.suppress(OSError):
+                    path.unlink()
             raise
         return store
 
@@ -183,20 +222,22 @@ class Store:
         try:
             conn = sqlite3.connect(
                 str(path),
-                timeout=BUSY_TIMEOUT_MS / 1000,
+                timeout=_BUSY_SLICE_MS / 1000,
                 isolation_level=None,
                 check_same_thread=False,
             )
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_SLICE_MS}")
         except sqlite3.Error as exc:
-            raise DatabaseError(
+            fault = _classify(exc, path)
+            raise fault or DatabaseError(
                 f"cannot open database {path}: {exc}", "check the path and its permissions"
             ) from None
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         return cls(path, conn)
 
     def reopen(self) -> Store:
         """Another connection to the same, already checked, database (one per thread)."""
         store = self._connect(self.path)
+        store.give_up = self.give_up
         store._configure()
         return store
 
@@ -205,6 +246,25 @@ class Store:
         # WAL: readers never block the writer. NORMAL: no fsync per commit; a power cut
         # can lose the last commits but never corrupts the database.
         self.conn.execute("PRAGMA synchronous = NORMAL")
+
+    def _fault(self, exc: sqlite3.Error) -> DatabaseError | None:
+        return _classify(exc, self.path, self._waited)
+
+    _waited = 0.0  # how long the last write waited for the lock (for the "locked" message)
+
+    def _wait_for_lock(self, statement: str) -> None:
+        """Run ``statement`` (one that takes the write lock), waiting for another writer in
+        short slices up to the busy timeout, unless ``give_up`` says stop."""
+        started = time.monotonic()
+        deadline = started + busy_timeout()
+        while True:
+            try:
+                self.conn.execute(statement)
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or self.give_up() or time.monotonic() >= deadline:
+                    self._waited = time.monotonic() - started
+                    raise
 
     def _check_and_migrate(self) -> None:
         path = self.path
@@ -232,7 +292,7 @@ class Store:
                 "upgrade syncctl: pip install --upgrade syncctl",
             )
         if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self.conn.execute("PRAGMA journal_mode = WAL")
+            self._wait_for_lock("PRAGMA journal_mode = WAL")
         self._configure()
         numbers = [number for number, _ in steps]
         applied = self._applied_steps(version, numbers)
@@ -280,13 +340,20 @@ class Store:
             with self.db.atomic():  # nested: a savepoint
                 yield
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._wait_for_lock("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._fault(exc) or exc from None
         try:
             yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            if self.conn.in_transaction:  # a failed COMMIT (disk full) may have ended it already
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and (fault := self._fault(exc)) is not None:
+                raise fault from None
             raise
-        self.conn.execute("COMMIT")
 
     # -- integrations ----------------------------------------------------------------------
 
@@ -385,9 +452,14 @@ class Store:
         sql = f"SELECT json_group_array({_SUMMARY_JSON}) FROM (SELECT * FROM integrations {where} ORDER BY name)"
         return self.conn.execute(sql, params).fetchone()[0]
 
-    def remove_integration(self, integration_id: int) -> tuple[int, int]:
-        """Delete an integration with its logs and records; returns (logs, records) removed."""
+    def remove_integration(self, integration_id: int) -> tuple[int, int] | SyncLog:
+        """Delete an integration with its logs and records; returns (logs, records) removed,
+        or, changing nothing, the running log of whoever is syncing it. One transaction: a
+        claim either comes before (and is returned) or after (and finds nothing to sync)."""
         with self.transaction():
+            running = self.unfinished_logs(integration_id)
+            if running:
+                return running[0]
             logs = self.conn.execute(
                 "DELETE FROM sync_logs WHERE integration_id = ?", [integration_id]
             ).rowcount
@@ -485,7 +557,9 @@ class Store:
 
         Returns (log id, integration, trigger); the running SyncLog of whoever holds it;
         or None when there is nothing to do (deleted, or a scheduled sync no longer due).
-        Callers reap dead owners first, so every unfinished row here belongs to a live one.
+        The schema allows one unfinished log per integration (sync_logs_one_running), so
+        the insert itself decides who holds it. Callers reap dead owners first, so every
+        unfinished row here belongs to a live one.
         """
         with self.transaction():
             integration = self.get_by_id(integration_id)
@@ -498,26 +572,28 @@ class Store:
                 and integration.next_sync_at <= now
             ):
                 return None
-            running = self.unfinished_logs(integration_id)
-            if running:
-                return running[0]
             if manual:
                 trigger = Trigger.MANUAL
             else:
                 trigger = Trigger.RETRY if integration.consecutive_failures else Trigger.SCHEDULE
-            cursor = self.conn.execute(
-                "INSERT INTO sync_logs (integration_id, trigger, status, attempt, started_at,"
-                " pid, owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    integration_id,
-                    trigger.value,
-                    Status.RUNNING.value,
-                    integration.consecutive_failures + 1,
-                    format_ts(now),
-                    pid,
-                    owner,
-                ),
-            )
+            try:
+                cursor = self.conn.execute(
+                    "INSERT INTO sync_logs (integration_id, trigger, status, attempt, started_at,"
+                    " pid, owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        integration_id,
+                        trigger.value,
+                        Status.RUNNING.value,
+                        integration.consecutive_failures + 1,
+                        format_ts(now),
+                        pid,
+                        owner,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                if exc.sqlite_errorname != "SQLITE_CONSTRAINT_UNIQUE":
+                    raise
+                return self.unfinished_logs(integration_id)[0]
             return cursor.lastrowid, integration, trigger.value
 
     def unfinished_logs(self, integration_id: int | None = None) -> list[SyncLog]:
@@ -754,15 +830,72 @@ class Store:
         return removed
 
 
-def _create_private_file(path: Path, hint: str) -> None:
-    """Create the database file (and its folder) readable by its owner only."""
+def _create_private_file(path: Path) -> bool:
+    """Create the database file (and its folder) readable by its owner only; False when
+    another process created it first."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
-        pass
+        return False
     except OSError as exc:
-        raise DatabaseError(f"cannot create database {path}: {exc.strerror}", hint) from None
+        raise errors.from_os_error(exc, path) from None
+    return True
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return (getattr(exc, "sqlite_errorname", "") or "").startswith("SQLITE_BUSY")
+
+
+def _classify(exc: sqlite3.Error, path: Path, waited: float = 0.0) -> DatabaseError | None:
+    """The one place a SQLite error becomes what the operator must know: an environment
+    fault with its fix, a damaged file, or None for a bug (a constraint, a bad statement)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith("SQLITE_FULL"):
+        return errors.disk_full(path)
+    if name.startswith("SQLITE_BUSY"):
+        holder = liveness.write_lock_holder(path)
+        return errors.locked(path, round(waited, 1), *(holder or (None, None)))
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_IOERR")):
+        # Which file? The database, its -wal and -shm, or the folder they are created in.
+        for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            fault = errors.unwritable(candidate)
+            if fault is not None:
+                return fault
+        if name.startswith("SQLITE_IOERR") and errors.nearly_full(path):
+            return errors.disk_full(path)  # e.g. ENOSPC growing -shm: "disk I/O error"
+        return DatabaseError(
+            f"cannot use database {path}: {exc}",
+            "check the disk and the kernel log (dmesg), then the file: "
+            f"sqlite3 {path} 'PRAGMA integrity_check'",
+        )
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return DatabaseError(
+            f"cannot use database {path}: {exc}",
+            f"restore it from a backup, or check it with: sqlite3 {path} 'PRAGMA integrity_check'",
+        )
+    return None
+
+
+def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            fault = self._fault(exc)
+            if fault is None:
+                raise  # a bug: "internal error" above, with the traceback on request
+            raise fault from None
+
+    return wrapper
+
+
+# Every public storage verb (not the transaction context manager, which translates as the
+# verbs using it unwind, nor ``open``, which does it itself).
+for _name, _member in list(vars(Store).items()):
+    if not _name.startswith("_") and inspect.isfunction(_member) and _name != "transaction":
+        setattr(Store, _name, _translating(_member))
 
 
 def _split_sql(script: str) -> list[str]:

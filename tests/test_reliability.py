@@ -359,7 +359,7 @@ def _run_main(argv: list[str]) -> int:
         [b"remove", b"\xff", b"--yes"],
     ],
 )
-def test_undecodable_arguments_in_a_real_process(db_path, argv):
+def test_undecodable_arguments_in_a_real_process(db_path, store, argv):  # store: the database exists
     """Spot checks in a subprocess (the real stdout/stderr encodings, no capture)."""
     env = base_env(db_path)
     env.pop("PYTHONIOENCODING", None)
