@@ -147,3 +147,15 @@ CREATE TABLE notify_outbox (
     claimed_at TEXT,                                    -- a process is delivering it now
     attempts   INTEGER NOT NULL DEFAULT 0
 );
+
+-- step 5
+-- Faithful and frugal syncs (spec §11). The incremental cursor (JSON: a record's FIELD
+-- value) and the validators of the last full response, for conditional requests.
+ALTER TABLE integrations ADD COLUMN cursor TEXT;
+ALTER TABLE integrations ADD COLUMN etag TEXT;
+ALTER TABLE integrations ADD COLUMN last_modified TEXT;
+-- A record a complete full sync no longer saw, with --deletes mark.
+ALTER TABLE records ADD COLUMN deleted_at TEXT;
+ALTER TABLE sync_logs ADD COLUMN not_modified INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sync_logs ADD COLUMN records_deleted INTEGER NOT NULL DEFAULT 0;
+CREATE VIEW live_records AS SELECT * FROM records WHERE deleted_at IS NULL;

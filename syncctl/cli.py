@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from syncctl import __version__, render, runlock
-from syncctl.config import DEFAULTS, IntegrationOptions, build_config, validate_name, validate_url
+from syncctl.config import (
+    DEFAULTS,
+    IntegrationConfig,
+    IntegrationOptions,
+    build_config,
+    validate_name,
+    validate_url,
+)
 from syncctl.errors import BusyError, SyncctlError, UsageError
 from syncctl.models import SyncLog
 from syncctl.schedule import (
@@ -262,8 +269,110 @@ def edit(
         raise UsageError("edit needs at least one option to change", "see: syncctl edit --help")
     config = build_config(integration.config.to_options().merged(given))
     new_url = validate_url(url if url is not None else integration.url)
-    store.update_integration(integration.id, url=new_url, config=config, now=_now())
+    store.update_integration(
+        integration.id, url=new_url, config=config, now=_now(),
+        cursor=_new_cursor(store, integration.id, integration.config, config),
+    )
     sys.stdout.write(f"updated {name}\n")
+
+
+def _new_cursor(store: Store, integration_id: int, old: IntegrationConfig, new: IntegrationConfig):  # noqa: ANN202
+    """How an edit changes the incremental cursor: seeded from the stored records when
+    --incremental is added (or its FIELD changes), forgotten when it is removed, else
+    kept (None)."""
+    before = old.incremental.field if old.incremental else None
+    after = new.incremental.field if new.incremental else None
+    if before == after:
+        return None
+    if after is None:
+        return lambda: None
+    from syncctl.records import max_cursor
+
+    return lambda: max_cursor(store.record_field_values(integration_id, after))
+
+
+@app.command(
+    epilog="Examples: syncctl check crm; syncctl check --url 'http://127.0.0.1:8001/db/items.json' --json"
+)
+def check(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(metavar="[NAME]", help="An integration to try.")] = None,
+    url: Annotated[str | None, typer.Option("--url", metavar="URL", help="Try this URL with add's options.")] = None,
+    header: HeaderOption = [],  # noqa: B006
+    param: ParamOption = [],  # noqa: B006
+    records_path: RecordsPathOption = None,
+    key: KeyOption = None,
+    paginate: PaginateOption = None,
+    max_pages: MaxPagesOption = None,
+    timeout: TimeoutOption = None,
+    rate_limit: RateLimitOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """A dry run: fetch the first page (and the second), write nothing, and say what a
+    sync would find and which option fixes each problem. Exit 1 if a sync would fail or
+    warn. With --url it needs no database."""
+    from syncctl.check import report_json, run_check
+
+    given = IntegrationOptions(
+        headers=header or None, params=param or None, records_path=records_path, key=key,
+        paginate=paginate, max_pages=max_pages, timeout=timeout, rate_limit=rate_limit,
+    )
+    if (name is None) == (url is None):
+        raise UsageError("check takes an integration NAME or --url URL (one of the two)",
+                         "e.g. syncctl check crm, or syncctl check --url https://api.example.com/items")
+    if name is not None:
+        integration = _state(ctx).store().get(name)
+        config = build_config(integration.config.to_options().merged(given))
+        target, fix = integration.url, f"syncctl edit {name}"
+    else:
+        config, target, fix = build_config(given), validate_url(url), "add to syncctl add:"
+    report = run_check(target, config)
+    if json_:
+        render.print_json(report_json(report))
+    else:
+        render.check_text(report, fix)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command(epilog="Example: syncctl reset crm")
+def reset(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
+    """Forget the incremental cursor and the conditional-request validators: the next
+    sync fetches everything. Stored records stay."""
+    store = _state(ctx).store()
+    integration = store.get(name)
+    store.reset_sync_state(integration.id, _now())
+    sys.stdout.write(f"reset {name}; its next sync is a full one\n")
+
+
+@app.command(epilog="Example: syncctl records crm --limit 5 --json | jq .")
+def records(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME")],
+    limit: Annotated[int, typer.Option(metavar="N", help="At most this many records.")] = 20,
+    include_deleted: Annotated[
+        bool, typer.Option("--include-deleted", help="Also records marked deleted (--deletes mark).")
+    ] = False,
+    json_: JsonOption = False,
+    csv_: Annotated[bool, typer.Option("--csv", help="CSV: a header of top-level fields, a row each.")] = False,
+) -> None:
+    """The stored records of one integration, most recently synced first."""
+    if not 1 <= limit <= 100_000_000:
+        raise UsageError(f"invalid --limit {limit}", "use a number from 1 up")
+    if json_ and csv_:
+        raise UsageError("--json and --csv exclude each other", "pick one")
+    store = _state(ctx).store()
+    integration = store.get(name)
+    found = store.stored_records(integration.id, limit=limit, include_deleted=include_deleted)
+    if csv_:
+        render.records_csv(found)
+    elif json_:
+        render.print_json(found)
+    elif not found:
+        sys.stdout.write(f"No records stored for {name}.\n")
+    else:  # one JSON object a line (greppable, and jq reads it)
+        for record in found:
+            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 @app.command(epilog="Example: syncctl remove weather --yes")
@@ -396,6 +505,9 @@ def sync(
     sync_timeout: Annotated[
         float, typer.Option(metavar="SECONDS", help="Seconds one sync may take in all.")
     ] = 300.0,
+    allow_mass_delete: Annotated[
+        bool, typer.Option("--allow-mass-delete", help="This once, delete more than --max-delete allows.")
+    ] = False,
 ) -> None:
     """Sync now, whatever the schedule or pause state. Exit 1 if any failed."""
     from syncctl.runner import Stopped, flush_and_exit, run_syncs
@@ -404,6 +516,7 @@ def sync(
     store = _state(ctx).store()
     integrations = store.resolve(names or [], all_)
     settings = _settings(sync_timeout)
+    settings.allow_mass_delete = allow_mass_delete
     _recover(store)
     progress = render.Progress([i.name for i in integrations]) if render.is_terminal(sys.stderr) else None
     try:

@@ -496,10 +496,32 @@ class Connector:
             f"request to {host} failed: {_first_line(text)}", "check the URL and the integration's options"
         )
 
+    def _excerpt(self, response: requests.Response) -> str:
+        """The first 200 characters of an error response's body, redacted, on one line:
+        sources explain themselves there ("_size must be <= 1000")."""
+        data = bytearray()
+        self.cancel.watch(_socket_of(response))
+        try:
+            for chunk in response.iter_content(4096):
+                data += chunk
+                if len(data) >= 4096:
+                    break
+        except (requests.RequestException, OSError):
+            pass  # the status says enough; the body was only a courtesy
+        finally:
+            self.cancel.watch(None)
+        # Redact before cutting: a secret straddling the cut would show half of itself.
+        text = self.redact(re.sub(r"\s+", " ", data[:4096].decode("utf-8", "replace")).strip())
+        return text[:200] + ("…" if len(text) > 200 else "")
+
     def _status_error(self, response: requests.Response) -> SyncError:
         code = response.status_code
         shown = self._show(response.url)
         what = f"HTTP {code} {response.reason or ''}".rstrip() + f" from {shown}"
+        if 400 <= code < 500:
+            excerpt = self._excerpt(response)
+            if excerpt:
+                what += f" ({excerpt})"
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if code in (401, 403):
             refs = self.secrets.references()

@@ -18,6 +18,7 @@ from syncctl.timeutil import format_ts, human_duration, human_relative, parse_ts
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from syncctl.check import CheckReport
     from syncctl.config import IntegrationConfig
     from syncctl.health import Report as HealthReport
     from syncctl.runner import RunReport
@@ -152,6 +153,8 @@ def log_json(log: SyncLog) -> dict[str, Any]:
         "records_count": log.records_count,
         "error_message": log.error_message,
         "error_hint": log.error_hint,
+        "not_modified": log.not_modified,
+        "records_deleted": log.records_deleted,
     }
 
 
@@ -232,7 +235,7 @@ def _emit_rows(columns: tuple[str, ...], right: tuple[str, ...], rows: list[tupl
 
 def _problem(error: str | None, hint: str | None) -> str:
     if not error:
-        return ""
+        return hint or ""  # a success's warning
     return error + (f" (hint: {hint})" if hint else "")
 
 
@@ -298,7 +301,7 @@ def history_table(logs: list[SyncLog], now: datetime) -> None:
             f"{log.trigger}" + (f" #{log.attempt}" if log.attempt > 1 else ""),
             started,
             _duration(log.duration_ms),
-            "-" if log.records_count is None else str(log.records_count),
+            _records_cell(log),
         ]
         rows.append((cells, _problem(log.error_message, log.error_hint)))
     _emit_rows(
@@ -306,6 +309,15 @@ def history_table(logs: list[SyncLog], now: datetime) -> None:
         ("ID", "DURATION", "RECORDS"),
         rows,
     )
+
+
+def _records_cell(log: SyncLog) -> str:
+    """``120``, ``unchanged`` (a 304), ``118, 2 deleted``."""
+    if log.not_modified:
+        return "unchanged"
+    if log.records_count is None:
+        return "-"
+    return f"{log.records_count}, {log.records_deleted} deleted" if log.records_deleted else str(log.records_count)
 
 
 def show_text(integration: Integration, logs: list[SyncLog], now: datetime) -> None:
@@ -400,7 +412,12 @@ def freshness(integration: Integration, now: datetime) -> str:
 def sync_line(result: SyncResult) -> None:
     """``sync``: one line per integration, as each finishes."""
     if result.status == "SUCCESS":
-        sys.stdout.write(f"{result.name}: {plural(result.records_count, 'record')} in {_duration(result.duration_ms)}\n")
+        what = "unchanged (304 Not Modified)" if result.not_modified else plural(result.records_count, "record")
+        if result.records_deleted:
+            what += f", {result.records_deleted} deleted"
+        sys.stdout.write(f"{result.name}: {what} in {_duration(result.duration_ms)}\n")
+        if result.error_hint:
+            print_error(f"{result.name}: {result.error_hint}")
         sys.stdout.flush()
     elif result.status == "SKIPPED":
         sys.stdout.write(f"{result.name}: skipped (removed meanwhile)\n")
@@ -544,3 +561,58 @@ def notify_table(targets: list[dict[str, Any]], now: datetime) -> None:
         for t in targets
     ]
     _emit_rows(("ID", "URL", "EVENTS", "AFTER", "LAST SENT", "LAST ERROR"), ("ID", "AFTER"), rows)
+
+
+def records_csv(records: list[Any]) -> None:
+    """``records --csv``: a header of the records' top-level fields (in the order first
+    seen), one row each; nested values as JSON."""
+    import csv
+
+    fields: dict[str, None] = {}
+    for record in records:
+        if isinstance(record, dict):
+            fields.update(dict.fromkeys(str(k) for k in record))
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(fields or ["value"])
+    for record in records:
+        if not isinstance(record, dict):
+            writer.writerow([_csv_cell(record)])
+            continue
+        writer.writerow([_csv_cell(record.get(name)) for name in fields])
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def check_text(report: CheckReport, fix_prefix: str) -> None:
+    """``check``: what a sync would find, then each problem with the command that fixes it."""
+    lines = [f"url: {report.url}"]
+    if report.status is not None:
+        lines.append(f"response: HTTP {report.status}, {report.content_type or 'no content type'}"
+                     f" ({plural(report.pages_fetched, 'page')} fetched)")
+    if report.error is None:
+        where = {None: "the whole body, as one record", "": "the body (an array)"}.get(
+            report.records_at, f"at {report.records_at!r}")
+        lines.append(f"records: {report.records} on the first page, {where}")
+        for path, count in report.other_arrays:
+            lines.append(f"  also an array of {count} objects at {path!r}")
+        if report.records:
+            lines.append(f"key: {report.records_with_key} of {report.records} carry {report.key!r}")
+        lines.append(f"pagination: {report.pagination}"
+                     + (f" (the response suggests {report.detected_pagination})" if report.detected_pagination else ""))
+        if report.sample is not None:
+            lines.append("sample: " + json.dumps(report.sample, ensure_ascii=False)[:2000])
+    for line in lines:
+        sys.stdout.write(line + "\n")
+    if report.error is not None:
+        print_error(report.error[0], report.error[1])
+    for problem in report.problems:
+        fix = f"{fix_prefix} {problem.option}" if problem.option else None
+        print_error(f"problem: {problem.message}", fix)
+    if report.ok:
+        sys.stdout.write("ok: a sync would succeed without a warning\n")

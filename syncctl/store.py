@@ -48,6 +48,7 @@ def busy_timeout() -> float:
     except ValueError:
         return BUSY_TIMEOUT
 _STEP = re.compile(r"^-- step (\d+)\s*$", re.MULTILINE)
+_KEEP: Any = object()  # upsert_records: leave the cursor as it is
 
 
 def default_db_path() -> Path:
@@ -310,20 +311,40 @@ class Store:
         if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self._wait_for_lock("PRAGMA journal_mode = WAL")
         self._configure()
+        numbers = [number for number, _ in steps]
+        applied = self._applied_steps(version, numbers)
         for number, sql in steps:
-            if number > version:
-                self._apply_step(number, sql)
+            if number not in applied:
+                self._apply_step(number, sql, numbers)
 
-    def _apply_step(self, number: int, sql: str) -> None:
+    def _applied_steps(self, version: int, numbers: list[int]) -> set[int]:
+        """The schema steps this database has. Steps are numbered as they are reserved,
+        not as they are released, so a database may have step 5 without step 4: from the
+        first step applied by this code on, the ``schema_steps`` table lists them; before
+        it, every step up to ``user_version`` was applied."""
+        listed = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_steps'"
+        ).fetchone()
+        if listed is None:
+            return {n for n in numbers if n <= version}
+        return {row[0] for row in self.conn.execute("SELECT step FROM schema_steps")}
+
+    def _apply_step(self, number: int, sql: str, numbers: list[int]) -> None:
         # executescript would commit on its own; run the statements inside our transaction.
         statements = [s for s in _split_sql(sql) if s]
         with self.transaction():
-            if self.conn.execute("PRAGMA user_version").fetchone()[0] >= number:
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            applied = self._applied_steps(version, numbers)
+            if number in applied:
                 return  # another process migrated it while we waited for the lock
             for statement in statements:
                 self.conn.execute(statement)
+            self.conn.execute("CREATE TABLE IF NOT EXISTS schema_steps (step INTEGER PRIMARY KEY)")
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO schema_steps (step) VALUES (?)", [(n,) for n in sorted(applied | {number})]
+            )
             self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            self.conn.execute(f"PRAGMA user_version = {number}")
+            self.conn.execute(f"PRAGMA user_version = {max(version, number)}")
 
     def close(self) -> None:
         self.conn.close()
@@ -371,13 +392,22 @@ class Store:
             )
         return self.get(name)
 
-    def update_integration(self, integration_id: int, *, url: str, config: IntegrationConfig, now: datetime) -> None:
-        """Replace the URL and config; logs, records and schedule stay."""
+    def update_integration(
+        self, integration_id: int, *, url: str, config: IntegrationConfig, now: datetime,
+        cursor: Callable[[], Any] | None = None,
+    ) -> None:
+        """Replace the URL and config; logs, records and schedule stay. The validators of
+        conditional requests are forgotten (the same response may now hold other
+        records); ``cursor``, when given, decides the new incremental cursor from the
+        records as they are in this transaction (None forgets it)."""
         with self.transaction():
             self.conn.execute(
-                "UPDATE integrations SET url = ?, config = ?, updated_at = ? WHERE id = ?",
+                "UPDATE integrations SET url = ?, config = ?, etag = NULL, last_modified = NULL,"
+                " updated_at = ? WHERE id = ?",
                 (url, dumps(config.to_json()), format_ts(now), integration_id),
             )
+            if cursor is not None:
+                self._set_cursor(integration_id, cursor())
 
     def _find_row(self, name: str) -> dict[str, Any] | None:
         if not name.isascii():  # names are ASCII slugs; undecodable bytes SQLite cannot bind
@@ -633,7 +663,7 @@ class Store:
             self.conn.execute(
                 "UPDATE integrations SET last_sync_at = ?, last_status = ?, last_error = ?,"
                 " last_hint = ?, consecutive_failures = ?, next_sync_at = ?, slot_at = ?,"
-                " records_count = (SELECT COUNT(*) FROM records WHERE integration_id = ?),"
+                " records_count = (SELECT COUNT(*) FROM records WHERE integration_id = ? AND deleted_at IS NULL),"
                 " sync_enabled = CASE WHEN ? THEN 0 ELSE sync_enabled END,"
                 " disabled_reason = CASE WHEN ? THEN 'failures' ELSE disabled_reason END,"
                 " disable_notice = CASE WHEN ? THEN 1 ELSE disable_notice END,"
@@ -815,16 +845,98 @@ class Store:
 
     # -- records ---------------------------------------------------------------------------
 
-    def upsert_records(self, integration_id: int, records: list[tuple[str, str]], now: datetime) -> None:
-        """Insert or update (key, JSON) pairs; a second sync adds no duplicates."""
+    def upsert_records(
+        self, integration_id: int, records: list[tuple[str, str]], now: datetime, *, cursor: Any = _KEEP
+    ) -> None:
+        """Insert or update (key, JSON) pairs; a second sync adds no duplicates, and a
+        record seen again is no longer marked deleted. ``cursor`` (the incremental
+        cursor these records advance it to) is stored in the same transaction, so a
+        failure on a later page resumes after the pages committed."""
         stamp = format_ts(now)
         with self.transaction():
             self.conn.executemany(
                 "INSERT INTO records (integration_id, key, data, synced_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (integration_id, key) DO UPDATE SET data = excluded.data,"
-                " synced_at = excluded.synced_at",
+                " synced_at = excluded.synced_at, deleted_at = NULL",
                 ((integration_id, key, data, stamp) for key, data in records),
             )
+            if cursor is not _KEEP:
+                self._set_cursor(integration_id, cursor)
+
+    def _set_cursor(self, integration_id: int, cursor: Any) -> None:
+        self.conn.execute(
+            "UPDATE integrations SET cursor = ? WHERE id = ?",
+            (None if cursor is None else dumps(cursor), integration_id),
+        )
+
+    def record_field_values(self, integration_id: int, field: str) -> Iterator[Any]:
+        """The ``field`` (dotted) of every live stored record: what seeds a new cursor."""
+        path = "$" + "".join(f'."{part}"' for part in field.split("."))
+        rows = self.conn.execute(
+            "SELECT json_extract(data, ?) FROM records WHERE integration_id = ? AND deleted_at IS NULL",
+            (path, integration_id),
+        )
+        return (row[0] for row in rows)
+
+    def reset_sync_state(self, integration_id: int, now: datetime) -> None:
+        """Forget the incremental cursor and the conditional-request validators: the next
+        sync is a full one. Records stay."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE integrations SET cursor = NULL, etag = NULL, last_modified = NULL, updated_at = ?"
+                " WHERE id = ?",
+                (format_ts(now), integration_id),
+            )
+
+    def save_validators(self, integration_id: int, etag: str | None, last_modified: str | None) -> None:
+        """The ETag and Last-Modified of the last full response, sent back next time."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE integrations SET etag = ?, last_modified = ? WHERE id = ?",
+                (etag, last_modified, integration_id),
+            )
+
+    def unseen_records(self, integration_id: int, stamp: datetime) -> tuple[int, int]:
+        """(live records a sync stamped ``stamp`` did not see, live records): what a
+        deletion sweep would take, and out of how many."""
+        row = self.conn.execute(
+            "SELECT count(*), coalesce(sum(synced_at != ?), 0) FROM records"
+            " WHERE integration_id = ? AND deleted_at IS NULL",
+            (format_ts(stamp), integration_id),
+        ).fetchone()
+        return row[1], row[0]
+
+    def sweep_records(self, integration_id: int, stamp: datetime, *, remove: bool, now: datetime) -> int:
+        """Mark (or remove) the records a complete sync stamped ``stamp`` did not see;
+        returns how many were newly marked or removed."""
+        with self.transaction():
+            if remove:
+                return self.conn.execute(
+                    "DELETE FROM records WHERE integration_id = ? AND synced_at != ?",
+                    (integration_id, format_ts(stamp)),
+                ).rowcount
+            return self.conn.execute(
+                "UPDATE records SET deleted_at = ? WHERE integration_id = ? AND synced_at != ?"
+                " AND deleted_at IS NULL",
+                (format_ts(now), integration_id, format_ts(stamp)),
+            ).rowcount
+
+    def note_sync_outcome(self, log_id: int, *, not_modified: bool, records_deleted: int) -> None:
+        """What a sync's log tells besides its status: a 304, records deleted."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE sync_logs SET not_modified = ?, records_deleted = ? WHERE id = ?",
+                (int(not_modified), records_deleted, log_id),
+            )
+
+    def stored_records(self, integration_id: int, *, limit: int, include_deleted: bool) -> list[dict[str, Any]]:
+        """The records' data objects, most recently synced first."""
+        where = "" if include_deleted else " AND deleted_at IS NULL"
+        rows = self.conn.execute(
+            f"SELECT data FROM records WHERE integration_id = ?{where} ORDER BY synced_at DESC, key LIMIT ?",
+            (integration_id, limit),
+        )
+        return [json.loads(row[0]) for row in rows]
 
     def records(self, integration_id: int) -> dict[str, Any]:
         """Every stored record of one integration, by key (for tests and ``show``)."""
