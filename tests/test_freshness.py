@@ -464,7 +464,7 @@ def test_a_ping_that_fails_never_fails_the_run(cli, store):
 
 
 def test_metrics_are_valid_for_promtool_and_name_each_integration(cli, db_path, source, tmp_path):
-    promtool = require_tool("promtool")
+    promtool = require_tool("promtool", "apt-get install prometheus")
     assert cli("add", "good", "--url", source.add("/ok", json_body([{"id": 1}, {"id": 2}]))).returncode == 0
     assert cli("add", "bad", "--url", source.add("/bad", json_body({}, status=500))).returncode == 0
     assert cli("run-due").returncode == 1
@@ -501,7 +501,7 @@ def test_metrics_are_valid_for_promtool_and_name_each_integration(cli, db_path, 
 
 
 def test_the_metrics_file_follows_every_tick_and_every_change(cli, db_path, source, tmp_path):
-    promtool = require_tool("promtool")
+    promtool = require_tool("promtool", "apt-get install prometheus")
     url = source.add("/ok", json_body([{"id": 1}]))
     assert cli("add", "good", "--url", url, "--interval", "1h").returncode == 0
     metrics_file = tmp_path / "syncctl.prom"

@@ -47,7 +47,7 @@ def served(tmp_path):  # noqa: ANN001, ANN201
 
 
 def test_datasette_check_finds_rows_then_syncs_every_page(cli, db_path, tmp_path, served):
-    datasette = require_tool("datasette")
+    datasette = require_tool("datasette", "pip install -e '.[test]'")
     data = tmp_path / "shop.db"
     conn = sqlite3.connect(data)
     conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, title TEXT)")
@@ -81,7 +81,7 @@ def test_datasette_check_finds_rows_then_syncs_every_page(cli, db_path, tmp_path
 
 
 def test_json_server_pages_by_link_and_the_sweep_sees_a_delete(cli, db_path, tmp_path, served):
-    json_server = require_tool("json-server")
+    json_server = require_tool("json-server", "npm install -g json-server@0.17")
     (tmp_path / "db.json").write_text(json.dumps({"items": [{"id": i, "title": f"t{i}"} for i in range(1, 26)]}))
     port = free_port()
     base = f"http://127.0.0.1:{port}/items"
