@@ -84,3 +84,9 @@ UPDATE sync_logs
 DROP INDEX sync_logs_unfinished;
 CREATE UNIQUE INDEX sync_logs_one_running ON sync_logs (integration_id)
     WHERE status IN ('PENDING', 'RUNNING');
+
+-- step 6
+-- A lease on the database's clock: an unfinished log's process renews it while the sync
+-- runs; one whose lease expired is reaped by any command on any host (PostgreSQL), or,
+-- on one host, when its process is gone. Steps 4 and 5 are other issues'.
+ALTER TABLE sync_logs ADD COLUMN lease_until TEXT;

@@ -74,6 +74,7 @@ class SyncLog:
     error_hint: str | None
     pid: int | None = None
     owner: str | None = None
+    lease_expired: bool = False  # its lease ran out on the database's clock (unfinished logs)
 
 
 @dataclass
