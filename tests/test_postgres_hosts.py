@@ -116,7 +116,6 @@ def test_a_wrong_or_missing_password_is_one_line_exit_3(pcli, pg_url):
 # -- hosts sharing the work ---------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_three_hosts_sync_each_of_150_due_integrations_exactly_once(pstore, pspawn, source, pg_url):
     for n in range(150):
         add(pstore, f"i{n:03}", source.add(f"/i{n:03}", json_body([{"id": n}])))
@@ -147,6 +146,7 @@ def test_sync_busy_on_another_host_exits_75_naming_host_and_pid(pstore, pspawn, 
     assert first.wait(HANG_GUARD) == 0
 
 
+@pytest.mark.slow
 def test_a_live_sync_keeps_its_lease_and_a_killed_hosts_is_reaped_by_another(pstore, pspawn, pcli, source):
     lease = {"SYNCCTL_LEASE_SECONDS": "2"}
     gate = source.gate()
@@ -193,7 +193,6 @@ def test_a_killed_sync_on_the_same_host_is_reaped_at_once_by_its_pid(pstore, psp
 # -- the database going away ------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_postgres_restarted_mid_run_loses_nothing_and_the_next_tick_works(pg_cluster, pg_url, pstore, pspawn, pcli,
                                                                           source):
     add(pstore, "kept", source.add("/kept", json_body([{"id": n} for n in range(50)])))
