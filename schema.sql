@@ -85,8 +85,83 @@ DROP INDEX sync_logs_unfinished;
 CREATE UNIQUE INDEX sync_logs_one_running ON sync_logs (integration_id)
     WHERE status IN ('PENDING', 'RUNNING');
 
+-- step 4
+-- Freshness (spec section 10). The last successful sync, for staleness and metrics
+-- (backfilled from the logs, or from the last sync when that one succeeded).
+ALTER TABLE integrations ADD COLUMN last_success_at TEXT;
+UPDATE integrations SET last_success_at = CASE WHEN last_status = 'SUCCESS' THEN last_sync_at ELSE (SELECT max(completed_at) FROM sync_logs l WHERE l.integration_id = integrations.id AND l.status = 'SUCCESS') END;
+-- When the current failure streak began (NULL when not failing), and when automatic syncing
+-- was turned off (a pause or an auto-disable; NULL while enabled): the health check's "since".
+ALTER TABLE integrations ADD COLUMN failing_since TEXT;
+UPDATE integrations SET failing_since = last_sync_at WHERE consecutive_failures > 0;
+ALTER TABLE integrations ADD COLUMN disabled_at TEXT;
+UPDATE integrations SET disabled_at = updated_at WHERE sync_enabled = 0;
+-- Finished syncs by outcome: Prometheus counters must never go down, and prune deletes logs.
+ALTER TABLE integrations ADD COLUMN syncs_succeeded INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE integrations ADD COLUMN syncs_failed INTEGER NOT NULL DEFAULT 0;
+-- How long the last finished sync took (its start is last_sync_at minus this), and how
+-- many records it returned.
+ALTER TABLE integrations ADD COLUMN last_duration_ms INTEGER;
+ALTER TABLE integrations ADD COLUMN last_records_count INTEGER;
+UPDATE integrations SET last_duration_ms = (SELECT duration_ms FROM sync_logs l WHERE l.integration_id = integrations.id AND l.completed_at IS NOT NULL ORDER BY l.id DESC LIMIT 1), last_records_count = (SELECT records_count FROM sync_logs l WHERE l.integration_id = integrations.id AND l.completed_at IS NOT NULL ORDER BY l.id DESC LIMIT 1);
+UPDATE integrations SET syncs_succeeded = (SELECT count(*) FROM sync_logs l WHERE l.integration_id = integrations.id AND l.status = 'SUCCESS'), syncs_failed = (SELECT count(*) FROM sync_logs l WHERE l.integration_id = integrations.id AND l.status = 'FAILED');
+
+-- The heartbeat: when run-due last ticked on each host (idle and lock-busy ticks too).
+CREATE TABLE run_due_ticks (
+    host      TEXT    PRIMARY KEY,
+    ticked_at TEXT    NOT NULL,
+    pid       INTEGER NOT NULL
+);
+
+-- Notification targets (Apprise URLs; secrets only as ${VAR} references).
+CREATE TABLE notify_targets (
+    id            INTEGER PRIMARY KEY,
+    url           TEXT    NOT NULL,
+    events        TEXT    NOT NULL,                     -- comma-separated event names
+    after         INTEGER NOT NULL DEFAULT 1,           -- 'failing' after N consecutive failures
+    created_at    TEXT    NOT NULL,
+    last_sent_at  TEXT,
+    last_error    TEXT                                  -- redacted
+);
+
+-- What each target was last told about each subject (an integration, or run-due itself):
+-- an event goes out once per change of this state, across processes.
+CREATE TABLE notify_state (
+    target_id   INTEGER NOT NULL REFERENCES notify_targets (id) ON DELETE CASCADE,
+    subject     TEXT    NOT NULL,                       -- 'integration:<id>' | 'run-due'
+    state       TEXT    NOT NULL,                       -- ok | failing | disabled | stale | stuck
+    announced   INTEGER NOT NULL DEFAULT 0,             -- 1: this state was sent to the target
+    changed_at  TEXT    NOT NULL,
+    notified_at TEXT,
+    PRIMARY KEY (target_id, subject)
+) WITHOUT ROWID;
+
+-- Notifications not delivered yet: retried on later ticks for up to an hour.
+CREATE TABLE notify_outbox (
+    id         INTEGER PRIMARY KEY,
+    target_id  INTEGER NOT NULL REFERENCES notify_targets (id) ON DELETE CASCADE,
+    event      TEXT    NOT NULL,
+    title      TEXT    NOT NULL,
+    body       TEXT    NOT NULL,
+    created_at TEXT    NOT NULL,
+    claimed_at TEXT,                                    -- a process is delivering it now
+    attempts   INTEGER NOT NULL DEFAULT 0
+);
+
+-- step 5
+-- Faithful and frugal syncs (spec §11). The incremental cursor (JSON: a record's FIELD
+-- value) and the validators of the last full response, for conditional requests.
+ALTER TABLE integrations ADD COLUMN cursor TEXT;
+ALTER TABLE integrations ADD COLUMN etag TEXT;
+ALTER TABLE integrations ADD COLUMN last_modified TEXT;
+-- A record a complete full sync no longer saw, with --deletes mark.
+ALTER TABLE records ADD COLUMN deleted_at TEXT;
+ALTER TABLE sync_logs ADD COLUMN not_modified INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sync_logs ADD COLUMN records_deleted INTEGER NOT NULL DEFAULT 0;
+CREATE VIEW live_records AS SELECT * FROM records WHERE deleted_at IS NULL;
+
 -- step 6
 -- A lease on the database's clock: an unfinished log's process renews it while the sync
 -- runs; one whose lease expired is reaped by any command on any host (PostgreSQL), or,
--- on one host, when its process is gone. Steps 4 and 5 are other issues'.
+-- on one host, when its process is gone.
 ALTER TABLE sync_logs ADD COLUMN lease_until TEXT;

@@ -14,8 +14,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from syncctl import __version__, render
-from syncctl.config import IntegrationOptions, build_config, validate_name, validate_url
+from syncctl import __version__, render, runlock
+from syncctl.config import (
+    DEFAULTS,
+    IntegrationConfig,
+    IntegrationOptions,
+    build_config,
+    validate_name,
+    validate_url,
+)
 from syncctl.errors import BusyError, SyncctlError, UsageError
 from syncctl.models import SyncLog
 from syncctl.schedule import (
@@ -55,9 +62,11 @@ class AppState:
     create: bool = False  # the command may create a missing database
     _store: Store | None = None
 
-    def store(self) -> Store:
+    def store(self, *, create: bool = False) -> Store:
+        """The database; only ``add`` (``create``) and ``notify add`` (``create=True``)
+        may create it: for any other command a missing file is a mistyped path (exit 3)."""
         if self._store is None:
-            self._store = Store.open(self.db_path, create=self.create)
+            self._store = Store.open(self.db_path, create=self.create or create)
         return self._store
 
 
@@ -138,16 +147,43 @@ RecordsPathOption = Annotated[
     str | None, typer.Option(metavar="PATH", help="Dotted path to the array of records, e.g. data.items.")
 ]
 KeyOption = Annotated[
-    str | None, typer.Option(metavar="FIELD", help="The record field that identifies it [default: id].")
+    str | None, typer.Option(metavar="FIELD", help=f"The record field that identifies it [default: {DEFAULTS.key}].")
 ]
 PaginateOption = Annotated[
-    str | None, typer.Option(metavar="MODE", help="none, link, next-url:PATH, cursor:PATH:PARAM or page:PARAM.")
+    str | None,
+    typer.Option(metavar="MODE", help="none, link, next-url:PATH, cursor:PATH:PARAM or page:PARAM [default: none]."),
 ]
-MaxPagesOption = Annotated[int | None, typer.Option(metavar="N", help="Never fetch more pages than this.")]
-TimeoutOption = Annotated[float | None, typer.Option(metavar="SECONDS", help="Seconds per request.")]
+MaxPagesOption = Annotated[
+    int | None, typer.Option(metavar="N", help=f"Never fetch more pages than this [default: {DEFAULTS.max_pages}].")
+]
+TimeoutOption = Annotated[
+    float | None, typer.Option(metavar="SECONDS", help=f"Seconds per request [default: {DEFAULTS.timeout:g}].")
+]
 RateLimitOption = Annotated[str | None, typer.Option(metavar="RATE", help="At most N/s, N/m or N/h requests.")]
 MaxRetriesOption = Annotated[
-    int | None, typer.Option(metavar="N", help="Failed scheduled retries before it is disabled.")
+    int | None,
+    typer.Option(metavar="N", help=f"Failed scheduled retries before it is disabled [default: {DEFAULTS.max_retries}]."),
+]
+IncrementalOption = Annotated[
+    str | None,
+    typer.Option(metavar="FIELD:PARAM", help="Fetch only what changed: send the largest FIELD stored so far as PARAM."),
+]
+LookbackOption = Annotated[
+    str | None, typer.Option(metavar="DURATION", help="Take this off a timestamp cursor (late writes), e.g. 10m.")
+]
+DeletesOption = Annotated[
+    str | None,
+    typer.Option(metavar="keep|mark|remove", help="Records the source no longer returns [default: keep]."),
+]
+MaxDeleteOption = Annotated[
+    float | None,
+    typer.Option(metavar="PCT", help=f"Refuse a sweep deleting more than this % of records [default: {DEFAULTS.max_delete:g}]."),
+]
+MaxStalenessOption = Annotated[
+    str | None, typer.Option(metavar="DURATION", help="Stale when not synced for this long [default: three intervals].")
+]
+MinRecordsOption = Annotated[
+    int | None, typer.Option(metavar="N", help=f"Fail a sync returning fewer records [default: {DEFAULTS.min_records}].")
 ]
 
 
@@ -168,19 +204,25 @@ def add(
     param: ParamOption = [],  # noqa: B006
     records_path: RecordsPathOption = None,
     key: KeyOption = None,
-    paginate: PaginateOption = "none",
-    max_pages: MaxPagesOption = 1000,
-    timeout: TimeoutOption = 30.0,
+    paginate: PaginateOption = None,
+    max_pages: MaxPagesOption = None,
+    timeout: TimeoutOption = None,
     rate_limit: RateLimitOption = None,
-    max_retries: MaxRetriesOption = 3,
+    max_retries: MaxRetriesOption = None,
+    incremental: IncrementalOption = None,
+    lookback: LookbackOption = None,
+    deletes: DeletesOption = None,
+    max_delete: MaxDeleteOption = None,
+    max_staleness: MaxStalenessOption = None,
+    min_records: MinRecordsOption = None,
 ) -> None:
     """Register an integration; its first sync is due at once."""
     seconds = parse_interval(interval)
-    # The option aliases are Optional for `edit`; add's own defaults above are never None
-    # (an empty --paginate '' means the default, none).
     config = build_config(IntegrationOptions(
-        headers=header, params=param, records_path=records_path, key=key, paginate=paginate or "none",
+        headers=header, params=param, records_path=records_path, key=key, paginate=paginate,
         max_pages=max_pages, timeout=timeout, rate_limit=rate_limit, max_retries=max_retries,
+        incremental=incremental, lookback=lookback, deletes=deletes, max_delete=max_delete,
+        max_staleness=max_staleness, min_records=min_records,
     ))
     store = _state(ctx).store()
     integration = store.add_integration(
@@ -204,31 +246,135 @@ def edit(
     timeout: TimeoutOption = None,
     rate_limit: RateLimitOption = None,
     max_retries: MaxRetriesOption = None,
+    incremental: IncrementalOption = None,
+    lookback: LookbackOption = None,
+    deletes: DeletesOption = None,
+    max_delete: MaxDeleteOption = None,
+    max_staleness: MaxStalenessOption = None,
+    min_records: MinRecordsOption = None,
 ) -> None:
     """Change an integration's settings, keeping its logs, records and schedule.
 
     Each option given replaces that setting (--header and --param replace all headers or
-    all parameters); the others stay as they are. An empty --records-path or --rate-limit
-    ('') goes back to the default.
+    all parameters); the others stay as they are. An empty value ('') goes back to the
+    default. Adding --incremental seeds its cursor from the records stored already.
     """
     store = _state(ctx).store()
     integration = store.get(name)
-    options = IntegrationOptions.from_config(integration.config)
-    given = {
-        "headers": header or None, "params": param or None, "records_path": records_path, "key": key,
-        "paginate": paginate, "max_pages": max_pages, "timeout": timeout, "rate_limit": rate_limit,
-        "max_retries": max_retries,
-    }
-    if url is None and all(value is None for value in given.values()):
+    given = IntegrationOptions(
+        headers=header or None, params=param or None, records_path=records_path, key=key,
+        paginate=paginate, max_pages=max_pages, timeout=timeout, rate_limit=rate_limit,
+        max_retries=max_retries, incremental=incremental, lookback=lookback, deletes=deletes,
+        max_delete=max_delete, max_staleness=max_staleness, min_records=min_records,
+    )
+    if url is None and not given.given():
         raise UsageError("edit needs at least one option to change", "see: syncctl edit --help")
-    defaults = IntegrationOptions()
-    for field_name, value in given.items():
-        if value is not None:  # '' means "back to the default"
-            setattr(options, field_name, value if value != "" else getattr(defaults, field_name))
-    config = build_config(options)
+    config = build_config(integration.config.to_options().merged(given))
     new_url = validate_url(url if url is not None else integration.url)
-    store.update_integration(integration.id, url=new_url, config=config, now=_now())
+    store.update_integration(
+        integration.id, url=new_url, config=config, now=_now(),
+        cursor=_new_cursor(store, integration.id, integration.config, config),
+    )
     sys.stdout.write(f"updated {name}\n")
+
+
+def _new_cursor(store: Store, integration_id: int, old: IntegrationConfig, new: IntegrationConfig):  # noqa: ANN202
+    """How an edit changes the incremental cursor: seeded from the stored records when
+    --incremental is added (or its FIELD changes), forgotten when it is removed, else
+    kept (None)."""
+    before = old.incremental.field if old.incremental else None
+    after = new.incremental.field if new.incremental else None
+    if before == after:
+        return None
+    if after is None:
+        return lambda: None
+    from syncctl.records import max_cursor
+
+    return lambda: max_cursor(store.record_field_values(integration_id, after))
+
+
+@app.command(
+    epilog="Examples: syncctl check crm; syncctl check --url 'http://127.0.0.1:8001/db/items.json' --json"
+)
+def check(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(metavar="[NAME]", help="An integration to try.")] = None,
+    url: Annotated[str | None, typer.Option("--url", metavar="URL", help="Try this URL with add's options.")] = None,
+    header: HeaderOption = [],  # noqa: B006
+    param: ParamOption = [],  # noqa: B006
+    records_path: RecordsPathOption = None,
+    key: KeyOption = None,
+    paginate: PaginateOption = None,
+    max_pages: MaxPagesOption = None,
+    timeout: TimeoutOption = None,
+    rate_limit: RateLimitOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """A dry run: fetch the first page (and the second), write nothing, and say what a
+    sync would find and which option fixes each problem. Exit 1 if a sync would fail or
+    warn. With --url it needs no database."""
+    from syncctl.check import report_json, run_check
+
+    given = IntegrationOptions(
+        headers=header or None, params=param or None, records_path=records_path, key=key,
+        paginate=paginate, max_pages=max_pages, timeout=timeout, rate_limit=rate_limit,
+    )
+    if (name is None) == (url is None):
+        raise UsageError("check takes an integration NAME or --url URL (one of the two)",
+                         "e.g. syncctl check crm, or syncctl check --url https://api.example.com/items")
+    if name is not None:
+        integration = _state(ctx).store().get(name)
+        config = build_config(integration.config.to_options().merged(given))
+        target, fix = integration.url, f"syncctl edit {name}"
+    else:
+        config, target, fix = build_config(given), validate_url(url), "add to syncctl add:"
+    report = run_check(target, config)
+    if json_:
+        render.print_json(report_json(report))
+    else:
+        render.check_text(report, fix)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command(epilog="Example: syncctl reset crm")
+def reset(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
+    """Forget the incremental cursor and the conditional-request validators: the next
+    sync fetches everything. Stored records stay."""
+    store = _state(ctx).store()
+    integration = store.get(name)
+    store.reset_sync_state(integration.id, _now())
+    sys.stdout.write(f"reset {name}; its next sync is a full one\n")
+
+
+@app.command(epilog="Example: syncctl records crm --limit 5 --json | jq .")
+def records(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME")],
+    limit: Annotated[int, typer.Option(metavar="N", help="At most this many records.")] = 20,
+    include_deleted: Annotated[
+        bool, typer.Option("--include-deleted", help="Also records marked deleted (--deletes mark).")
+    ] = False,
+    json_: JsonOption = False,
+    csv_: Annotated[bool, typer.Option("--csv", help="CSV: a header of top-level fields, a row each.")] = False,
+) -> None:
+    """The stored records of one integration, most recently synced first."""
+    if not 1 <= limit <= 100_000_000:
+        raise UsageError(f"invalid --limit {limit}", "use a number from 1 up")
+    if json_ and csv_:
+        raise UsageError("--json and --csv exclude each other", "pick one")
+    store = _state(ctx).store()
+    integration = store.get(name)
+    found = store.stored_records(integration.id, limit=limit, include_deleted=include_deleted)
+    if csv_:
+        render.records_csv(found)
+    elif json_:
+        render.print_json(found)
+    elif not found:
+        sys.stdout.write(f"No records stored for {name}.\n")
+    else:  # one JSON object a line (greppable, and jq reads it)
+        for record in found:
+            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 @app.command(epilog="Example: syncctl remove weather --yes")
@@ -268,7 +414,7 @@ def list_(ctx: typer.Context, json_: JsonOption = False) -> None:
     store = _state(ctx).store()
     _recover(store)
     if json_:
-        render.print_json_text(store.summaries_json())
+        render.print_json_text(store.summaries_json(now=_now()))
     else:
         render.list_table(store.list_integrations(), _now())
 
@@ -284,7 +430,7 @@ def show(
     integration = store.get(name)
     logs = store.history(integration_id=integration.id, limit=10)
     if json_:
-        summary = json.loads(store.summaries_json(name))[0]
+        summary = json.loads(store.summaries_json(name, now=_now()))[0]
         render.print_json(render.show_json(summary, integration, logs))
     else:
         render.show_text(integration, logs, _now())
@@ -363,6 +509,9 @@ def sync(
     sync_timeout: Annotated[
         float, typer.Option(metavar="SECONDS", help="Seconds one sync may take in all.")
     ] = 300.0,
+    allow_mass_delete: Annotated[
+        bool, typer.Option("--allow-mass-delete", help="This once, delete more than --max-delete allows.")
+    ] = False,
 ) -> None:
     """Sync now, whatever the schedule or pause state. Exit 1 if any failed."""
     from syncctl.runner import Stopped, flush_and_exit, run_syncs
@@ -371,6 +520,7 @@ def sync(
     store = _state(ctx).store()
     integrations = store.resolve(names or [], all_)
     settings = _settings(sync_timeout)
+    settings.allow_mass_delete = allow_mass_delete
     _recover(store)
     progress = render.Progress([i.name for i in integrations]) if render.is_terminal(sys.stderr) else None
     try:
@@ -414,6 +564,15 @@ def run_due(
         float, typer.Option(metavar="SECONDS", help="Seconds one sync may take in all.")
     ] = 300.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print a summary and notes.")] = False,
+    ping: Annotated[
+        str | None,
+        typer.Option(metavar="URL", envvar="SYNCCTL_PING_URL", show_envvar=True,
+                     help="Healthchecks/Cronitor URL: pinged at /start, on success, and at /fail."),
+    ] = None,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH", help="Rewrite Prometheus metrics here after every tick (node_exporter)."),
+    ] = None,
 ) -> None:
     """Sync every integration that is due (the cron entry point). Silent when all is well."""
     from syncctl import runner
@@ -421,40 +580,93 @@ def run_due(
     if not 1 <= concurrency <= 256:
         raise UsageError(f"invalid --concurrency {concurrency}", "use 1 to 256")
     settings = _settings(sync_timeout, max_rps)
+    pinger = _pinger(ping)
+    _check_metrics_file(metrics_file)
     store = _state(ctx).store()
     verbose = verbose or render.is_terminal(sys.stdout)
+    failures: list[str] = []  # the lines a /fail ping carries
+
+    def complain(message: str, hint: str | None = None) -> None:
+        render.print_error(message, hint)
+        failures.append(render.error_line(message, hint))
 
     def on_result(result):  # noqa: ANN001, ANN202
         if result.status == "FAILED":
-            render.print_error(f"{result.name}: {result.error_message}", result.error_hint)
+            complain(f"{result.name}: {result.error_message}", result.error_hint)
         elif result.status == "BUSY" and verbose:
             render.print_error(f"note: skipped {result.error_message}")
 
+    def finish_tick(report: runner.RunReport) -> None:
+        for message, hint in runner.after_tick(
+            store, report, now=_now(), sync_timeout=settings.sync_timeout, metrics_file=metrics_file,
+            env=dict(os.environ),
+        ):
+            render.print_error(message, hint)
+        if pinger is not None:
+            pinger.fail(failures) if failures else pinger.success()
+            if verbose:
+                for error in pinger.errors:
+                    render.print_error(f"note: {error}")
+
     try:
         report = runner.run_due(
-            store, now=_now, concurrency=concurrency, settings=settings, on_result=on_result
+            store, now=_now, concurrency=concurrency, settings=settings, on_result=on_result,
+            on_start=pinger.start if pinger is not None else None,
         )
     except runner.Stopped as stopped:
         signum = stopped.report.signal or 15
-        render.print_error(
+        complain(
             f"run-due stopped by {_signame(signum)}",
             "unfinished syncs were logged as interrupted and are due at the next run",
         )
+        finish_tick(stopped.report)
         runner.flush_and_exit(128 + signum)
     if report.locked_by is not None:
-        if verbose:
+        # Busy is normal and silent; held far past any possible sync (spec §9) is loud,
+        # on every tick, and fails the /fail ping with the same line.
+        holder = report.holder
+        stuck = holder is not None and holder.stuck(_now(), settings.sync_timeout)
+        if stuck:
+            error = holder.stuck_error(runlock.lock_path(store.path), _now(), settings.sync_timeout)
+            complain(error.message, error.hint)
+        elif verbose:
             render.print_error(f"note: another run-due is running ({report.locked_by}); nothing to do")
+        finish_tick(report)
+        if stuck:
+            raise typer.Exit(1)
         return
     for integration in report.disabled:
-        render.print_error(
+        complain(
             f"{integration.name} is now disabled after "
             f"{render.plural(integration.consecutive_failures, 'failed attempt')}; last error: {integration.last_error}",
             f"fix the cause, then run: syncctl resume {integration.name}",
         )
+    finish_tick(report)
     if verbose:
         render.run_summary(report)
     if report.failed or report.disabled:
         raise typer.Exit(1)
+
+
+def _pinger(url: str | None):  # noqa: ANN202
+    """The pings of this tick (spec §10), or None without --ping / SYNCCTL_PING_URL."""
+    if not url:
+        return None
+    from syncctl.ping import Pinger
+    from syncctl.secrets import check_references
+
+    check_references(url, "--ping URL")
+    if not url.lower().startswith(("http://", "https://")):
+        raise UsageError(f"invalid --ping URL {url!r}", "use the http(s) URL of the check, e.g. https://hc-ping.com/UUID")
+    return Pinger(url, dict(os.environ))
+
+
+def _check_metrics_file(path: Path | None) -> None:
+    if path is not None and (path.is_dir() or not path.parent.is_dir()):
+        raise UsageError(
+            f"invalid --metrics-file {path}: " + ("it is a folder" if path.is_dir() else "its folder does not exist"),
+            "give a file in an existing folder, e.g. /var/lib/node_exporter/textfile_collector/syncctl.prom",
+        )
 
 
 # -- looking back --------------------------------------------------------------------------
@@ -522,6 +734,146 @@ def prune(
     )
     for name, count in sorted(removed.items()):
         sys.stdout.write(f"  {name}: {count}\n")
+
+
+# -- freshness (spec §10) -------------------------------------------------------------------
+
+
+@app.command(
+    epilog="Example (Icinga/Nagios, a container health check): syncctl health || echo unhealthy"
+)
+def health(
+    ctx: typer.Context,
+    json_: JsonOption = False,
+    sync_timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="run-due's --sync-timeout (a run-due is stuck after 2× this + 5m).")
+    ] = 300.0,
+) -> None:
+    """A Nagios/Icinga-style check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+
+    CRITICAL: no run-due tick for 3 minutes, a stuck run-due, a stale or a disabled
+    integration. WARNING: a failing integration, or one paused for more than 7 days.
+    """
+    from syncctl import health as rules
+    from syncctl.errors import DatabaseError
+
+    if not 0 < sync_timeout <= 86400:
+        raise UsageError(f"invalid --sync-timeout {sync_timeout:g}", "use a number of seconds up to 86400")
+    state = _state(ctx)
+    now = _now()
+    try:
+        if not state.db_path.exists():  # a check never creates the database it checks
+            raise DatabaseError(
+                f"database {state.db_path} does not exist", "check --db or SYNCCTL_DB, or create it with syncctl add"
+            )
+        store = state.store()
+        report = rules.check(
+            now, store.list_integrations(), store.last_tick_at(), runlock.read_holder(store.path) if store.path else None, sync_timeout
+        )
+    except (DatabaseError, OSError) as exc:
+        why = render.error_line(getattr(exc, "message", None) or str(exc), getattr(exc, "hint", None), "cannot read")
+        if json_:
+            render.print_json({"status": "UNKNOWN", "checked_at": render.format_ts(now), "last_tick_at": None,
+                               "problems": [], "error": why})
+        else:
+            sys.stdout.write(f"SYNCCTL UNKNOWN - {why}\n")
+        raise typer.Exit(rules.CheckStatus.UNKNOWN.exit_code) from None
+    if json_:
+        render.print_json(render.health_json(report))
+    else:
+        sys.stdout.write(render.health_text(report))
+    raise typer.Exit(report.status.exit_code)
+
+
+@app.command(epilog="Example: syncctl metrics > /var/lib/node_exporter/textfile_collector/syncctl.prom")
+def metrics(ctx: typer.Context) -> None:
+    """Print Prometheus metrics (text exposition format) for every integration."""
+    from syncctl.metrics import exposition
+
+    sys.stdout.write(exposition(_state(ctx).store(), _now()).decode("utf-8"))
+
+
+notify_app = typer.Typer(
+    help="Notifications through Apprise URLs (Slack, Teams, Discord, email, ntfy, json:// webhooks…).",
+    epilog="Example: syncctl notify add 'slack://${SLACK_TOKEN}/#ops' && syncctl notify test",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(notify_app, name="notify")
+
+
+@notify_app.command(
+    "add",
+    epilog="Example: syncctl notify add 'slack://${SLACK_TOKEN}/#ops' --events failing,disabled,recovered",
+)
+def notify_add(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Argument(metavar="URL", help="An Apprise URL; secrets as ${VAR}.")],
+    events: Annotated[
+        str | None,
+        typer.Option(metavar="LIST", help="Comma-separated: failing, disabled, recovered, stale, stuck [default: all]."),
+    ] = None,
+    after: Annotated[int, typer.Option(metavar="N", help="Send 'failing' after N consecutive failures.")] = 1,
+) -> None:
+    """Tell a target about integrations that fail, are disabled, go stale or recover."""
+    from syncctl.notify import parse_events, validate_target
+
+    chosen = parse_events(events)
+    url = validate_target(url, after)
+    target_id = _state(ctx).store(create=True).add_notify_target(url, chosen, after, _now())
+    sys.stdout.write(f"added notification target #{target_id} ({', '.join(chosen)}); try it: syncctl notify test {target_id}\n")
+
+
+@notify_app.command("list", epilog="Example: syncctl notify list --json")
+def notify_list(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """The notification targets, with their last delivery and its error."""
+    targets = _state(ctx).store().notify_targets()
+    if json_:
+        render.print_json(targets)
+    else:
+        render.notify_table(targets, _now())
+
+
+def _target(store: Store, target_id: int) -> dict:
+    for target in store.notify_targets():
+        if target["id"] == target_id:
+            return target
+    raise UsageError(f"no notification target #{target_id}", "see them with: syncctl notify list")
+
+
+@notify_app.command("remove", epilog="Example: syncctl notify remove 2")
+def notify_remove(ctx: typer.Context, target_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """Stop notifying a target."""
+    store = _state(ctx).store()
+    target = _target(store, target_id)
+    store.remove_notify_target(target_id)
+    sys.stdout.write(f"removed notification target #{target_id} ({target['url']})\n")
+
+
+@notify_app.command("test", epilog="Example: syncctl notify test 2")
+def notify_test(
+    ctx: typer.Context, target_id: Annotated[int | None, typer.Argument(metavar="[ID]")] = None
+) -> None:
+    """Send a test message (to one target, or to all). Exit 1 if a delivery failed."""
+    from syncctl.notify import send_test
+
+    store = _state(ctx).store()
+    targets = [_target(store, target_id)] if target_id is not None else store.notify_targets()
+    if not targets:
+        raise UsageError("no notification targets yet", "add one: syncctl notify add URL")
+    failed = False
+    for target in targets:
+        error = send_test(store, target, _now(), dict(os.environ))
+        if error is None:
+            sys.stdout.write(f"sent a test notification to #{target['id']} ({target['url']})\n")
+        else:
+            failed = True
+            render.print_error(
+                f"notification target #{target['id']} ({target['url']}): {error}",
+                "check the URL and that the service is reachable from this host",
+            )
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command(epilog="Example: syncctl demo")

@@ -1,14 +1,21 @@
-"""Validating what an admin types into the integration's stored form. Pure functions;
-each refusal is a UsageError (exit 2) with a hint."""
+"""The typed integration config (:class:`IntegrationConfig`: every setting, each default
+once, with its stored JSON form) and the validation of what an admin types into it. Pure
+functions; each refusal is a UsageError (exit 2) with a hint."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from enum import Enum
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 from syncctl.errors import UsageError
+from syncctl.records import lookup
+from syncctl.schedule import MAX_INTERVAL, MIN_INTERVAL, parse_duration
 from syncctl.secrets import check_references, header_problem, is_credential_name, suggested_variable
 
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -17,41 +24,314 @@ _RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 PAGINATE_HELP = "none, link, next-url:PATH, cursor:PATH:PARAM or page:PARAM"
 
 
-@dataclass
-class IntegrationOptions:
-    """``add``'s options as typed, before validation."""
+class Deletes(str, Enum):
+    """What a complete full sync does with records the source no longer returns."""
 
-    headers: list[str] = field(default_factory=list)
-    params: list[str] = field(default_factory=list)
+    KEEP = "keep"
+    MARK = "mark"
+    REMOVE = "remove"
+
+
+# -- pagination: each mode knows how to produce the next request -----------------------
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """One page to GET: ``url`` None is the integration's own URL with its params (and
+    the incremental PARAM); ``params`` are added to it. A followed URL is used as given."""
+
+    url: str | None = None
+    params: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class PageSeen:
+    """What the next request is decided from: the page just fetched."""
+
+    number: int
+    body: Any
+    url: str  # the response's URL (after redirects), to resolve relative next links
+    links: Mapping[str, Any]  # the parsed Link header (requests' Response.links)
+    empty: bool
+
+
+@dataclass(frozen=True)
+class Pagination:
+    """``--paginate none``: one request."""
+
+    mode: ClassVar[str] = "none"
+
+    @property
+    def text(self) -> str:
+        return self.mode
+
+    @property
+    def paginated(self) -> bool:
+        return self.mode != "none"
+
+    def first(self) -> PageRequest:
+        return PageRequest()
+
+    def next(self, page: PageSeen) -> PageRequest | None:
+        """The request for the page after ``page``, or None when it was the last."""
+        return None
+
+    @staticmethod
+    def parse(text: str) -> Pagination:
+        mode, _, rest = text.strip().partition(":")
+        args = rest.split(":") if rest else []
+        kind = _PAGINATIONS.get(mode)
+        if kind is None or len(args) != kind.arity or not all(a.strip() for a in args):
+            raise UsageError(f"invalid pagination {text!r}", f"use {PAGINATE_HELP}")
+        return kind(*args)
+
+    arity: ClassVar[int] = 0
+
+
+@dataclass(frozen=True)
+class LinkPagination(Pagination):
+    """``link``: RFC 8288 ``Link: <…>; rel="next"``."""
+
+    mode: ClassVar[str] = "link"
+
+    def next(self, page: PageSeen) -> PageRequest | None:
+        target = page.links.get("next", {}).get("url")
+        return PageRequest(urljoin(page.url, target)) if target else None
+
+
+@dataclass(frozen=True)
+class NextUrlPagination(Pagination):
+    """``next-url:PATH``: a body field holds the next URL."""
+
+    path: str
+    mode: ClassVar[str] = "next-url"
+    arity: ClassVar[int] = 1
+
+    @property
+    def text(self) -> str:
+        return f"{self.mode}:{self.path}"
+
+    def next(self, page: PageSeen) -> PageRequest | None:
+        target = lookup(page.body, self.path) if isinstance(page.body, dict) else None
+        return PageRequest(urljoin(page.url, str(target))) if target else None
+
+
+@dataclass(frozen=True)
+class CursorPagination(Pagination):
+    """``cursor:PATH:PARAM``: a body field holds a cursor, sent back as query PARAM."""
+
+    path: str
+    param: str
+    mode: ClassVar[str] = "cursor"
+    arity: ClassVar[int] = 2
+
+    @property
+    def text(self) -> str:
+        return f"{self.mode}:{self.path}:{self.param}"
+
+    def next(self, page: PageSeen) -> PageRequest | None:
+        cursor = lookup(page.body, self.path) if isinstance(page.body, dict) else None
+        if cursor in (None, "", False):
+            return None
+        return PageRequest(None, ((self.param, str(cursor)),))
+
+
+@dataclass(frozen=True)
+class PagePagination(Pagination):
+    """``page:PARAM``: page numbers from 1 until an empty page."""
+
+    param: str
+    mode: ClassVar[str] = "page"
+    arity: ClassVar[int] = 1
+
+    @property
+    def text(self) -> str:
+        return f"{self.mode}:{self.param}"
+
+    def first(self) -> PageRequest:
+        return PageRequest(None, ((self.param, "1"),))
+
+    def next(self, page: PageSeen) -> PageRequest | None:
+        return None if page.empty else PageRequest(None, ((self.param, str(page.number + 1)),))
+
+
+_PAGINATIONS: dict[str, type[Pagination]] = {
+    k.mode: k for k in (Pagination, LinkPagination, NextUrlPagination, CursorPagination, PagePagination)
+}
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """``--rate-limit N/s|N/m|N/h``."""
+
+    text: str
+    per_second: float
+
+    @staticmethod
+    def parse(text: str) -> RateLimit:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*([smh])\s*", text)
+        if not match or float(match.group(1)) <= 0:
+            raise UsageError(f"invalid rate limit {text!r}", "use N/s, N/m or N/h, e.g. 5/s or 100/m")
+        return RateLimit(text.strip().replace(" ", ""), float(match.group(1)) / _RATE_UNITS[match.group(2)])
+
+
+@dataclass(frozen=True)
+class Incremental:
+    """``--incremental FIELD:PARAM``: the records' FIELD is the cursor, sent back as PARAM."""
+
+    field: str
+    param: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.field}:{self.param}"
+
+    @staticmethod
+    def parse(text: str) -> Incremental:
+        field_, sep, param = text.strip().partition(":")
+        hint = "use FIELD:PARAM, e.g. --incremental updated_at:since"
+        if not sep or not field_.strip() or not param.strip() or any(not p for p in field_.split(".")):
+            raise UsageError(f"invalid --incremental {text!r}", hint)
+        return Incremental(field_.strip(), param.strip())
+
+
+# -- the typed integration config -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IntegrationConfig:
+    """Every setting of an integration, each default written once. Built from what an
+    admin typed (:meth:`from_options`, which validates) or from its stored JSON
+    (:meth:`from_json`, which trusts what was validated when it was stored)."""
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str | list[str]] = field(default_factory=dict)
     records_path: str | None = None
-    key: str | None = None
-    paginate: str = "none"
+    key: str = "id"
+    pagination: Pagination = field(default_factory=Pagination)
     max_pages: int = 1000
     timeout: float = 30.0
-    rate_limit: str | None = None
+    rate_limit: RateLimit | None = None
     max_retries: int = 3
+    incremental: Incremental | None = None
+    lookback: float = 0.0  # seconds taken off a timestamp cursor
+    deletes: Deletes = Deletes.KEEP
+    max_delete: float = 50.0  # percent of the live records one sweep may delete
+    max_staleness: int | None = None  # seconds; None: the default rule (issue 9)
+    min_records: int = 0
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> IntegrationOptions:
-        """The options that would build ``config`` again (for ``edit``)."""
+    def from_json(cls, text: str | dict[str, Any] | None) -> IntegrationConfig:
+        """The stored ``integrations.config``; keys an older syncctl did not write take
+        their defaults."""
+        data = (json.loads(text) if text else {}) if not isinstance(text, dict) else text
+        kwargs: dict[str, Any] = {}
+        for name in ("headers", "params", "records_path", "max_pages", "timeout", "max_retries",
+                     "lookback", "max_delete", "max_staleness", "min_records"):
+            if data.get(name) is not None:
+                kwargs[name] = data[name]
+        if data.get("key"):
+            kwargs["key"] = data["key"]
+        if data.get("paginate"):
+            kwargs["pagination"] = Pagination.parse(data["paginate"])
+        rate = data.get("rate_limit")
+        if rate:
+            kwargs["rate_limit"] = RateLimit(rate["text"], float(rate["per_second"]))
+        if data.get("incremental"):
+            kwargs["incremental"] = Incremental.parse(data["incremental"])
+        if data.get("deletes"):
+            kwargs["deletes"] = Deletes(data["deletes"])
+        return cls(**kwargs)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON stored in ``integrations.config`` (secrets only as ${VAR})."""
+        return {
+            "headers": dict(self.headers),
+            "params": dict(self.params),
+            "records_path": self.records_path,
+            "key": self.key,
+            "paginate": self.pagination.text,
+            "max_pages": self.max_pages,
+            "timeout": self.timeout,
+            "rate_limit": {"text": self.rate_limit.text, "per_second": self.rate_limit.per_second}
+            if self.rate_limit
+            else None,
+            "max_retries": self.max_retries,
+            "incremental": self.incremental.text if self.incremental else None,
+            "lookback": self.lookback,
+            "deletes": self.deletes.value,
+            "max_delete": self.max_delete,
+            "max_staleness": self.max_staleness,
+            "min_records": self.min_records,
+        }
+
+    @classmethod
+    def from_options(cls, options: IntegrationOptions) -> IntegrationConfig:
+        """Validate what an admin typed; an option not given (None) takes its default."""
+        return build_config(options)
+
+    def to_options(self) -> IntegrationOptions:
+        """The options that would build this config again (for ``edit``)."""
         params = [
             f"{name}={value}"
-            for name, values in config.get("params", {}).items()
+            for name, values in self.params.items()
             for value in (values if isinstance(values, list) else [values])
         ]
-        rate = config.get("rate_limit")
-        return cls(
-            headers=[f"{name}: {value}" for name, value in config.get("headers", {}).items()],
+        return IntegrationOptions(
+            headers=[f"{name}: {value}" for name, value in self.headers.items()],
             params=params,
-            records_path=config.get("records_path"),
-            key=config.get("key"),
-            paginate=config.get("paginate", "none"),
-            max_pages=config.get("max_pages", 1000),
-            timeout=config.get("timeout", 30.0),
-            rate_limit=rate["text"] if rate else None,
-            max_retries=config.get("max_retries", 3),
+            records_path=self.records_path,
+            key=self.key,
+            paginate=self.pagination.text,
+            max_pages=self.max_pages,
+            timeout=self.timeout,
+            rate_limit=self.rate_limit.text if self.rate_limit else None,
+            max_retries=self.max_retries,
+            incremental=self.incremental.text if self.incremental else None,
+            lookback=f"{self.lookback:g}s" if self.lookback else None,
+            deletes=self.deletes.value,
+            max_delete=self.max_delete,
+            max_staleness=f"{self.max_staleness}s" if self.max_staleness is not None else None,
+            min_records=self.min_records,
         )
 
+
+DEFAULTS = IntegrationConfig()
+
+
+@dataclass
+class IntegrationOptions:
+    """``add``/``edit``'s options as typed, before validation; None: not given (the
+    default, see :class:`IntegrationConfig`)."""
+
+    headers: list[str] | None = None
+    params: list[str] | None = None
+    records_path: str | None = None
+    key: str | None = None
+    paginate: str | None = None
+    max_pages: int | None = None
+    timeout: float | None = None
+    rate_limit: str | None = None
+    max_retries: int | None = None
+    incremental: str | None = None
+    lookback: str | None = None
+    deletes: str | None = None
+    max_delete: float | None = None
+    max_staleness: str | None = None
+    min_records: int | None = None
+
+    def merged(self, given: IntegrationOptions) -> IntegrationOptions:
+        """These options with each one ``given`` replacing its own; ``''`` (or an empty
+        list) means back to the default."""
+        merged = dataclasses.replace(self)
+        for f in dataclasses.fields(given):
+            value = getattr(given, f.name)
+            if value is not None:
+                setattr(merged, f.name, None if value in ("", []) else value)
+        return merged
+
+    def given(self) -> bool:
+        return any(getattr(self, f.name) is not None for f in dataclasses.fields(self))
 
 def validate_name(name: str) -> str:
     if not NAME.fullmatch(name):
@@ -116,37 +396,58 @@ def validate_url(url: str) -> str:
 
 
 def parse_rate(text: str) -> dict[str, Any]:
-    """``10/s``, ``100/m``, ``1000/h`` -> {"text": ..., "per_second": ...}."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*([smh])\s*", text)
-    if not match or float(match.group(1)) <= 0:
-        raise UsageError(f"invalid rate limit {text!r}", "use N/s, N/m or N/h, e.g. 5/s or 100/m")
-    per_second = float(match.group(1)) / _RATE_UNITS[match.group(2)]
-    return {"text": text.strip().replace(" ", ""), "per_second": per_second}
+    """``10/s``, ``100/m``, ``1000/h`` -> {"text": ..., "per_second": ...} (stored form)."""
+    rate = RateLimit.parse(text)
+    return {"text": rate.text, "per_second": rate.per_second}
 
 
 def parse_paginate(text: str) -> str:
-    mode, _, rest = text.partition(":")
-    args = rest.split(":") if rest else []
-    shapes = {"none": 0, "link": 0, "next-url": 1, "page": 1, "cursor": 2}
-    if mode not in shapes or len(args) != shapes[mode] or not all(a.strip() for a in args):
-        raise UsageError(f"invalid pagination {text!r}", f"use {PAGINATE_HELP}")
-    return text
+    return Pagination.parse(text).text
 
 
-def build_config(options: IntegrationOptions) -> dict[str, Any]:
-    """The JSON stored in ``integrations.config``."""
+def _parse_lookback(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds is None or not 0 <= seconds <= MAX_INTERVAL:
+        raise UsageError(f"invalid --lookback {text!r}", "use a duration such as 10m, 1h or 1d")
+    return seconds
+
+
+def _parse_staleness(text: str) -> int:
+    seconds = parse_duration(text)
+    hint = "use a duration of at least 1 minute, e.g. 3h or 1d"
+    if seconds is None or seconds > MAX_INTERVAL:
+        raise UsageError(f"invalid --max-staleness {text!r}", hint)
+    if seconds < MIN_INTERVAL:
+        raise UsageError(f"invalid --max-staleness {text!r}: the smallest is 1 minute", hint)
+    return int(seconds)
+
+
+def _parse_deletes(text: str) -> Deletes:
+    try:
+        return Deletes(text.strip().lower())
+    except ValueError:
+        raise UsageError(f"invalid --deletes {text!r}", "use keep, mark or remove") from None
+
+
+def build_config(options: IntegrationOptions) -> IntegrationConfig:
+    """Validate ``add``/``edit``'s options into the typed config (UsageError, exit 2, for
+    anything wrong); options not given take the defaults of :class:`IntegrationConfig`."""
     for what, texts in (
-        ("--header", options.headers),
-        ("--param", options.params),
+        ("--header", options.headers or []),
+        ("--param", options.params or []),
         ("--records-path", [options.records_path]),
         ("--key", [options.key]),
         ("--paginate", [options.paginate]),
         ("--rate-limit", [options.rate_limit]),
+        ("--incremental", [options.incremental]),
+        ("--lookback", [options.lookback]),
+        ("--deletes", [options.deletes]),
+        ("--max-staleness", [options.max_staleness]),
     ):
         for text in texts:
             _check_text(text, what)
     headers: dict[str, str] = {}
-    for raw in options.headers:
+    for raw in options.headers or []:
         name, sep, value = raw.partition(":")
         name, value = name.strip(), value.strip()
         if not sep or not _HEADER_NAME.fullmatch(name):
@@ -161,7 +462,7 @@ def build_config(options: IntegrationOptions) -> dict[str, Any]:
         _refuse_literal_secret(name, value, "header")
         headers[name] = value
     params: dict[str, Any] = {}
-    for raw in options.params:
+    for raw in options.params or []:
         name, sep, value = raw.partition("=")
         if not sep or not name.strip():
             raise UsageError(f"invalid parameter {raw!r}", "write it as key=value, e.g. --param limit=100")
@@ -175,20 +476,40 @@ def build_config(options: IntegrationOptions) -> dict[str, Any]:
     for what, path in (("--records-path", options.records_path), ("--key", options.key)):
         if path is not None and (not path.strip() or any(not p for p in path.split("."))):
             raise UsageError(f"invalid {what} {path!r}", "use a dotted path, e.g. data.items")
-    if not 1 <= options.max_pages <= 1_000_000:
-        raise UsageError(f"invalid --max-pages {options.max_pages}", "use 1 to 1000000")
-    if not 0 < options.timeout <= 3600:
-        raise UsageError(f"invalid --timeout {options.timeout:g}", "use seconds from 0.1 to 3600")
-    if not 0 <= options.max_retries <= 100:
-        raise UsageError(f"invalid --max-retries {options.max_retries}", "use 0 to 100")
-    return {
-        "headers": headers,
-        "params": params,
-        "records_path": options.records_path,
-        "key": options.key or "id",
-        "paginate": parse_paginate(options.paginate),
-        "max_pages": options.max_pages,
-        "timeout": options.timeout,
-        "rate_limit": parse_rate(options.rate_limit) if options.rate_limit else None,
-        "max_retries": options.max_retries,
-    }
+    d = DEFAULTS
+    max_pages = d.max_pages if options.max_pages is None else options.max_pages
+    timeout = d.timeout if options.timeout is None else options.timeout
+    max_retries = d.max_retries if options.max_retries is None else options.max_retries
+    max_delete = d.max_delete if options.max_delete is None else options.max_delete
+    min_records = d.min_records if options.min_records is None else options.min_records
+    if not 1 <= max_pages <= 1_000_000:
+        raise UsageError(f"invalid --max-pages {max_pages}", "use 1 to 1000000")
+    if not 0 < timeout <= 3600:
+        raise UsageError(f"invalid --timeout {timeout:g}", "use seconds from 0.1 to 3600")
+    if not 0 <= max_retries <= 100:
+        raise UsageError(f"invalid --max-retries {max_retries}", "use 0 to 100")
+    if not 0 <= max_delete <= 100:
+        raise UsageError(f"invalid --max-delete {max_delete:g}", "use a percentage from 0 to 100, e.g. 50")
+    if not 0 <= min_records <= 1_000_000_000:
+        raise UsageError(f"invalid --min-records {min_records}", "use 0 or more, e.g. 1")
+    incremental = Incremental.parse(options.incremental) if options.incremental else None
+    lookback = _parse_lookback(options.lookback) if options.lookback else d.lookback
+    if lookback and incremental is None:
+        raise UsageError("--lookback needs --incremental", "e.g. --incremental updated_at:since --lookback 10m")
+    return IntegrationConfig(
+        headers=headers,
+        params=params,
+        records_path=options.records_path or d.records_path,
+        key=options.key or d.key,
+        pagination=Pagination.parse(options.paginate) if options.paginate else d.pagination,
+        max_pages=max_pages,
+        timeout=float(timeout),
+        rate_limit=RateLimit.parse(options.rate_limit) if options.rate_limit else d.rate_limit,
+        max_retries=max_retries,
+        incremental=incremental,
+        lookback=lookback,
+        deletes=_parse_deletes(options.deletes) if options.deletes else d.deletes,
+        max_delete=float(max_delete),
+        max_staleness=_parse_staleness(options.max_staleness) if options.max_staleness else d.max_staleness,
+        min_records=min_records,
+    )

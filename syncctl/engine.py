@@ -22,7 +22,7 @@ from syncctl.store import Store
 if TYPE_CHECKING:
     import requests
 
-    from syncctl.fetch import Cancel, RateLimiter
+    from syncctl.fetch import Cancel, Connector, Page, RateLimiter
 
 INTERRUPTED_HINT = (
     "nothing to fix if the machine restarted; it is retried at the next run. If it "
@@ -39,6 +39,7 @@ class SyncSettings:
     clock: Callable[[], datetime] | None = None
     rng: random.Random = field(default_factory=random.Random)
     global_limiter: RateLimiter | None = None
+    allow_mass_delete: bool = False  # sync --allow-mass-delete: the safety valve off, once
 
 
 def outcome_plan(
@@ -62,6 +63,41 @@ def outcome_plan(
         )
 
     return plan
+
+
+@dataclass
+class SyncNotes:
+    """What a sync noticed that makes a success look wrong (spec §11: warnings)."""
+
+    hashed: int = 0
+    whole_body_arrays: list[tuple[str, int]] = field(default_factory=list)
+
+    def see(self, page: Page) -> None:
+        self.hashed += page.hashed
+        if page.whole_body and page.arrays and not self.whole_body_arrays:
+            self.whole_body_arrays = page.arrays
+
+    def warning(self, integration: Integration, connector: Connector) -> str | None:
+        """The hint a SUCCESS log carries, or None."""
+        name, config = integration.name, integration.config
+        found = []
+        if self.whole_body_arrays:
+            path, length = self.whole_body_arrays[0]
+            found.append(
+                f"warning: each page was stored as one record, but the body holds an array of "
+                f"{length} objects at {path!r}: syncctl edit {name} --records-path {path}"
+            )
+        if self.hashed:
+            found.append(
+                f"warning: {self.hashed} records lack the key field {config.key!r} and were keyed by "
+                f"a hash of their content (a changed record is stored again): syncctl edit {name} --key FIELD"
+            )
+        if config.pagination.paginated and not connector.complete and not connector.not_modified:
+            found.append(
+                f"warning: stopped at --max-pages {config.max_pages} with more pages to fetch: "
+                f"syncctl edit {name} --max-pages N"
+            )
+        return "; ".join(found) or None
 
 
 def interrupted_by(signal_name: str | None) -> tuple[str, str]:
@@ -154,6 +190,7 @@ class Engine:
         one broken integration never stops the others."""
         from syncctl.fetch import Cancelled, Connector
         from syncctl.models import dumps
+        from syncctl.records import cursor_param, later
         from syncctl.secrets import Secrets
 
         started_clock = time.monotonic()
@@ -179,21 +216,38 @@ class Engine:
         # Before anything that can raise: every message this sync records is redacted
         # with the values of every variable the integration refers to.
         secrets = Secrets(self.settings.env)
-        secrets.learn(integration.url, dumps(integration.config))
+        secrets.learn(integration.url, dumps(integration.config.to_json()))
+        config = integration.config
+        # Every record this sync stores carries this stamp: a deletion sweep takes those
+        # that do not (whatever the clock does meanwhile).
+        stamp = self.now()
+        cursor = integration.cursor
+        notes = SyncNotes()
         try:
             connector = Connector(
                 integration.url,
-                integration.config,
+                config,
                 session=self.session,
                 secrets=secrets,
                 deadline=deadline,
                 cancel=cancel,
                 global_limiter=self.settings.global_limiter,
                 rng=self.settings.rng,
+                cursor=cursor_param(cursor, config.lookback) if config.incremental else None,
+                validators=(integration.etag, integration.last_modified),
             )
             for page in connector.pages():
-                self.store.upsert_records(integration.id, page.records, self.now())
+                if config.incremental:
+                    advanced = later(cursor, page.cursor)
+                    self.store.upsert_records(integration.id, page.records, stamp, cursor=advanced)
+                    cursor = advanced
+                else:
+                    self.store.upsert_records(integration.id, page.records, stamp)
                 count += len(page.records)
+                notes.see(page)
+            if not connector.not_modified:  # a 304 fetched nothing and changed nothing
+                check_min_records(count, config.min_records)
+            deleted = self._sweep(integration, connector, stamp, log_id)
         except Cancelled:
             signalled = cancel.reason not in (None, "timeout")
             error = interrupted_by(cancel.reason) if signalled else self._timeout()
@@ -214,9 +268,47 @@ class Engine:
             return self._fail(log_id, integration, trigger, count, error, None)
         finally:
             timer.cancel()
+        if connector.conditional and not connector.not_modified:
+            self.store.save_validators(integration.id, *connector.validators)
+        self.store.note_sync_outcome(log_id, not_modified=connector.not_modified, records_deleted=deleted)
+        warning = notes.warning(integration, connector)
         now = self.now()
-        self._finish(log_id, Status.SUCCESS, now, count, None, outcome_plan(now, succeeded=True))
-        return self._result(integration, trigger, log_id, Status.SUCCESS, count, None)
+        self._finish(
+            log_id, Status.SUCCESS, now, count, (None, warning) if warning else None,
+            outcome_plan(now, succeeded=True),
+        )
+        result = self._result(integration, trigger, log_id, Status.SUCCESS, count, None)
+        result.not_modified, result.records_deleted = connector.not_modified, deleted
+        return result
+
+    def _sweep(self, integration: Integration, connector: Connector, stamp: datetime, log_id: int) -> int:
+        """After a complete full sync, mark or remove the records it did not see, unless
+        that is more than --max-delete of them (SyncError: nothing is deleted)."""
+        from syncctl.config import Deletes
+        from syncctl.records import decide_sweep
+
+        config = integration.config
+        if (
+            config.deletes is Deletes.KEEP
+            or config.incremental is not None
+            or not connector.complete
+            or connector.not_modified
+        ):
+            return 0
+        missing, live = self.store.unseen_records(integration.id, stamp)
+        if not missing:
+            return 0
+        decision = decide_sweep(missing, live, config.max_delete, self.settings.allow_mass_delete)
+        if not decision.allowed:
+            raise SyncError(
+                f"refused to delete {missing} of {live} records ({decision.share:.0f}%, more than "
+                f"--max-delete {config.max_delete:g}%); nothing was deleted",
+                "did the source return a truncated list? check it with: syncctl check {name}; if the "
+                "deletions are real, run once: syncctl sync {name} --allow-mass-delete",
+            )
+        return self.store.sweep_records(
+            integration.id, stamp, remove=config.deletes is Deletes.REMOVE, now=self.now()
+        )
 
     def _timeout(self) -> tuple[str, str]:
         limit = f"{self.settings.sync_timeout:g}"
@@ -306,6 +398,19 @@ class Engine:
             duration_ms=(log.duration_ms or 0) if log else 0,
             error_message=log.error_message if log else (error[0] if error else None),
             error_hint=log.error_hint if log else (error[1] if error else None),
+        )
+
+
+def check_min_records(count: int, minimum: int) -> None:
+    """The guard of spec §10: a "success" with fewer records than ``--min-records`` is a
+    failure (it counts towards retries and auto-disable, and deletes nothing)."""
+    if count < minimum:
+        records = "record" if count == 1 else "records"
+        raise SyncError(
+            f"returned {count} {records}, at least {minimum} expected",
+            "the source answered without an error but sent too few records: check the URL, its "
+            "parameters and --records-path (syncctl show {name}); if fewer is normal, lower the guard: "
+            "syncctl edit {name} --min-records N",
         )
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import hashlib
 import http.client
 import itertools
 import json
@@ -20,15 +19,24 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import backoff
 import requests
 
+from syncctl.config import IntegrationConfig, PageRequest, PageSeen
 from syncctl.errors import SyncError
-from syncctl.models import dumps
+from syncctl.records import (  # noqa: F401 - extract_records, record_key: fetch's API
+    arrays_of_objects,
+    extract_records,
+    hashed_count,
+    keyed,
+    page_cursor,
+    record_key,
+    records_at,
+)
 from syncctl.schedule import MAX_INTERVAL
 from syncctl.secrets import Secrets, uses_secret
 
@@ -38,8 +46,6 @@ RETRY_BUDGET_SECONDS = 60.0
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-DEFAULT_KEY = "id"
-FALLBACK_RECORD_FIELDS = ("data", "items", "results", "records")
 
 # Giving up is recorded in the sync log; the library must not print its own lines.
 logging.getLogger("backoff").addHandler(logging.NullHandler())
@@ -139,135 +145,41 @@ class Cancelled(Exception):
     """The sync was cancelled (timeout or signal); ``Cancel.reason`` says why."""
 
 
-# -- records -----------------------------------------------------------------------------
-
-
-def extract_records(body: Any, records_path: str | None) -> list[Any]:
-    """The records in a page: the body if it is an array; else the array at
-    ``records_path``; else the first of data/items/results/records that is an array;
-    else the object itself as one record."""
-    if isinstance(body, list):
-        return body
-    if records_path:
-        found = _lookup(body, records_path)
-        if isinstance(found, list):
-            return found
-        where, keys = _deepest(body, records_path)
-        shown = ", ".join(keys[:12]) if keys else "none"
-        raise SyncError(
-            f"records path {records_path!r} not found in the response"
-            + (f" (at {where!r} the keys are: {shown})" if where else f" (top-level keys: {shown})"),
-            "point --records-path at the array of records: syncctl edit {name} --records-path data.items",
-        )
-    if isinstance(body, dict):
-        for name in FALLBACK_RECORD_FIELDS:
-            if isinstance(body.get(name), list):
-                return body[name]
-    return [body]
-
-
-def _lookup(body: Any, path: str) -> Any:
-    for part in path.split("."):
-        if isinstance(body, dict) and part in body:
-            body = body[part]
-        elif isinstance(body, list) and part.isdigit() and int(part) < len(body):
-            body = body[int(part)]
-        else:
-            return None
-    return body
-
-
-def _deepest(body: Any, path: str) -> tuple[str, list[str]]:
-    """The longest prefix of ``path`` that exists, and the keys found there."""
-    reached: list[str] = []
-    for part in path.split("."):
-        if isinstance(body, dict) and part in body:
-            body = body[part]
-            reached.append(part)
-        else:
-            break
-    keys = [str(k) for k in body] if isinstance(body, dict) else []
-    return ".".join(reached), keys
-
-
-def record_key(record: Any, key_field: str) -> str:
-    """The record's key field, or a hash of its canonical JSON when it has none."""
-    if isinstance(record, dict):
-        value = _lookup(record, key_field) if "." in key_field else record.get(key_field)
-        if value is not None and not isinstance(value, (dict, list)):
-            if isinstance(value, bool):
-                return "true" if value else "false"
-            return str(value)
-    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _suspect(text: str) -> bool:
-    """Might ``text`` hold what standard JSON in SQLite cannot: NaN, an infinite number
-    (NaN, Infinity, or a literal such as 1e400 that overflows a double), a lone surrogate
-    (a "\\ud800" escape; SQLite text must be valid UTF-8)? A cheap test, run once per
-    record: substring tests, and the surrogate scan only for non-ASCII text; _storable
-    decides."""
-    return "NaN" in text or "Infinity" in text or (not text.isascii() and _SURROGATE.search(text) is not None)
-
-
-def keyed(records: list[Any], key_field: str, secrets: Secrets | None = None) -> list[tuple[str, str]]:
-    """(key, JSON) for each record as stored. A secret value the source echoes back is
-    stored as ``[redacted]``: the page is checked once, and only the records holding a
-    secret are rewritten (the records/s budget: nothing per record without secrets)."""
-    pairs = [_pair(record, key_field) for record in records]
-    if secrets is not None and secrets.in_records(data for _, data in pairs):
-        for i, record in enumerate(records):
-            if secrets.in_records((pairs[i][1],)):
-                pairs[i] = _pair(secrets.scrub(record), key_field)
-    return pairs
-
-
-def _pair(record: Any, key_field: str) -> tuple[str, str]:
-    key, data = record_key(record, key_field), dumps(record)
-    if _suspect(data) or _suspect(key):
-        key, data = _storable(record, key)
-    return key, data
-
-
-def _storable(record: Any, key: str) -> tuple[str, str]:
-    """The record as standard JSON SQLite can store: lone surrogates stay escaped; NaN
-    and infinite numbers fail the sync with a hint (JSON has no way to write them)."""
-    try:
-        data = json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except ValueError:
-        raise SyncError(
-            f"record {_SURROGATE.sub('?', key)[:80]!r} holds NaN, Infinity or a number too large "
-            "for a double, which standard JSON cannot hold",
-            "fix the source to send finite numbers (or strings) in its records",
-        ) from None
-    if _SURROGATE.search(data):
-        data = json.dumps(record, separators=(",", ":"), allow_nan=False)
-    if _SURROGATE.search(key):
-        key = key.encode("utf-8", "backslashreplace").decode("utf-8")
-    return key, data
-
-
 # -- the connector -----------------------------------------------------------------------
 
 
 @dataclass
 class Page:
+    """One page as fetched: its records as stored, and what the sync notices about it."""
+
     number: int
     records: list[tuple[str, str]]  # (key, JSON)
+    cursor: Any = None  # the largest incremental FIELD value among its records
+    hashed: int = 0  # records keyed by a hash (they lack the key field)
+    whole_body: bool = False  # the body was an object taken as one record
+    arrays: list[tuple[str, int]] = field(default_factory=list)  # arrays of objects in such a body
+    # Only for `check` (keep_bodies=True): the page as the source sent it.
+    body: Any = None
+    where: str | None = None
+    status: int = 0
+    content_type: str | None = None
+    next_request: PageRequest | None = None
+    link_next: bool = False
+
+
+NOT_MODIFIED = object()  # what _get returns for a 304
 
 
 class Connector:
     """Fetches one integration's pages. ``pages()`` yields one page at a time, so memory
-    stays bounded by one page however many there are."""
+    stays bounded by one page however many there are. Afterwards, ``complete`` says
+    whether every page was fetched (not cut by --max-pages), ``not_modified`` whether the
+    source answered 304, and ``validators`` the (ETag, Last-Modified) it sent."""
 
     def __init__(
         self,
         url: str,
-        config: Mapping[str, Any],
+        config: IntegrationConfig,
         *,
         session: requests.Session,
         secrets: Secrets,
@@ -276,6 +188,9 @@ class Connector:
         global_limiter: RateLimiter | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        cursor: str | None = None,
+        validators: tuple[str | None, str | None] = (None, None),
+        keep_bodies: bool = False,
     ) -> None:
         self.config = config
         self.session = session
@@ -284,64 +199,82 @@ class Connector:
         self.cancel = cancel
         self.clock = clock
         self.rng = rng or random.Random()
-        self.timeout = float(config.get("timeout", 30))
-        self.limiters = [x for x in (global_limiter, _integration_limiter(config)) if x]
+        self.timeout = config.timeout
+        integration_limiter = RateLimiter(config.rate_limit.per_second) if config.rate_limit else None
+        self.limiters = [x for x in (global_limiter, integration_limiter) if x]
         # Expand every ${VAR} up front: a missing variable, or a value that cannot be
         # sent, fails before any request.
         self.url = secrets.expand_url(url)
-        self.headers = {k: secrets.expand_header(k, v) for k, v in config.get("headers", {}).items()}
-        self.secret_headers = {k for k, v in config.get("headers", {}).items() if uses_secret(v)}
+        self.headers = {k: secrets.expand_header(k, v) for k, v in config.headers.items()}
+        self.secret_headers = {k for k, v in config.headers.items() if uses_secret(v)}
         self.params = [
             (k, secrets.expand_param(v))
-            for k, vs in config.get("params", {}).items()
+            for k, vs in config.params.items()
             for v in (vs if isinstance(vs, list) else [vs])
         ]
+        if config.incremental and cursor is not None:  # no cursor, no PARAM
+            self.params.append((config.incremental.param, cursor))
         self.origin = _origin(self.url)
+        # Conditional requests only where one request is the whole answer: no pages, and
+        # no cursor that changes the query from one sync to the next.
+        self.conditional = not config.pagination.paginated and config.incremental is None
+        self.sent_validators = validators if self.conditional else (None, None)
+        self.keep_bodies = keep_bodies
+        self.complete = False
+        self.not_modified = False
+        self.validators: tuple[str | None, str | None] = (None, None)
 
     def redact(self, text: str) -> str:
         return self.secrets.redact(text)
 
     def pages(self) -> Iterator[Page]:
-        mode, *args = (self.config.get("paginate") or "none").split(":")
-        max_pages = int(self.config.get("max_pages", 1000))
-        records_path = self.config.get("records_path")
-        key_field = self.config.get("key") or DEFAULT_KEY
-        url, extra, seen = self.url, [], set()
-        for number in range(1, max_pages + 1):
-            if mode == "page":
-                extra = [(args[0], str(number))]
-            body, response = self._get(url, self.params + extra if url == self.url else extra)
-            records = extract_records(body, records_path)
-            if mode == "page" and not records:
+        config = self.config
+        pagination = config.pagination
+        secrets = self.secrets if self.secrets.values else None
+        request = pagination.first()
+        seen = {request}
+        etag, modified = self.sent_validators
+        conditional = {k: v for k, v in (("If-None-Match", etag), ("If-Modified-Since", modified)) if v}
+        for number in range(1, config.max_pages + 1):
+            if request.url is None:
+                url, params = self.url, self.params + list(request.params)
+            else:
+                url, params = request.url, list(request.params)
+            body, response = self._get(url, params, conditional if number == 1 else {})
+            if body is NOT_MODIFIED:
+                self.not_modified = True
                 return
+            if self.conditional:
+                self.validators = (response.headers.get("ETag"), response.headers.get("Last-Modified"))
+            records, where = records_at(body, config.records_path)
             try:
-                page = Page(number, keyed(records, key_field, self.secrets if self.secrets.values else None))
+                pairs = keyed(records, config.key, secrets)
             except RecursionError:  # parsed, but too deep to encode again for storage
                 raise self._too_deep(response.url, None) from None
+            page = Page(number, pairs, hashed=hashed_count(records, pairs, config.key))
+            if where is None:
+                page.whole_body = True
+                page.arrays = arrays_of_objects(body)
+            if config.incremental:
+                page.cursor = page_cursor(records, config.incremental.field)
+            following = pagination.next(PageSeen(number, body, response.url, response.links, not records))
+            if self.keep_bodies:
+                page.body, page.where, page.status = body, where, response.status_code
+                page.content_type = response.headers.get("Content-Type")
+                page.next_request, page.link_next = following, "next" in response.links
+            del records, body
             yield page
-            if mode == "link":
-                nxt = response.links.get("next", {}).get("url")
-                url, extra = (urljoin(response.url, nxt), []) if nxt else (None, [])
-            elif mode == "next-url":
-                nxt = _lookup(body, args[0]) if isinstance(body, dict) else None
-                url, extra = (urljoin(response.url, str(nxt)), []) if nxt else (None, [])
-            elif mode == "cursor":
-                cursor = _lookup(body, args[0]) if isinstance(body, dict) else None
-                if cursor in (None, "", False) or str(cursor) in seen:
-                    return
-                seen.add(str(cursor))
-                url, extra = self.url, [(args[1], str(cursor))]
-                continue
-            elif mode != "page":
+            if following is None or following in seen:
+                self.complete = True
                 return
-            if mode in ("link", "next-url"):
-                if url is None or url in seen:
-                    return
-                seen.add(url)
+            seen.add(following)
+            request = following
 
     # -- one GET, with retries within the sync ---------------------------------------------
 
-    def _get(self, url: str, params: list[tuple[str, str]]) -> tuple[Any, requests.Response]:
+    def _get(
+        self, url: str, params: list[tuple[str, str]], extra_headers: Mapping[str, str] | None = None
+    ) -> tuple[Any, requests.Response]:
         started = self.clock()
         tries = {"n": 0}
 
@@ -376,7 +309,7 @@ class Connector:
             logger=None,
         )(self._get_once)
         try:
-            return attempt(url, params)
+            return attempt(url, params, extra_headers or {})
         except SyncError as exc:
             if exc.retryable and tries["n"] > 1:
                 exc.message = f"{exc.message} (gave up after {tries['n']} tries)"
@@ -389,12 +322,17 @@ class Connector:
         if self.cancel.reason is not None or self._remaining() <= 0:
             raise Cancelled(self.cancel.reason or "timeout")
 
-    def _get_once(self, url: str, params: list[tuple[str, str]]) -> tuple[Any, requests.Response]:
+    def _get_once(
+        self, url: str, params: list[tuple[str, str]], extra_headers: Mapping[str, str]
+    ) -> tuple[Any, requests.Response]:
         self._check_cancel()
         for limiter in self.limiters:
             limiter.wait(self.cancel.sleep)
             self._check_cancel()
-        response = self._send(url, params)
+        response = self._send(url, params, extra_headers)
+        if response.status_code == 304 and extra_headers:
+            response.close()
+            return NOT_MODIFIED, response
         try:
             if response.status_code >= 400:
                 raise self._status_error(response)
@@ -408,12 +346,14 @@ class Connector:
         except RecursionError:  # the parser recurses once per level of nesting
             raise self._too_deep(response.url, _nesting(body)) from None
 
-    def _send(self, url: str, params: list[tuple[str, str]]) -> requests.Response:
+    def _send(
+        self, url: str, params: list[tuple[str, str]], extra_headers: Mapping[str, str] | None = None
+    ) -> requests.Response:
         """GET, following redirects by hand so secret headers never leave the origin."""
         for _ in range(MAX_REDIRECTS + 1):
             self._check_cancel()
             timeout = max(0.001, min(self.timeout, self._remaining()))
-            headers = dict(self.headers)
+            headers = {**self.headers, **(extra_headers or {})}
             if _origin(url) != self.origin:
                 for name in self.secret_headers:
                     headers.pop(name, None)
@@ -556,10 +496,32 @@ class Connector:
             f"request to {host} failed: {_first_line(text)}", "check the URL and the integration's options"
         )
 
+    def _excerpt(self, response: requests.Response) -> str:
+        """The first 200 characters of an error response's body, redacted, on one line:
+        sources explain themselves there ("_size must be <= 1000")."""
+        data = bytearray()
+        self.cancel.watch(_socket_of(response))
+        try:
+            for chunk in response.iter_content(4096):
+                data += chunk
+                if len(data) >= 4096:
+                    break
+        except (requests.RequestException, OSError):
+            pass  # the status says enough; the body was only a courtesy
+        finally:
+            self.cancel.watch(None)
+        # Redact before cutting: a secret straddling the cut would show half of itself.
+        text = self.redact(re.sub(r"\s+", " ", data[:4096].decode("utf-8", "replace")).strip())
+        return text[:200] + ("…" if len(text) > 200 else "")
+
     def _status_error(self, response: requests.Response) -> SyncError:
         code = response.status_code
         shown = self._show(response.url)
         what = f"HTTP {code} {response.reason or ''}".rstrip() + f" from {shown}"
+        if 400 <= code < 500:
+            excerpt = self._excerpt(response)
+            if excerpt:
+                what += f" ({excerpt})"
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if code in (401, 403):
             refs = self.secrets.references()
@@ -707,11 +669,6 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
     return parts.scheme, (parts.hostname or "").lower(), port
-
-
-def _integration_limiter(config: Mapping[str, Any]) -> RateLimiter | None:
-    rate = config.get("rate_limit")
-    return RateLimiter(float(rate["per_second"])) if rate else None
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

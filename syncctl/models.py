@@ -7,7 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from syncctl.config import IntegrationConfig
 
 
 class Status(str, Enum):
@@ -34,7 +37,7 @@ class Integration:
     id: int
     name: str
     url: str
-    config: dict[str, Any]
+    config: IntegrationConfig
     sync_interval: int | None
     sync_enabled: bool
     disabled_reason: str | None
@@ -50,10 +53,21 @@ class Integration:
     updated_at: datetime
     state: str  # active | manual | paused | disabled: derived by the store (STATE_SQL)
     running_since: datetime | None = None  # when its unfinished sync started, if one runs now
+    last_success_at: datetime | None = None
+    stale_at: datetime | None = None  # when it goes (went) stale: derived by the store (STALE_AT_SQL)
+    failing_since: datetime | None = None  # when the current failure streak began
+    disabled_at: datetime | None = None  # when it was paused or auto-disabled
+
+    def is_stale(self, now: datetime) -> bool:
+        """Stale (spec §10): the store's STALE_AT_SQL says when; None means never."""
+        return self.stale_at is not None and self.stale_at < now
+    cursor: Any = None  # the incremental cursor (a record's FIELD value), None when reset
+    etag: str | None = None  # the validators of the last full response (conditional requests)
+    last_modified: str | None = None
 
     @property
     def max_retries(self) -> int:
-        return int(self.config.get("max_retries", 3))
+        return self.config.max_retries
 
 
 @dataclass
@@ -75,6 +89,8 @@ class SyncLog:
     pid: int | None = None
     owner: str | None = None
     lease_expired: bool = False  # its lease ran out on the database's clock (unfinished logs)
+    not_modified: bool = False  # a 304: the source had nothing new
+    records_deleted: int = 0  # records a deletion sweep marked or removed
 
 
 @dataclass
@@ -88,7 +104,9 @@ class SyncResult:
     records_count: int = 0
     duration_ms: int = 0
     error_message: str | None = None
-    error_hint: str | None = None
+    error_hint: str | None = None  # on a SUCCESS: a warning (it looks wrong)
+    not_modified: bool = False
+    records_deleted: int = 0
 
 
 def _json_encoder(item_separator: str, key_separator: str) -> Callable[[Any], str] | None:

@@ -13,11 +13,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 from syncctl.models import Integration, SyncLog, SyncResult
 from syncctl.schedule import format_interval
-from syncctl.timeutil import format_ts, human_duration, human_relative
+from syncctl.timeutil import format_ts, human_duration, human_relative, parse_ts
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from syncctl.check import CheckReport
+    from syncctl.config import IntegrationConfig
+    from syncctl.health import Report as HealthReport
     from syncctl.runner import RunReport
 
 _STATUS_STYLE = {"SUCCESS": "green", "FAILED": "red", "RUNNING": "yellow", "PENDING": "yellow"}
@@ -150,6 +153,8 @@ def log_json(log: SyncLog) -> dict[str, Any]:
         "records_count": log.records_count,
         "error_message": log.error_message,
         "error_hint": log.error_hint,
+        "not_modified": log.not_modified,
+        "records_deleted": log.records_deleted,
     }
 
 
@@ -158,7 +163,8 @@ def show_json(summary: dict[str, Any], integration: Integration, logs: list[Sync
     return {
         **summary,
         "interval": format_interval(integration.sync_interval),
-        "config": integration.config,
+        "config": integration.config.to_json(),
+        "cursor": integration.cursor,
         "created_at": format_ts(integration.created_at),
         "updated_at": format_ts(integration.updated_at),
         "logs": [log_json(log) for log in logs],
@@ -229,7 +235,7 @@ def _emit_rows(columns: tuple[str, ...], right: tuple[str, ...], rows: list[tupl
 
 def _problem(error: str | None, hint: str | None) -> str:
     if not error:
-        return ""
+        return hint or ""  # a success's warning
     return error + (f" (hint: {hint})" if hint else "")
 
 
@@ -258,9 +264,10 @@ def list_table(integrations: list[Integration], now: datetime) -> None:
         error = ""
         if i.last_error and (i.state == "disabled" or i.consecutive_failures or i.last_status == "FAILED"):
             error = _problem(i.last_error, shown_hint(i))
+        stale = i.is_stale(now)
         cells = [
             _styled(i.name, None),
-            _styled(i.state, _STATE_STYLE.get(i.state)),
+            _styled(f"{i.state}, stale" if stale else i.state, "red" if stale else _STATE_STYLE.get(i.state)),
             format_interval(i.sync_interval),
             _styled(last, "yellow" if i.running_since else _STATUS_STYLE.get(i.last_status or "")),
             human_relative(i.next_sync_at, now) if i.state == "active" else "-",
@@ -294,7 +301,7 @@ def history_table(logs: list[SyncLog], now: datetime) -> None:
             f"{log.trigger}" + (f" #{log.attempt}" if log.attempt > 1 else ""),
             started,
             _duration(log.duration_ms),
-            "-" if log.records_count is None else str(log.records_count),
+            _records_cell(log),
         ]
         rows.append((cells, _problem(log.error_message, log.error_hint)))
     _emit_rows(
@@ -302,6 +309,15 @@ def history_table(logs: list[SyncLog], now: datetime) -> None:
         ("ID", "DURATION", "RECORDS"),
         rows,
     )
+
+
+def _records_cell(log: SyncLog) -> str:
+    """``120``, ``unchanged`` (a 304), ``118, 2 deleted``."""
+    if log.not_modified:
+        return "unchanged"
+    if log.records_count is None:
+        return "-"
+    return f"{log.records_count}, {log.records_deleted} deleted" if log.records_deleted else str(log.records_count)
 
 
 def show_text(integration: Integration, logs: list[SyncLog], now: datetime) -> None:
@@ -330,6 +346,7 @@ def show_text(integration: Integration, logs: list[SyncLog], now: datetime) -> N
         ),
         ("records", str(integration.records_count)),
         ("failures", str(integration.consecutive_failures)),
+        ("freshness", freshness(integration, now)),
     ]
     if integration.running_since:
         started = human_relative(integration.running_since, now)
@@ -339,20 +356,11 @@ def show_text(integration: Integration, logs: list[SyncLog], now: datetime) -> N
     hint = shown_hint(integration)
     if hint:
         rows.append(("hint", _styled(hint, None)))
-    for header, value in cfg.get("headers", {}).items():
-        rows.append(("header", _styled(f"{header}: {value}", None)))
-    for param, value in cfg.get("params", {}).items():
-        rows.append(("param", _styled(f"{param}={value}", None)))
-    rate = cfg.get("rate_limit")
-    rows += [
-        ("records path", cfg.get("records_path") or "(auto)"),
-        ("key", cfg.get("key", "id")),
-        ("paginate", f"{cfg.get('paginate', 'none')} (max {cfg.get('max_pages', 1000)} pages)"),
-        ("timeout", f"{cfg.get('timeout', 30):g} s"),
-        ("rate limit", rate["text"] if rate else "none"),
-        ("max retries", str(cfg.get("max_retries", 3))),
-        ("created", format_ts(integration.created_at)),
-    ]
+    rows += config_rows(cfg)
+    if cfg.incremental:
+        rows.append(("cursor", "none (the next sync is a full one)" if integration.cursor is None
+                     else json.dumps(integration.cursor, ensure_ascii=False)))
+    rows.append(("created", format_ts(integration.created_at)))
     for header, value in rows:
         info.add_row(header, value if value.startswith("[") else _styled(value, None))
     emit(info)
@@ -361,10 +369,55 @@ def show_text(integration: Integration, logs: list[SyncLog], now: datetime) -> N
         history_table(logs, now)
 
 
+def config_rows(cfg: IntegrationConfig) -> list[tuple[str, str]]:
+    """``show``'s lines for an integration's settings (secrets as their ${VAR})."""
+    rows = [("header", _styled(f"{name}: {value}", None)) for name, value in cfg.headers.items()]
+    rows += [("param", _styled(f"{name}={value}", None)) for name, value in cfg.params.items()]
+    rows += [
+        ("records path", cfg.records_path or "(auto)"),
+        ("key", cfg.key),
+        ("paginate", f"{cfg.pagination.text} (max {cfg.max_pages} pages)"),
+        ("timeout", f"{cfg.timeout:g} s"),
+        ("rate limit", cfg.rate_limit.text if cfg.rate_limit else "none"),
+        ("max retries", str(cfg.max_retries)),
+    ]
+    if cfg.incremental:
+        lookback = f" (lookback {human_duration(cfg.lookback)})" if cfg.lookback else ""
+        rows.append(("incremental", f"{cfg.incremental.text}{lookback}"))
+    deletes = cfg.deletes.value
+    if deletes != "keep":
+        deletes += f" (at most {cfg.max_delete:g}% at once)"
+    rows.append(("deletes", deletes))
+    rows.append(("max staleness", human_duration(cfg.max_staleness) if cfg.max_staleness else "three intervals"))
+    rows.append(("min records", str(cfg.min_records)))
+    return rows
+
+
+def freshness(integration: Integration, now: datetime) -> str:
+    """``stale: last success 3h ago (max staleness 45m)`` or ``fresh (…)`` for ``show``."""
+    if integration.stale_at is None:
+        return "never stale (manual only; set --max-staleness to watch it)"
+    basis = integration.last_success_at or integration.created_at
+    limit = human_duration((integration.stale_at - basis).total_seconds())
+    since = (
+        f"last success {human_relative(integration.last_success_at, now)}"
+        if integration.last_success_at
+        else f"no success since it was added {human_relative(integration.created_at, now)}"
+    )
+    if integration.is_stale(now):
+        return _styled(f"stale: {since} (max staleness {limit})", "red")
+    return f"fresh: {since} (stale after {limit} without a success)"
+
+
 def sync_line(result: SyncResult) -> None:
     """``sync``: one line per integration, as each finishes."""
     if result.status == "SUCCESS":
-        sys.stdout.write(f"{result.name}: {plural(result.records_count, 'record')} in {_duration(result.duration_ms)}\n")
+        what = "unchanged (304 Not Modified)" if result.not_modified else plural(result.records_count, "record")
+        if result.records_deleted:
+            what += f", {result.records_deleted} deleted"
+        sys.stdout.write(f"{result.name}: {what} in {_duration(result.duration_ms)}\n")
+        if result.error_hint:
+            print_error(f"{result.name}: {result.error_hint}")
         sys.stdout.flush()
     elif result.status == "SKIPPED":
         sys.stdout.write(f"{result.name}: skipped (removed meanwhile)\n")
@@ -438,3 +491,128 @@ def outcome_line(results: list[SyncResult]) -> str:
     failed = sum(r.status == "FAILED" for r in results)
     line = f"{ok} of {plural(len(results), 'sync')} succeeded"
     return line + (f" ({failed} failed)." if failed else ".")
+
+
+# -- health (spec §10) ---------------------------------------------------------------------
+
+
+def health_json(report: HealthReport) -> dict[str, Any]:
+    return {
+        "status": report.status.value,
+        "checked_at": format_ts(report.checked_at),
+        "last_tick_at": format_ts(report.last_tick_at),
+        "problems": [
+            {
+                "integration": p.integration,
+                "kind": p.kind.value,
+                "message": p.message,
+                "hint": p.hint,
+                "since": format_ts(p.since),
+            }
+            for p in report.problems
+        ],
+    }
+
+
+def health_text(report: HealthReport) -> str:
+    """The Nagios/Icinga plugin output: ``SYNCCTL <STATE> - <summary> | <perfdata>``, then
+    one line per problem with its hint."""
+    from syncctl.health import Kind
+
+    if report.problems:
+        shown = [f"{p.integration or 'run-due'} {p.kind.value.replace('_', ' ')}" for p in report.problems[:5]]
+        more = f" and {len(report.problems) - 5} more" if len(report.problems) > 5 else ""
+        summary = f"{plural(len(report.problems), 'problem')}: {', '.join(shown)}{more}"
+    else:
+        summary = f"{plural(report.integrations, 'integration')}, none stale, failing or disabled"
+        if report.last_tick_at is not None:
+            summary += f"; last run-due tick {human_relative(report.last_tick_at, report.checked_at)}"
+    age = (
+        f"{max(0, int((report.checked_at - report.last_tick_at).total_seconds()))}s"
+        if report.last_tick_at is not None
+        else "U"
+    )
+    perfdata = " ".join(
+        [f"integrations={report.integrations}"]
+        + [f"{kind.value}={report.count(kind)}" for kind in (Kind.STALE, Kind.DISABLED, Kind.FAILING, Kind.PAUSED)]
+        + [f"last_tick_age={age};;180"]
+    )
+    lines = [f"SYNCCTL {report.status.value} - {summary} | {perfdata}"]
+    for p in report.problems:
+        lines.append(" ".join(f"{p.integration + ': ' if p.integration else ''}{p.message} (hint: {p.hint})".split()))
+    return "\n".join(lines) + "\n"
+
+
+def notify_table(targets: list[dict[str, Any]], now: datetime) -> None:
+    if not targets:
+        emit("No notification targets. Add one: syncctl notify add URL")
+        return
+    rows = [
+        (
+            [
+                str(t["id"]),
+                _styled(t["url"], None),
+                ",".join(t["events"]),
+                str(t["after"]),
+                human_relative(parse_ts(t["last_sent_at"]), now) if t["last_sent_at"] else "never",
+            ],
+            t["last_error"] or "",
+        )
+        for t in targets
+    ]
+    _emit_rows(("ID", "URL", "EVENTS", "AFTER", "LAST SENT", "LAST ERROR"), ("ID", "AFTER"), rows)
+
+
+def records_csv(records: list[Any]) -> None:
+    """``records --csv``: a header of the records' top-level fields (in the order first
+    seen), one row each; nested values as JSON."""
+    import csv
+
+    fields: dict[str, None] = {}
+    for record in records:
+        if isinstance(record, dict):
+            fields.update(dict.fromkeys(str(k) for k in record))
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(fields or ["value"])
+    for record in records:
+        if not isinstance(record, dict):
+            writer.writerow([_csv_cell(record)])
+            continue
+        writer.writerow([_csv_cell(record.get(name)) for name in fields])
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def check_text(report: CheckReport, fix_prefix: str) -> None:
+    """``check``: what a sync would find, then each problem with the command that fixes it."""
+    lines = [f"url: {report.url}"]
+    if report.status is not None:
+        lines.append(f"response: HTTP {report.status}, {report.content_type or 'no content type'}"
+                     f" ({plural(report.pages_fetched, 'page')} fetched)")
+    if report.error is None:
+        where = {None: "the whole body, as one record", "": "the body (an array)"}.get(
+            report.records_at, f"at {report.records_at!r}")
+        lines.append(f"records: {report.records} on the first page, {where}")
+        for path, count in report.other_arrays:
+            lines.append(f"  also an array of {count} objects at {path!r}")
+        if report.records:
+            lines.append(f"key: {report.records_with_key} of {report.records} carry {report.key!r}")
+        lines.append(f"pagination: {report.pagination}"
+                     + (f" (the response suggests {report.detected_pagination})" if report.detected_pagination else ""))
+        if report.sample is not None:
+            lines.append("sample: " + json.dumps(report.sample, ensure_ascii=False)[:2000])
+    for line in lines:
+        sys.stdout.write(line + "\n")
+    if report.error is not None:
+        print_error(report.error[0], report.error[1])
+    for problem in report.problems:
+        fix = f"{fix_prefix} {problem.option}" if problem.option else None
+        print_error(f"problem: {problem.message}", fix)
+    if report.ok:
+        sys.stdout.write("ok: a sync would succeed without a warning\n")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from syncctl import liveness, runlock
@@ -36,6 +37,7 @@ class RunReport:
     signal: int | None = None
     disabled: list[Integration] = field(default_factory=list)  # newly auto-disabled
     faulted: bool = False  # the environment refused a write (disk full, locked, …)
+    holder: runlock.Holder | None = None  # run-due: who holds the lock, since when (if known)
 
     @property
     def failed(self) -> list[SyncResult]:
@@ -54,7 +56,7 @@ class Stopped(Exception):
         self.report = report
 
 
-class _Heartbeat:
+class _LeaseRenewal:
     """Renews the leases of this process's running syncs every quarter of a lease, on its
     own connection (opened at the first beat: most runs end before it). Quiet: a beat the
     database refuses is tried again at the next one, and a sync whose leases lapse is
@@ -64,9 +66,9 @@ class _Heartbeat:
         self.store = store
         self.stop = threading.Event()
         self.failures = 0  # beats the database refused (for tests and -v)
-        self.thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self.thread = threading.Thread(target=self._run, name="lease-renewal", daemon=True)
 
-    def __enter__(self) -> _Heartbeat:
+    def __enter__(self) -> _LeaseRenewal:
         self.thread.start()
         return self
 
@@ -95,6 +97,31 @@ class _Heartbeat:
             if store is not None:
                 with contextlib.suppress(Exception):
                     store.close()
+
+
+HEARTBEAT_WAIT = 2.0  # seconds the heartbeat waits for another writer before it lets go
+
+
+def record_heartbeat(store: Store, now: datetime) -> None:
+    """Every tick says it ran (spec §10), whether it got the lock or found it busy: a
+    lock-busy tick still shows cron is alive. One small write per tick, one row per host.
+
+    It never holds the tick up: when another program keeps the database's write lock, the
+    heartbeat lets go after a moment (ticks would otherwise pile up behind it every
+    minute), and the tick goes on to meet, name and log that lock where a sync needs it."""
+    import time
+
+    from syncctl.errors import EnvironmentFault
+
+    previous, deadline = store.give_up, time.monotonic() + HEARTBEAT_WAIT
+    store.give_up = lambda: previous() or time.monotonic() > deadline
+    try:
+        store.record_tick(liveness.hostname(), os.getpid(), now)
+    except EnvironmentFault as exc:
+        if exc.kind != "locked":
+            raise
+    finally:
+        store.give_up = previous
 
 
 class _Workers:
@@ -185,9 +212,9 @@ def run_syncs(
 
     previous_give_up = store.give_up
     store.give_up = lambda: bool(stop)  # this thread's own waits end at a signal
-    heartbeat = _Heartbeat(store)
+    renewal = _LeaseRenewal(store)
     try:
-        with _signals(stop), heartbeat:
+        with _signals(stop), renewal:
             while (pending or running) and not stop:
                 while pending and len(running) < concurrency and not stop and not faults and not lost:
                     cancel, integration = Cancel(), pending.popleft()
@@ -302,21 +329,22 @@ def run_due(
     concurrency: int,
     settings: SyncSettings,
     on_result: Callable[[SyncResult], None] | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> RunReport:
-    """The cron entry point: lock, recover orphans, sync what is due.
-
-    A lock held by a run-due that has been at it for too long (``runlock.too_long``)
-    raises LockHeldTooLong (one line, exit 1) on every tick until it is dealt with."""
+    """The cron entry point: heartbeat, lock, recover orphans, sync what is due
+    (``on_start`` is called before the first sync starts). A tick that finds the lock
+    busy returns at once with its holder (``report.holder``): the caller decides whether
+    it has held the lock for too long (``runlock.Holder.stuck``)."""
     report = RunReport()
     # The lock file means something on one host only: with PostgreSQL, hosts coordinate
     # through the database alone (claims skip what another host holds).
     held = (runlock.hold(store.path, now(), settings.sync_timeout) if store.path is not None
             else contextlib.nullcontext())
     with held as holder:
+        record_heartbeat(store, now())  # lock-busy ticks too
         if holder is not None:
-            if holder.stuck(now(), settings.sync_timeout):
-                raise holder.stuck_error(runlock.lock_path(store.path), now(), settings.sync_timeout)
             report.locked_by = holder.describe(now())
+            report.holder = holder
             return report
         report.recovered = len(recover_orphans(store, now(), settings.rng))
         store.reschedule_after_clock_set_back(
@@ -327,6 +355,8 @@ def run_due(
         )
         due = store.due_integrations(now())
         if due:
+            if on_start is not None:
+                on_start()
             run_syncs(store, due, manual=False, concurrency=concurrency, settings=settings,
                       on_result=on_result, report=report)
         if report.faulted:
@@ -342,3 +372,37 @@ def flush_and_exit(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def after_tick(
+    store: Store,
+    report: RunReport,
+    *,
+    now: datetime,
+    sync_timeout: float,
+    metrics_file: Path | None,
+    env: dict[str, str],
+) -> list[str]:
+    """What every tick does last, lock-busy ones too (spec §10): send the notifications
+    that are due, rewrite the metrics file. Returns the problems met, as error lines for
+    stderr: a notification that cannot be delivered is not one (it is retried, and
+    ``notify list`` shows its error)."""
+    from syncctl.errors import SyncctlError
+    from syncctl.notify import notify_tick
+
+    problems = []
+    try:
+        notify_tick(store, now, holder=report.holder, sync_timeout=sync_timeout, env=env)
+    except SyncctlError as exc:  # the database's own faults: named, but the syncs stand
+        problems.append((f"notifications: {exc.message}", exc.hint))
+    if metrics_file is not None:
+        from syncctl import metrics
+
+        try:
+            metrics.write_file(store, metrics_file, now)
+        except OSError as exc:
+            problems.append((
+                f"cannot write the metrics file {metrics_file}: {exc.strerror or exc}",
+                "check that its folder exists and syncctl may write there (--metrics-file PATH)",
+            ))
+    return problems

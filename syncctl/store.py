@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from syncctl import liveness
+from syncctl.config import IntegrationConfig
 from syncctl.errors import DatabaseError, UsageError
 from syncctl.models import Integration, Status, SyncLog, Trigger, dumps
 from syncctl.schedule import Plan, first_slot
@@ -49,6 +50,7 @@ def busy_timeout() -> float:
         return BUSY_TIMEOUT
 _STEP = re.compile(r"^-- step (\d+)\s*$", re.MULTILINE)
 SCHEMA_FILES = {"sqlite": "schema.sql", "postgres": "schema_postgres.sql"}
+_KEEP: Any = object()  # upsert_records: leave the cursor as it is
 
 
 def default_db_path() -> Path:
@@ -73,7 +75,9 @@ def schema_steps(backend: str = "sqlite") -> list[tuple[int, str]]:
     else:  # a source checkout or an editable install: the file at the top of the repository
         text = (Path(__file__).resolve().parent.parent / name).read_text(encoding="utf-8")
     parts = _STEP.split(text)
-    return [(int(parts[i]), parts[i + 1]) for i in range(1, len(parts), 2)]
+    # In order of their numbers, whatever order branches appended them in (a step number
+    # may be reserved and land later: a gap is fine).
+    return sorted((int(parts[i]), parts[i + 1]) for i in range(1, len(parts), 2))
 
 
 def newer_schema(where: str, version: int, known: int) -> DatabaseError:
@@ -91,11 +95,17 @@ STATE_SQL = (
     " WHEN sync_interval IS NULL THEN 'manual' ELSE 'active' END"
 )
 _UNFINISHED = "status IN ('PENDING', 'RUNNING')"
-_INTEGRATIONS = (
-    f"SELECT integrations.*, {STATE_SQL} AS state, (SELECT min(started_at) FROM sync_logs l WHERE"
-    " l.integration_id = integrations.id AND l.status IN ('PENDING', 'RUNNING')) AS running_since"
-    " FROM integrations"
-)
+
+
+def integrations_sql(stale_at_sql: str) -> str:
+    """Integration rows with what the store derives: state, stale_at, running_since."""
+    return (
+        f"SELECT integrations.*, {STATE_SQL} AS state, {stale_at_sql} AS stale_at, (SELECT min(started_at)"
+        " FROM sync_logs l WHERE l.integration_id = integrations.id AND l.status IN ('PENDING', 'RUNNING'))"
+        " AS running_since FROM integrations"
+    )
+
+
 _LOGS = "SELECT l.*, i.name FROM sync_logs l JOIN integrations i ON i.id = l.integration_id"
 # One element of `list --json` (spec §5), in order: (key, SQL expression, kind). Each
 # dialect builds the JSON in SQL from it (``_summaries_sql``); kind "time" is a timestamp,
@@ -113,6 +123,8 @@ SUMMARY_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("records_count", "records_count", "int"),
     ("last_error", "last_error", "text"),
     ("last_hint", "last_hint", "text"),
+    ("stale", "stale_at < :now", "bool"),  # :now, the caller's clock; stale_at, the dialect's
+    ("last_success_at", "last_success_at", "time"),
 )
 
 
@@ -121,7 +133,7 @@ def _row_to_integration(row: dict[str, Any]) -> Integration:
         id=row["id"],
         name=row["name"],
         url=row["url"],
-        config=json.loads(row["config"] or "{}"),
+        config=IntegrationConfig.from_json(row["config"]),
         sync_interval=row["sync_interval"],
         sync_enabled=bool(row["sync_enabled"]),
         disabled_reason=row["disabled_reason"],
@@ -137,6 +149,13 @@ def _row_to_integration(row: dict[str, Any]) -> Integration:
         updated_at=parse_ts(row["updated_at"]),
         state=row["state"],
         running_since=parse_ts(row["running_since"]),
+        last_success_at=parse_ts(row["last_success_at"]),
+        stale_at=parse_ts(row["stale_at"]),
+        failing_since=parse_ts(row["failing_since"]),
+        disabled_at=parse_ts(row["disabled_at"]),
+        cursor=json.loads(row["cursor"]) if row.get("cursor") is not None else None,
+        etag=row.get("etag"),
+        last_modified=row.get("last_modified"),
     )
 
 
@@ -157,6 +176,8 @@ def _row_to_log(row: dict[str, Any]) -> SyncLog:
         pid=row["pid"],
         owner=row["owner"],
         lease_expired=bool(row.get("lease_expired")),
+        not_modified=bool(row.get("not_modified")),
+        records_deleted=row.get("records_deleted") or 0,
     )
 
 
@@ -167,13 +188,22 @@ class Store:
     The dialect hooks a backend provides: ``transaction``, ``reopen``, ``close``,
     ``_fault`` (a driver error named, or None), ``_insert_id``, ``_summaries_sql``,
     ``_lock_integration`` / ``_lock_log`` (row locks; SQLite's ``BEGIN IMMEDIATE`` needs
-    none), and the SQL fragments ``NOW_SQL`` and ``LEASE_SQL`` (the database's clock).
+    none), and the SQL fragments ``NOW_SQL`` and ``LEASE_SQL`` (the database's clock),
+    ``STALE_AT_SQL`` (staleness, spec §10, defined once per dialect) and ``INTEGRATIONS``.
+    Shared SQL uses ``?``, ``?N`` or ``:name`` placeholders, as sqlite3 does.
     """
 
     backend = "?"
     NOW_SQL = ""  # the database's clock, as a timestamp comparable with stored ones
     LEASE_SQL = ""  # the database's clock plus ``?`` seconds
+    # Staleness (spec §10), defined once per dialect: the moment an integration becomes
+    # stale, that is its last success (or its creation) plus its max_staleness (default
+    # three intervals; none for manual-only unless set; at least a minute). NULL: never. It
+    # is stale when this moment is before now, in list --json (SQL) and on Integration rows.
+    STALE_AT_SQL = ""
+    INTEGRATIONS = ""  # integrations_sql(STALE_AT_SQL)
     ROW_LOCKS = False  # writers take row locks (PostgreSQL) rather than the whole database
+    TEXT_TIMES = True  # timestamps come back as the stored text (SQLite), not as datetimes
     LEASES_DECIDE = False  # an expired lease is proof of death, even on this host
     path: Path | None = None  # the SQLite file (its lock file sits beside it); None otherwise
     label = "?"  # how messages name the database (never with a password)
@@ -222,6 +252,11 @@ class Store:
         raise NotImplementedError
 
     def _summaries_sql(self, where: str) -> str:
+        """``list --json`` in one query, from SUMMARY_FIELDS; parameters ``:now``, ``:name``."""
+        raise NotImplementedError
+
+    def _json_field_values(self, integration_id: int, field: str) -> Iterator[Any]:
+        """The ``field`` (dotted) of every live stored record, as JSON values."""
         raise NotImplementedError
 
     def _lock_integration(self, integration_id: int, *, skip_locked: bool = False) -> bool:
@@ -236,7 +271,7 @@ class Store:
     # -- integrations ----------------------------------------------------------------------
 
     def add_integration(
-        self, *, name: str, url: str, config: dict[str, Any], interval: int | None, now: datetime
+        self, *, name: str, url: str, config: IntegrationConfig, interval: int | None, now: datetime
     ) -> Integration:
         """Create an integration; the first sync is due at once (NULL for manual only)."""
         due = format_ts(first_slot(now)) if interval is not None else None
@@ -245,7 +280,7 @@ class Store:
                 "INSERT INTO integrations (name, url, config, sync_interval, sync_enabled,"
                 " next_sync_at, slot_at, created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)"
                 " ON CONFLICT (name) DO NOTHING",
-                (name, url, dumps(config), interval, due, due, format_ts(now), format_ts(now)),
+                (name, url, dumps(config.to_json()), interval, due, due, format_ts(now), format_ts(now)),
             )
             if added is None:
                 raise UsageError(
@@ -254,18 +289,27 @@ class Store:
                 )
         return self.get(name)
 
-    def update_integration(self, integration_id: int, *, url: str, config: dict[str, Any], now: datetime) -> None:
-        """Replace the URL and config; logs, records and schedule stay."""
+    def update_integration(
+        self, integration_id: int, *, url: str, config: IntegrationConfig, now: datetime,
+        cursor: Callable[[], Any] | None = None,
+    ) -> None:
+        """Replace the URL and config; logs, records and schedule stay. The validators of
+        conditional requests are forgotten (the same response may now hold other
+        records); ``cursor``, when given, decides the new incremental cursor from the
+        records as they are in this transaction (None forgets it)."""
         with self.transaction():
             self.conn.execute(
-                "UPDATE integrations SET url = ?, config = ?, updated_at = ? WHERE id = ?",
-                (url, dumps(config), format_ts(now), integration_id),
+                "UPDATE integrations SET url = ?, config = ?, etag = NULL, last_modified = NULL,"
+                " updated_at = ? WHERE id = ?",
+                (url, dumps(config.to_json()), format_ts(now), integration_id),
             )
+            if cursor is not None:
+                self._set_cursor(integration_id, cursor())
 
     def _find_row(self, name: str) -> dict[str, Any] | None:
         if not name.isascii():  # names are ASCII slugs; undecodable bytes SQLite cannot bind
             return None
-        rows = list(self._query(f"{_INTEGRATIONS} WHERE name = ?", [name]))
+        rows = list(self._query(f"{self.INTEGRATIONS} WHERE name = ?", [name]))
         return rows[0] if rows else None
 
     def get(self, name: str) -> Integration:
@@ -276,7 +320,7 @@ class Store:
         return _row_to_integration(row)
 
     def get_by_id(self, integration_id: int) -> Integration | None:
-        rows = list(self._query(f"{_INTEGRATIONS} WHERE id = ?", [integration_id]))
+        rows = list(self._query(f"{self.INTEGRATIONS} WHERE id = ?", [integration_id]))
         return _row_to_integration(rows[0]) if rows else None
 
     def _unknown(self, name: str) -> UsageError:
@@ -304,7 +348,7 @@ class Store:
         return [self.get(name) for name in dict.fromkeys(names)]
 
     def list_integrations(self) -> list[Integration]:
-        return [_row_to_integration(r) for r in self._query(f"{_INTEGRATIONS} ORDER BY name")]
+        return [_row_to_integration(r) for r in self._query(f"{self.INTEGRATIONS} ORDER BY name")]
 
     def take_disable_notices(self) -> list[Integration]:
         """The integrations auto-disabled since the last call, each returned once."""
@@ -315,15 +359,15 @@ class Store:
                 self._lock_integration(integration_id)  # two hosts never announce one twice
             pending = [
                 _row_to_integration(r)
-                for r in self._query(f"{_INTEGRATIONS} WHERE disable_notice = 1 ORDER BY name")
+                for r in self._query(f"{self.INTEGRATIONS} WHERE disable_notice = 1 ORDER BY name")
             ]
             self.conn.execute("UPDATE integrations SET disable_notice = 0 WHERE disable_notice = 1")
         return pending
 
-    def summaries_json(self, name: str | None = None) -> str:
-        """``list --json`` (spec §5) as JSON text: every integration by name, or one."""
-        where, params = ("WHERE name = ?", [name]) if name is not None else ("", [])
-        return self.conn.execute(self._summaries_sql(where), params).fetchone()[0]
+    def summaries_json(self, name: str | None = None, *, now: datetime) -> str:
+        """``list --json`` (spec §5, §10) as JSON text: every integration by name, or one."""
+        where = "WHERE name = :name" if name is not None else ""
+        return self.conn.execute(self._summaries_sql(where), {"now": format_ts(now), "name": name}).fetchone()[0]
 
     def remove_integration(self, integration_id: int) -> tuple[int, int] | SyncLog:
         """Delete an integration with its logs and records; returns (logs, records) removed,
@@ -358,8 +402,8 @@ class Store:
         with self.transaction():
             self.conn.executemany(
                 "UPDATE integrations SET sync_enabled = 0, disabled_reason = 'paused',"
-                " updated_at = ? WHERE id = ?",
-                [(format_ts(now), i) for i in integration_ids],
+                " disabled_at = coalesce(disabled_at, ?2), updated_at = ?2 WHERE id = ?1",
+                [(i, format_ts(now)) for i in integration_ids],
             )
 
     def resume(
@@ -377,7 +421,8 @@ class Store:
                     continue
                 self.conn.execute(
                     "UPDATE integrations SET sync_enabled = 1, disabled_reason = NULL, disable_notice = 0,"
-                    " consecutive_failures = 0, next_sync_at = ?, updated_at = ? WHERE id = ?",
+                    " consecutive_failures = 0, failing_since = NULL, disabled_at = NULL,"
+                    " next_sync_at = ?, updated_at = ? WHERE id = ?",
                     (format_ts(plan(integration)), format_ts(now), integration_id),
                 )
         return [i for i in (self.get_by_id(x) for x in integration_ids) if i is not None]
@@ -413,7 +458,7 @@ class Store:
     def due_integrations(self, now: datetime) -> list[Integration]:
         """Enabled, scheduled and ``next_sync_at <= now``: oldest slot first (index-only)."""
         rows = self._query(
-            f"{_INTEGRATIONS} WHERE sync_enabled = 1 AND sync_interval IS NOT NULL"
+            f"{self.INTEGRATIONS} WHERE sync_enabled = 1 AND sync_interval IS NOT NULL"
             " AND next_sync_at <= ? ORDER BY next_sync_at",
             [format_ts(now)],
         )
@@ -535,7 +580,7 @@ class Store:
             self.conn.execute(
                 "UPDATE integrations SET last_sync_at = ?, last_status = ?, last_error = ?,"
                 " last_hint = ?, consecutive_failures = ?, next_sync_at = ?, slot_at = ?,"
-                " records_count = (SELECT COUNT(*) FROM records WHERE integration_id = ?),"
+                " records_count = (SELECT COUNT(*) FROM records WHERE integration_id = ? AND deleted_at IS NULL),"
                 " sync_enabled = CASE WHEN ? THEN 0 ELSE sync_enabled END,"
                 " disabled_reason = CASE WHEN ? THEN 'failures' ELSE disabled_reason END,"
                 " disable_notice = CASE WHEN ? THEN 1 ELSE disable_notice END,"
@@ -556,20 +601,261 @@ class Store:
                     log.integration_id,
                 ),
             )
+            self._record_outcome(log.integration_id, succeeded=succeeded, now=now, duration_ms=duration,
+                                 records_count=records_count, plan=decided)
         return self.get_by_id(log.integration_id), decided
+
+    def _record_outcome(
+        self, integration_id: int, *, succeeded: bool, now: datetime, duration_ms: int,
+        records_count: int | None, plan: Plan,
+    ) -> None:
+        """What freshness needs of a finished sync (spec §10): the last success, when the
+        failure streak began, when it was disabled, the outcome counters."""
+        self.conn.execute(
+            "UPDATE integrations SET"
+            " last_success_at = CASE WHEN :ok = 1 THEN :now ELSE last_success_at END,"
+            " failing_since = CASE WHEN :failures = 0 THEN NULL ELSE coalesce(failing_since, :now) END,"
+            " disabled_at = CASE WHEN :disable = 1 THEN :now ELSE disabled_at END,"
+            " syncs_succeeded = syncs_succeeded + :ok, syncs_failed = syncs_failed + 1 - :ok,"
+            " last_duration_ms = :duration, last_records_count = :records WHERE id = :id",
+            {"ok": int(succeeded), "now": format_ts(now), "failures": plan.consecutive_failures,
+             "disable": int(plan.disable), "duration": duration_ms, "records": records_count,
+             "id": integration_id},
+        )
+
+    # -- freshness (spec §10) --------------------------------------------------------------
+
+    def record_tick(self, host: str, pid: int, now: datetime) -> None:
+        """The heartbeat: one row per host, rewritten by every run-due tick."""
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO run_due_ticks (host, ticked_at, pid) VALUES (?, ?, ?)"
+                " ON CONFLICT (host) DO UPDATE SET ticked_at = excluded.ticked_at, pid = excluded.pid",
+                (host, format_ts(now), pid),
+            )
+
+    def last_tick_at(self) -> datetime | None:
+        """When run-due last ticked, on any host (None: never)."""
+        return parse_ts(self.conn.execute("SELECT max(ticked_at) FROM run_due_ticks").fetchone()[0])
+
+    def metrics_rows(self) -> list[tuple[Any, ...]]:
+        """Per integration, by name: name, enabled, last success, last sync finished, its
+        duration (ms), the records it returned, records stored, consecutive failures, syncs
+        succeeded, syncs failed, and when it goes stale (see STALE_AT_SQL). One lean query
+        (no config decoding): the metrics file is written after every tick. Timestamps as
+        stored text (ISO 8601, Z) on both backends."""
+        rows = self.conn.execute(
+            "SELECT name, sync_enabled, last_success_at, last_sync_at, last_duration_ms, last_records_count,"
+            " records_count,"
+            f" consecutive_failures, syncs_succeeded, syncs_failed, {self.STALE_AT_SQL}"
+            " FROM integrations ORDER BY name"
+        ).fetchall()
+        if self.TEXT_TIMES:
+            return rows
+        return [tuple(format_ts(v) if isinstance(v, datetime) else v for v in row) for row in rows]
+
+    def metrics_fingerprint(self, now: datetime) -> str:
+        """What every per-integration metric depends on: any change to an integration
+        (each stamps updated_at), one added or removed, one going stale with time."""
+        count, changed, syncs, stale = self.conn.execute(
+            "SELECT count(*), max(updated_at), coalesce(sum(syncs_succeeded + syncs_failed), 0),"
+            f" coalesce(sum(CASE WHEN {self.STALE_AT_SQL} < ? THEN 1 ELSE 0 END), 0) FROM integrations",
+            [format_ts(now)],
+        ).fetchone()
+        return f"{count} {format_ts(parse_ts(changed))} {int(syncs)} {int(stale)}"
+
+    # -- notification targets and their delivery state --------------------------------------
+
+    def add_notify_target(self, url: str, events: list[str], after: int, now: datetime) -> int:
+        with self.transaction():
+            added = self._insert_id(
+                "INSERT INTO notify_targets (url, events, after, created_at) VALUES (?, ?, ?, ?)",
+                (url, ",".join(events), after, format_ts(now)),
+            )
+            return added  # no conflict clause: never None
+
+    def notify_targets(self) -> list[dict[str, Any]]:
+        """Every target: id, url (with its ${VAR} references), events (a list), after,
+        last_sent_at, last_error."""
+        rows = self._query(
+            "SELECT id, url, events, after, last_sent_at, last_error FROM notify_targets ORDER BY id"
+        )
+        return [{**r, "events": r["events"].split(",") if r["events"] else []} for r in rows]
+
+    def has_notify_targets(self) -> bool:
+        """Cheap: asked on every tick."""
+        return self.conn.execute("SELECT 1 FROM notify_targets LIMIT 1").fetchone() is not None
+
+    def remove_notify_target(self, target_id: int) -> bool:
+        with self.transaction():
+            return self.conn.execute("DELETE FROM notify_targets WHERE id = ?", [target_id]).rowcount > 0
+
+    def announce(
+        self, decide: Callable[[dict[str, Any], dict[tuple[int, str], dict[str, Any]]], list[dict[str, Any]]],
+        now: datetime,
+    ) -> None:
+        """One transaction: read every target and what each was last told, let ``decide``
+        return the changes, store them, and queue the messages they carry. So two
+        processes ticking at once never queue the same event twice.
+
+        ``decide(targets_by_id, states)`` returns dicts with target_id, subject, state,
+        announced, notified (bool: refresh notified_at), and message (None or (event,
+        title, body)); states are keyed by (target_id, subject)."""
+        stamp = format_ts(now)
+        with self.transaction():
+            targets = {t["id"]: t for t in self.notify_targets()}
+            states = {
+                (r["target_id"], r["subject"]): r
+                for r in self._query("SELECT * FROM notify_state")
+            }
+            for change in decide(targets, states):
+                key = (change["target_id"], change["subject"])
+                old = states.get(key)
+                if change["message"] is not None:
+                    self.queue_notification(change["target_id"], *change["message"], now=now)
+                if change["state"] is None:
+                    self.conn.execute("DELETE FROM notify_state WHERE target_id = ? AND subject = ?", key)
+                    continue
+                changed_at = old["changed_at"] if old and old["state"] == change["state"] else stamp
+                notified_at = stamp if change["notified"] else (old["notified_at"] if old else None)
+                self.conn.execute(
+                    "INSERT INTO notify_state (target_id, subject, state, announced, changed_at,"
+                    " notified_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (target_id, subject) DO UPDATE SET"
+                    " state = excluded.state, announced = excluded.announced, changed_at = excluded.changed_at,"
+                    " notified_at = excluded.notified_at",
+                    (*key, change["state"], int(change["announced"]), changed_at, notified_at),
+                )
+
+    def queue_notification(self, target_id: int, event: str, title: str, body: str, *, now: datetime) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO notify_outbox (target_id, event, title, body, created_at) VALUES (?, ?, ?, ?, ?)",
+                (target_id, event, title, body, format_ts(now)),
+            )
+
+    def claim_notifications(self, now: datetime, *, expire_before: datetime, lease_before: datetime) -> list[dict]:
+        """The queued notifications to deliver now, claimed for this process (another
+        process's claim older than ``lease_before`` is taken over). Those queued before
+        ``expire_before`` are dropped: their target keeps the last delivery error."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM notify_outbox WHERE created_at < ?", [format_ts(expire_before)])
+            rows = list(self._query(
+                "SELECT o.id, o.target_id, o.event, o.title, o.body, o.attempts, t.url FROM notify_outbox o"
+                " JOIN notify_targets t ON t.id = o.target_id"
+                " WHERE o.claimed_at IS NULL OR o.claimed_at < ? ORDER BY o.id",
+                [format_ts(lease_before)],
+            ))
+            self.conn.executemany(
+                "UPDATE notify_outbox SET claimed_at = ?, attempts = attempts + 1 WHERE id = ?",
+                [(format_ts(now), r["id"]) for r in rows],
+            )
+        return rows
+
+    def notification_delivered(self, message_id: int | None, target_id: int, now: datetime) -> None:
+        with self.transaction():
+            if message_id is not None:
+                self.conn.execute("DELETE FROM notify_outbox WHERE id = ?", [message_id])
+            self.conn.execute(
+                "UPDATE notify_targets SET last_sent_at = ?, last_error = NULL WHERE id = ?",
+                (format_ts(now), target_id),
+            )
+
+    def notification_failed(self, message_id: int | None, target_id: int, error: str) -> None:
+        """Keep the message for a later tick (released from this process's claim)."""
+        with self.transaction():
+            if message_id is not None:
+                self.conn.execute("UPDATE notify_outbox SET claimed_at = NULL WHERE id = ?", [message_id])
+            self.conn.execute("UPDATE notify_targets SET last_error = ? WHERE id = ?", (error, target_id))
 
     # -- records ---------------------------------------------------------------------------
 
-    def upsert_records(self, integration_id: int, records: list[tuple[str, str]], now: datetime) -> None:
-        """Insert or update (key, JSON) pairs; a second sync adds no duplicates."""
+    def upsert_records(
+        self, integration_id: int, records: list[tuple[str, str]], now: datetime, *, cursor: Any = _KEEP
+    ) -> None:
+        """Insert or update (key, JSON) pairs; a second sync adds no duplicates, and a
+        record seen again is no longer marked deleted. ``cursor`` (the incremental
+        cursor these records advance it to) is stored in the same transaction, so a
+        failure on a later page resumes after the pages committed."""
         stamp = format_ts(now)
         with self.transaction():
             self.conn.executemany(
                 "INSERT INTO records (integration_id, key, data, synced_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (integration_id, key) DO UPDATE SET data = excluded.data,"
-                " synced_at = excluded.synced_at",
+                " synced_at = excluded.synced_at, deleted_at = NULL",
                 ((integration_id, key, data, stamp) for key, data in records),
             )
+            if cursor is not _KEEP:
+                self._set_cursor(integration_id, cursor)
+
+    def _set_cursor(self, integration_id: int, cursor: Any) -> None:
+        self.conn.execute(
+            "UPDATE integrations SET cursor = ? WHERE id = ?",
+            (None if cursor is None else dumps(cursor), integration_id),
+        )
+
+    def record_field_values(self, integration_id: int, field: str) -> Iterator[Any]:
+        """The ``field`` (dotted) of every live stored record: what seeds a new cursor."""
+        return self._json_field_values(integration_id, field)
+
+    def reset_sync_state(self, integration_id: int, now: datetime) -> None:
+        """Forget the incremental cursor and the conditional-request validators: the next
+        sync is a full one. Records stay."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE integrations SET cursor = NULL, etag = NULL, last_modified = NULL, updated_at = ?"
+                " WHERE id = ?",
+                (format_ts(now), integration_id),
+            )
+
+    def save_validators(self, integration_id: int, etag: str | None, last_modified: str | None) -> None:
+        """The ETag and Last-Modified of the last full response, sent back next time."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE integrations SET etag = ?, last_modified = ? WHERE id = ?",
+                (etag, last_modified, integration_id),
+            )
+
+    def unseen_records(self, integration_id: int, stamp: datetime) -> tuple[int, int]:
+        """(live records a sync stamped ``stamp`` did not see, live records): what a
+        deletion sweep would take, and out of how many."""
+        row = self.conn.execute(
+            "SELECT count(*), coalesce(sum(CASE WHEN synced_at <> ? THEN 1 ELSE 0 END), 0) FROM records"
+            " WHERE integration_id = ? AND deleted_at IS NULL",
+            (format_ts(stamp), integration_id),
+        ).fetchone()
+        return row[1], row[0]
+
+    def sweep_records(self, integration_id: int, stamp: datetime, *, remove: bool, now: datetime) -> int:
+        """Mark (or remove) the records a complete sync stamped ``stamp`` did not see;
+        returns how many were newly marked or removed."""
+        with self.transaction():
+            if remove:
+                return self.conn.execute(
+                    "DELETE FROM records WHERE integration_id = ? AND synced_at != ?",
+                    (integration_id, format_ts(stamp)),
+                ).rowcount
+            return self.conn.execute(
+                "UPDATE records SET deleted_at = ? WHERE integration_id = ? AND synced_at != ?"
+                " AND deleted_at IS NULL",
+                (format_ts(now), integration_id, format_ts(stamp)),
+            ).rowcount
+
+    def note_sync_outcome(self, log_id: int, *, not_modified: bool, records_deleted: int) -> None:
+        """What a sync's log tells besides its status: a 304, records deleted."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE sync_logs SET not_modified = ?, records_deleted = ? WHERE id = ?",
+                (int(not_modified), records_deleted, log_id),
+            )
+
+    def stored_records(self, integration_id: int, *, limit: int, include_deleted: bool) -> list[dict[str, Any]]:
+        """The records' data objects, most recently synced first."""
+        where = "" if include_deleted else " AND deleted_at IS NULL"
+        rows = self.conn.execute(
+            f"SELECT data FROM records WHERE integration_id = ?{where} ORDER BY synced_at DESC, key LIMIT ?",
+            (integration_id, limit),
+        )
+        return [json.loads(row[0]) for row in rows]
 
     def records(self, integration_id: int) -> dict[str, Any]:
         """Every stored record of one integration, by key (for tests and ``show``)."""

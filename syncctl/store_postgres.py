@@ -16,6 +16,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -35,14 +36,28 @@ ADVISORY_LOCK = 0x53594E43  # "SYNC": held while one host migrates the schema
 CONNECT_TIMEOUT = 10  # seconds to reach the server, unless the URL says otherwise
 IDLE_IN_TRANSACTION = "60s"  # a host stopped inside a transaction releases its row locks
 _TIME = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+_LIMIT = "coalesce((config::jsonb ->> 'max_staleness')::float8, 3 * sync_interval)"
+_STALE_AT = (  # as SQLite's: max(60, NULL) is NULL there, greatest(60, NULL) 60 here
+    f"(coalesce(last_success_at, created_at) + CASE WHEN {_LIMIT} IS NULL THEN NULL"
+    f" ELSE make_interval(secs => greatest(60, {_LIMIT})) END)"
+)
 _ONLY_REFERENCES = re.compile(r"(?:\$\{[A-Za-z_][A-Za-z0-9_]*\})+")
 
 
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_NUMBERED = re.compile(r"\?(\d+)")
+
+
 @functools.lru_cache(maxsize=512)
-def _placeholders(sql: str) -> str:
-    """The shared SQL's ``?`` as psycopg's ``%s`` (the shared SQL holds no ``?`` or ``%``
-    inside literals)."""
-    return sql.replace("%", "%%").replace("?", "%s")
+def _placeholders(sql: str, named: bool) -> str:
+    """The shared SQL's placeholders (sqlite3's ``?``, ``?N``, ``:name``) as psycopg's
+    ``%s`` and ``%(name)s`` (the shared SQL holds none of them, nor ``%``, in literals)."""
+    sql = sql.replace("%", "%%")
+    if named:
+        return _NAMED.sub(r"%(\1)s", sql)
+    if _NUMBERED.search(sql):
+        return _NUMBERED.sub(r"%(p\1)s", sql)
+    return sql.replace("?", "%s")
 
 
 class _Connection:
@@ -51,12 +66,22 @@ class _Connection:
     def __init__(self, raw: Any) -> None:
         self.raw = raw
 
-    def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        return self.raw.execute(_placeholders(sql), tuple(params))
+    def execute(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> Any:
+        if isinstance(params, Mapping):
+            return self.raw.execute(_placeholders(sql, True), params)
+        converted = _placeholders(sql, False)
+        values = tuple(params)
+        if "%(p" in converted:  # ?1, ?2: numbered, as sqlite3 allows
+            return self.raw.execute(converted, {f"p{i}": v for i, v in enumerate(values, 1)})
+        return self.raw.execute(converted, values)
 
     def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> Any:
         cursor = self.raw.cursor()
-        cursor.executemany(_placeholders(sql), [tuple(r) for r in rows])
+        converted = _placeholders(sql, False)
+        if "%(p" in converted:
+            cursor.executemany(converted, [{f"p{i}": v for i, v in enumerate(r, 1)} for r in rows])
+        else:
+            cursor.executemany(converted, [tuple(r) for r in rows])
         return cursor
 
 
@@ -114,7 +139,10 @@ class PostgresStore(base.Store):
     backend = "postgres"
     NOW_SQL = "now()"
     LEASE_SQL = "now() + make_interval(secs => ?)"
+    STALE_AT_SQL = _STALE_AT
+    INTEGRATIONS = base.integrations_sql(_STALE_AT)
     ROW_LOCKS = True
+    TEXT_TIMES = False
     LEASES_DECIDE = True
 
     def __init__(self, conn: Any, target: Target) -> None:
@@ -181,38 +209,51 @@ class PostgresStore(base.Store):
         with contextlib.suppress(Exception):
             self.conn.raw.close()
 
-    def _version(self) -> int | None:
+    def _applied(self) -> tuple[int, set[int]] | None:
+        """(schema version, steps applied), or None for a database syncctl never used.
+        Steps are numbered as they are reserved, not as they are released: the set, not
+        the version, says which ran."""
         try:
-            row = self.conn.execute("SELECT value FROM syncctl_meta WHERE key = 'schema_version'").fetchone()
+            rows = dict(self.conn.execute("SELECT key, value FROM syncctl_meta").fetchall())
         except pg_errors.UndefinedTable:
             return None
-        return int(row[0]) if row else None
+        version = int(rows.get("schema_version", 0))
+        steps = {int(n) for n in rows.get("steps", "").split(",") if n}
+        return version, steps
 
     def _check_and_migrate(self) -> None:
         steps = base.schema_steps("postgres")
         known = steps[-1][0]
-        version = self._version()
-        if version == known:
-            return
-        if version is not None and version > known:
-            raise base.newer_schema(f"PostgreSQL {self.label}", version, known)
+        found = self._applied()
+        if found is not None:
+            version, applied = found
+            if version > known:
+                raise base.newer_schema(f"PostgreSQL {self.label}", version, known)
+            if {n for n, _ in steps} <= applied:
+                return
         # Two hosts upgrading at once: the second waits here, then finds nothing to do.
         with self.transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(?)", (ADVISORY_LOCK,))
-            version = self._version_locked()
+            version, applied = self._applied_locked()
             if version > known:
                 raise base.newer_schema(f"PostgreSQL {self.label}", version, known)
             for number, sql in steps:
-                if number > version:
+                if number not in applied:
                     for statement in base.split_sql(sql):
                         if statement:
                             self.conn.execute(statement)
-            self.conn.execute("UPDATE syncctl_meta SET value = ? WHERE key = 'schema_version'", (str(known),))
+                    applied.add(number)
+            self.conn.execute(
+                "INSERT INTO syncctl_meta (key, value) VALUES ('schema_version', ?), ('steps', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(max(version, known)), ",".join(str(n) for n in sorted(applied))),
+            )
 
-    def _version_locked(self) -> int:
-        exists = self.conn.execute("SELECT to_regclass('syncctl_meta') IS NOT NULL").fetchone()[0]
-        if exists:
-            return int(self.conn.execute("SELECT value FROM syncctl_meta WHERE key = 'schema_version'").fetchone()[0])
+    def _applied_locked(self) -> tuple[int, set[int]]:
+        found = self._applied() if self.conn.execute("SELECT to_regclass('syncctl_meta') IS NOT NULL").fetchone()[0] \
+            else None
+        if found is not None:
+            return found
         ours = [t for t in ("integrations", "sync_logs", "records")
                 if self.conn.execute("SELECT to_regclass(?) IS NOT NULL", (t,)).fetchone()[0]]
         if ours:
@@ -223,8 +264,7 @@ class PostgresStore(base.Store):
                 "(after CREATE SCHEMA syncctl)",
             )
         self.conn.execute("CREATE TABLE syncctl_meta (key text PRIMARY KEY, value text NOT NULL)")
-        self.conn.execute("INSERT INTO syncctl_meta (key, value) VALUES ('schema_version', '0')")
-        return 0
+        return 0, set()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -257,15 +297,26 @@ class PostgresStore(base.Store):
         for key, expression, kind in base.SUMMARY_FIELDS:
             if kind == "time":
                 expression = _TIME.format(expression)
+            elif kind == "bool":  # NULL is false, as SQLite's CASE makes it
+                expression = f"coalesce({expression}, false)"
             pairs.append(f"'{key}', {expression}")
         return (
             f"SELECT coalesce(json_agg(json_build_object({', '.join(pairs)}) ORDER BY name), '[]')"
-            f" FROM integrations {where}"
+            f" FROM (SELECT *, {_STALE_AT} AS stale_at FROM integrations {where}) i"
         )
 
-    def summaries_json(self, name: str | None = None) -> str:
+    def _json_field_values(self, integration_id: int, field: str) -> Iterator[Any]:
+        rows = self.conn.execute(
+            "SELECT data #> ? FROM records WHERE integration_id = ? AND deleted_at IS NULL",
+            (field.split("."), integration_id),
+        )
+        for (text,) in rows:  # as SQLite's json_extract: scalars as values, the rest as JSON text
+            value = None if text is None else json.loads(text)
+            yield text if isinstance(value, (dict, list)) else value
+
+    def summaries_json(self, name: str | None = None, *, now: datetime) -> str:
         # json_build_object writes '{"a" : 1}': the same text as SQLite's, compact.
-        return dumps(json.loads(super().summaries_json(name)))
+        return dumps(json.loads(super().summaries_json(name, now=now)))
 
 
 def _first_line(exc: BaseException, target: Target) -> str:

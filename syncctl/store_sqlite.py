@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 # slices instead, so that SIGTERM / Ctrl-C (and a run's stop flag) are seen between them.
 _BUSY_SLICE_MS = 200
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+_STALENESS_LIMIT = "max(60, coalesce(json_extract(config, '$.max_staleness'), 3 * sync_interval))"
+_STALE_AT = (
+    "strftime('%Y-%m-%dT%H:%M:%fZ', coalesce(last_success_at, created_at),"
+    f" '+' || {_STALENESS_LIMIT} || ' seconds')"
+)
 
 
 class SqliteStore(base.Store):
@@ -32,6 +37,8 @@ class SqliteStore(base.Store):
     backend = "sqlite"
     NOW_SQL = _NOW
     LEASE_SQL = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || ? || ' seconds')"
+    STALE_AT_SQL = _STALE_AT
+    INTEGRATIONS = base.integrations_sql(_STALE_AT)
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         super().__init__(conn)
@@ -168,20 +175,40 @@ class SqliteStore(base.Store):
         if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self._wait_for_lock("PRAGMA journal_mode = WAL")
         self._configure()
+        numbers = [number for number, _ in steps]
+        applied = self._applied_steps(version, numbers)
         for number, sql in steps:
-            if number > version:
-                self._apply_step(number, sql)
+            if number not in applied:
+                self._apply_step(number, sql, numbers)
 
-    def _apply_step(self, number: int, sql: str) -> None:
+    def _applied_steps(self, version: int, numbers: list[int]) -> set[int]:
+        """The schema steps this database has. Steps are numbered as they are reserved,
+        not as they are released, so a database may have step 5 without step 4: from the
+        first step applied by this code on, the ``schema_steps`` table lists them; before
+        it, every step up to ``user_version`` was applied."""
+        listed = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_steps'"
+        ).fetchone()
+        if listed is None:
+            return {n for n in numbers if n <= version}
+        return {row[0] for row in self.conn.execute("SELECT step FROM schema_steps")}
+
+    def _apply_step(self, number: int, sql: str, numbers: list[int]) -> None:
         # executescript would commit on its own; run the statements inside our transaction.
         statements = [s for s in base.split_sql(sql) if s]
         with self.transaction():
-            if self.conn.execute("PRAGMA user_version").fetchone()[0] >= number:
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            applied = self._applied_steps(version, numbers)
+            if number in applied:
                 return  # another process migrated it while we waited for the lock
             for statement in statements:
                 self.conn.execute(statement)
+            self.conn.execute("CREATE TABLE IF NOT EXISTS schema_steps (step INTEGER PRIMARY KEY)")
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO schema_steps (step) VALUES (?)", [(n,) for n in sorted(applied | {number})]
+            )
             self.conn.execute(f"PRAGMA application_id = {base.APPLICATION_ID}")
-            self.conn.execute(f"PRAGMA user_version = {number}")
+            self.conn.execute(f"PRAGMA user_version = {max(version, number)}")
 
     def close(self) -> None:
         self.conn.close()
@@ -225,8 +252,16 @@ class SqliteStore(base.Store):
             pairs.append(f"'{key}', {expression}")
         return (
             f"SELECT json_group_array(json_object({', '.join(pairs)}))"
-            f" FROM (SELECT * FROM integrations {where} ORDER BY name)"
+            f" FROM (SELECT *, {_STALE_AT} AS stale_at FROM integrations {where} ORDER BY name)"
         )
+
+    def _json_field_values(self, integration_id: int, field: str) -> Iterator[Any]:
+        path = "$" + "".join(f'."{part}"' for part in field.split("."))
+        rows = self.conn.execute(
+            "SELECT json_extract(data, ?) FROM records WHERE integration_id = ? AND deleted_at IS NULL",
+            (path, integration_id),
+        )
+        return (row[0] for row in rows)
 
 
 def _create_private_file(path: Path) -> bool:

@@ -125,11 +125,12 @@ def unavailable(message: str) -> None:
     pytest.skip(message)
 
 
-def require_tool(name: str) -> str:
-    """The path of a Debian tool a test needs. Missing: a skip locally, a failure in CI."""
+def require_tool(name: str, install: str | None = None) -> str:
+    """The path of a tool a test needs (``install`` says how to get it; a Debian package of
+    the same name by default). Missing: a skip locally, a failure in CI."""
     path = shutil.which(name)
     if path is None:
-        unavailable(f"{name} is not installed (apt-get install {name})")
+        unavailable(f"{name} is not installed ({install or f'apt-get install {name}'})")
     return path
 
 

@@ -61,6 +61,13 @@ class SourceHandler(BaseHTTPRequestHandler):
         except OSError:  # the client went away (timeout, cancel): not the source's problem
             self.close_connection = True
 
+    def do_POST(self) -> None:  # noqa: N802 - webhooks and pings: the body is kept, then routed like a GET
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        source = self.server.source
+        with source.lock:
+            source.bodies.append((urlsplit(self.path).path, self.path, body))
+        self.do_GET()
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output clean
         pass
 
@@ -92,6 +99,7 @@ class HTTPSource:
         self.hits: Counter[str] = Counter()
         # (path, request target with its query, headers) of each request, in order
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.bodies: list[tuple[str, str, bytes]] = []  # (path, request target, body) of each POST
         self.lock = threading.Lock()
         self.seen = threading.Condition(self.lock)  # notified on every request
         self.stopping = threading.Event()  # misbehaving routes stop stalling when set

@@ -16,10 +16,12 @@ from datetime import timedelta
 
 import pytest
 
+from syncctl.config import IntegrationConfig
 from syncctl.errors import DatabaseError, UsageError
 from syncctl.models import Status
 from syncctl.schedule import Plan
 from syncctl.store import Store, schema_steps
+from syncctl.timeutil import format_ts
 from tests.conftest import HANG_GUARD, ROOT, Result, add, base_env, utc_ms, wait_for
 from tests.httpsources import json_body
 
@@ -85,14 +87,14 @@ def test_settings_change_and_pause_resume(tstore):
     one = tstore.get("one")
     now = utc_ms()
 
-    tstore.update_integration(one.id, url="http://127.0.0.1:9/new", config={"key": "uid"}, now=now)
+    tstore.update_integration(one.id, url="http://127.0.0.1:9/new", config=IntegrationConfig(key="uid"), now=now)
     tstore.set_interval(one.id, 900, now + timedelta(minutes=15), now)
     tstore.pause([one.id], now)
     paused = tstore.get("one")
     resumed = tstore.resume([one.id], now, lambda i: now + timedelta(minutes=1))
 
-    assert (paused.url, paused.config, paused.sync_interval, paused.state) == (
-        "http://127.0.0.1:9/new", {"key": "uid"}, 900, "paused")
+    assert (paused.url, paused.config.key, paused.sync_interval, paused.state) == (
+        "http://127.0.0.1:9/new", "uid", 900, "paused")
     assert paused.next_sync_at == now + timedelta(minutes=15)
     assert [(i.state, i.next_sync_at) for i in resumed] == [("active", now + timedelta(minutes=1))]
 
@@ -192,13 +194,13 @@ def test_a_lease_expires_on_the_databases_clock_unless_renewed(tstore, monkeypat
 def test_list_json_is_built_by_the_database(tstore):
     add(tstore, "one", "http://127.0.0.1:9/one", "--interval", "manual")
 
-    [summary] = json.loads(tstore.summaries_json())
+    [summary] = json.loads(tstore.summaries_json(now=utc_ms()))
 
     assert list(summary) == ["name", "url", "state", "interval_seconds", "sync_enabled", "next_sync_at",
                              "last_sync_at", "last_status", "consecutive_failures", "records_count",
-                             "last_error", "last_hint"]  # fmt: skip
+                             "last_error", "last_hint", "stale", "last_success_at"]  # fmt: skip
     assert (summary["state"], summary["sync_enabled"], summary["interval_seconds"]) == ("manual", True, None)
-    assert json.loads(tstore.summaries_json("nobody")) == []
+    assert json.loads(tstore.summaries_json("nobody", now=utc_ms())) == []
 
 
 def test_concurrent_claims_of_one_integration_have_one_winner(tstore):
@@ -262,8 +264,9 @@ def test_hosts_migrating_a_new_postgres_database_at_once_all_succeed(pg_cluster,
     outcomes = [(p.wait(HANG_GUARD), p.stdout.read().strip(), p.stderr.read()) for p in procs]
 
     assert outcomes == [(0, "[]", "")] * 4
-    version = pg_cluster.admin("SELECT value FROM syncctl_meta", pg_url.rsplit("/", 1)[1])
-    assert version == [(str(schema_steps("postgres")[-1][0]),)]
+    meta = dict(pg_cluster.admin("SELECT key, value FROM syncctl_meta", pg_url.rsplit("/", 1)[1]))
+    steps = [n for n, _ in schema_steps("postgres")]
+    assert meta == {"schema_version": str(steps[-1]), "steps": ",".join(map(str, steps))}
 
 
 def test_a_sqlite_database_of_step_3_gains_the_lease_and_its_dead_syncs_are_reaped(db_path, cli):
@@ -298,7 +301,7 @@ def test_a_sqlite_database_of_step_3_gains_the_lease_and_its_dead_syncs_are_reap
 
 # -- what a script reads, through the CLI ---------------------------------------------------------
 
-_MASKED = re.compile(r'"(started_at|completed_at|next_sync_at|last_sync_at|created_at|updated_at)":"[^"]+"'
+_MASKED = re.compile(r'"(\w+_at)":"[^"]+"'
                      r'|"duration_ms":\d+|"id":\d+')
 
 
@@ -321,7 +324,8 @@ def test_list_show_and_history_json_are_the_same_on_both_backends(pg_url, db_pat
             ("history", "off", "--status", "failed", "--json"))]  # fmt: skip
 
     sqlite, postgres = outputs.values()
-    assert sqlite == postgres
+    for a, b in zip(sqlite, postgres, strict=True):
+        assert a == b
     assert '"name":"items","url"' in postgres[0] and '"state":"paused"' in postgres[0]
 
 
@@ -371,3 +375,71 @@ def test_store_open_names_an_unreachable_server_in_one_line(pg_cluster):
 
     assert "cannot reach PostgreSQL postgres@127.0.0.1:" in caught.value.message
     assert "connection refused" in caught.value.message and "\n" not in caught.value.message
+
+
+# -- the verbs of freshness (spec §10) and faithful syncs (spec §11) -----------------------------------
+
+
+def test_ticks_and_metrics_rows_read_alike(tstore):
+    add(tstore, "one", "http://127.0.0.1:9/one")
+    one = tstore.get("one")
+    now = utc_ms()
+    tstore.record_tick("host-a", 1, now - timedelta(minutes=1))
+    tstore.record_tick("host-b", 2, now)
+    tstore.record_tick("host-a", 3, now - timedelta(seconds=30))
+    log_id, _, _ = tstore.claim(one.id, manual=True, now=now, pid=1, owner="h:b:1:2")
+    tstore.finish_sync(log_id, status=Status.SUCCESS, now=now + timedelta(seconds=1), records_count=0,
+                       error_message=None, error_hint=None, plan=ok_plan)  # fmt: skip
+
+    [row] = tstore.metrics_rows()
+
+    assert tstore.last_tick_at() == now
+    assert row[:4] == ("one", 1, format_ts(now + timedelta(seconds=1)), format_ts(now + timedelta(seconds=1)))
+    assert row[4:10] == (1000, 0, 0, 0, 1, 0)
+    assert row[10] == format_ts(now + timedelta(seconds=1, hours=3))  # three intervals of 1h
+    assert tstore.metrics_fingerprint(now).endswith(" 1 0")
+
+
+def test_notification_targets_state_and_outbox(tstore):
+    now = utc_ms()
+    target = tstore.add_notify_target("json://127.0.0.1:9/", ["failing", "recovered"], 2, now)
+
+    def decide(targets, states):  # noqa: ANN001, ANN202
+        return [{"target_id": target, "subject": "integration:1", "state": "failing", "announced": True,
+                 "notified": True, "message": ("failing", "title", "body")}]  # fmt: skip
+
+    tstore.announce(decide, now)
+    tstore.announce(decide, now)  # the same state again: an upsert, not a second row
+    [claimed, second] = tstore.claim_notifications(now, expire_before=now - timedelta(hours=1),
+                                                   lease_before=now - timedelta(minutes=5))  # fmt: skip
+    tstore.notification_delivered(claimed["id"], target, now)
+    tstore.notification_failed(second["id"], target, "no route")
+
+    [listed] = tstore.notify_targets()
+    assert (listed["events"], listed["after"], listed["last_error"]) == (["failing", "recovered"], 2, "no route")
+    assert tstore.has_notify_targets() and tstore.remove_notify_target(target)
+    assert not tstore.has_notify_targets()
+
+
+def test_cursor_validators_and_deletion_sweeps(tstore):
+    add(tstore, "one", "http://127.0.0.1:9/one")
+    one = tstore.get("one")
+    first, second = utc_ms(), utc_ms() + timedelta(seconds=1)
+    tstore.upsert_records(one.id, [("1", '{"id":1,"at":{"t":5}}'), ("2", '{"id":2,"at":{"t":"x"}}')], first,
+                          cursor={"at": 5})  # fmt: skip
+    tstore.save_validators(one.id, '"v1"', "Mon, 01 Jan 2024 00:00:00 GMT")
+    tstore.upsert_records(one.id, [("1", '{"id":1,"at":{"t":6}}')], second)
+
+    unseen = tstore.unseen_records(one.id, second)
+    marked = tstore.sweep_records(one.id, second, remove=False, now=second)
+    live = tstore.stored_records(one.id, limit=10, include_deleted=False)
+    everything = tstore.stored_records(one.id, limit=10, include_deleted=True)
+    integration = tstore.get("one")
+
+    assert unseen == (1, 2) and marked == 1
+    assert live == [{"id": 1, "at": {"t": 6}}] and len(everything) == 2
+    assert (integration.cursor, integration.etag) == ({"at": 5}, '"v1"')
+    assert sorted(tstore.record_field_values(one.id, "at.t"), key=str) == [6]
+    tstore.reset_sync_state(one.id, second)
+    assert (tstore.get("one").cursor, tstore.get("one").etag) == (None, None)
+    assert tstore.sweep_records(one.id, second, remove=True, now=second) == 1

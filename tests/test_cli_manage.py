@@ -29,7 +29,7 @@ TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 ANSI = re.compile(r"\x1b\[")
 LIST_KEYS = {
     "name", "url", "state", "interval_seconds", "sync_enabled", "next_sync_at", "last_sync_at",
-    "last_status", "consecutive_failures", "records_count", "last_error", "last_hint",
+    "last_status", "consecutive_failures", "records_count", "last_error", "last_hint", "stale", "last_success_at",
 }  # fmt: skip
 URL = "https://api.example.com/v1/items"
 

@@ -5,6 +5,7 @@ waiting for another writer instead of failing with "database is locked"."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import site
@@ -426,10 +427,12 @@ def test_an_installed_wheel_finds_its_schema(tmp_path):
     assert Path(package).is_relative_to(venv_site), package  # the wheel's package, not the checkout
     assert Path(schema).is_relative_to(venv_site) and Path(schema).is_file(), schema
 
-    result = subprocess.run([str(venv / "bin" / "syncctl"), "list", "--json"], cwd=outside, env=env,
-                            capture_output=True, text=True, timeout=HANG_GUARD)  # fmt: skip
-    assert (result.returncode, result.stdout.strip(), result.stderr) == (0, "[]", "")
-    assert query(tmp_path / "data" / "syncctl.db", "SELECT count(*) AS n FROM integrations") == [{"n": 0}]
+    for args in (["add", "one", "--url", "https://example.com/api", "--interval", "manual"], ["list", "--json"]):
+        result = subprocess.run([str(venv / "bin" / "syncctl"), *args], cwd=outside, env=env,
+                                capture_output=True, text=True, timeout=HANG_GUARD)  # fmt: skip
+        assert (result.returncode, result.stderr) == (0, ""), result
+    assert [i["name"] for i in json.loads(result.stdout)] == ["one"]
+    assert query(tmp_path / "data" / "syncctl.db", "SELECT count(*) AS n FROM integrations") == [{"n": 1}]
     steps = store_module.schema_steps()
     assert query(tmp_path / "data" / "syncctl.db", "PRAGMA user_version") == [{"user_version": steps[-1][0]}]
 
