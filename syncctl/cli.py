@@ -762,13 +762,14 @@ def health(
     state = _state(ctx)
     now = _now()
     try:
-        if not state.db_path.exists():  # a check never creates the database it checks
+        if isinstance(state.db_path, Path) and not state.db_path.exists():  # a check never creates it
             raise DatabaseError(
                 f"database {state.db_path} does not exist", "check --db or SYNCCTL_DB, or create it with syncctl add"
             )
         store = state.store()
         report = rules.check(
-            now, store.list_integrations(), store.last_tick_at(), runlock.read_holder(store.path) if store.path else None, sync_timeout
+            now, store.list_integrations(), store.last_tick_at(),
+            runlock.read_holder(store.path) if store.path else None, sync_timeout,
         )
     except (DatabaseError, OSError) as exc:
         why = render.error_line(getattr(exc, "message", None) or str(exc), getattr(exc, "hint", None), "cannot read")
