@@ -307,7 +307,7 @@ class Engine:
                 "deletions are real, run once: syncctl sync {name} --allow-mass-delete",
             )
         return self.store.sweep_records(
-            integration.id, stamp, remove=config.deletes is Deletes.REMOVE, now=self.now()
+            integration.id, stamp, remove=config.deletes is Deletes.REMOVE, now=self.now(), log_id=log_id
         )
 
     def _timeout(self) -> tuple[str, str]:

@@ -825,10 +825,18 @@ class Store:
         ).fetchone()
         return row[1], row[0]
 
-    def sweep_records(self, integration_id: int, stamp: datetime, *, remove: bool, now: datetime) -> int:
+    def sweep_records(
+        self, integration_id: int, stamp: datetime, *, remove: bool, now: datetime, log_id: int | None = None
+    ) -> int:
         """Mark (or remove) the records a complete sync stamped ``stamp`` did not see;
-        returns how many were newly marked or removed."""
+        returns how many were newly marked or removed. With ``log_id``, only while that
+        sync still holds the integration: one reaped meanwhile (its lease expired: another
+        host may be syncing it now) deletes nothing."""
         with self.transaction():
+            if log_id is not None and self._lock_integration(integration_id) and self.conn.execute(
+                f"SELECT 1 FROM sync_logs WHERE id = ? AND {_UNFINISHED}", (log_id,)
+            ).fetchone() is None:
+                return 0
             if remove:
                 return self.conn.execute(
                     "DELETE FROM records WHERE integration_id = ? AND synced_at != ?",

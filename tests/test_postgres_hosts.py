@@ -232,3 +232,27 @@ def test_postgres_restarted_mid_run_loses_nothing_and_the_next_tick_works(pg_clu
         assert len(kept.records(kept.get("kept").id)) == 50
     finally:
         kept.close()
+
+
+@pytest.mark.slow
+def test_a_host_stopped_past_its_lease_is_reaped_and_its_late_finish_changes_nothing(pstore, pspawn, pcli, source):
+    lease = {"SYNCCTL_LEASE_SECONDS": "2"}
+    gate = source.gate()
+    add(pstore, "slow", source.add("/slow", gated(json_body([{"id": 1}]), gate)))
+    make_all_due(pstore)
+    host_a = pspawn("run-due", host="host-a", env=lease)
+    source.wait_hits("/slow")
+
+    host_a.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: pstore.unfinished_logs()[0].lease_expired, "the stopped host's lease to run out")
+        reaped = pcli("history", "slow", "--json", env=lease).json()[0]
+    finally:
+        host_a.send_signal(signal.SIGCONT)
+    gate.set()
+    host_a.wait(HANG_GUARD)
+    final = pcli("history", "slow", "--json").json()
+
+    assert reaped["status"] == "FAILED" and "lease expired" in reaped["error_message"]
+    assert final == [reaped]  # the late finish found its log reaped and changed nothing
+    assert host_a.returncode == 1 and "lease expired" in host_a.stderr.read()
