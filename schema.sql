@@ -159,3 +159,9 @@ ALTER TABLE records ADD COLUMN deleted_at TEXT;
 ALTER TABLE sync_logs ADD COLUMN not_modified INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sync_logs ADD COLUMN records_deleted INTEGER NOT NULL DEFAULT 0;
 CREATE VIEW live_records AS SELECT * FROM records WHERE deleted_at IS NULL;
+
+-- step 6
+-- A lease on the database's clock: an unfinished log's process renews it while the sync
+-- runs; one whose lease expired is reaped by any command on any host (PostgreSQL), or,
+-- on one host, when its process is gone.
+ALTER TABLE sync_logs ADD COLUMN lease_until TEXT;

@@ -34,6 +34,7 @@ import dataset  # noqa: E402
 
 SLOW_SECONDS = 0.1
 DUE = 500
+PG_DUE = 2000  # spec §14: PostgreSQL, three run-due processes against one
 CONCURRENCY = 16
 PAGE_RECORDS = 10_000
 
@@ -229,6 +230,57 @@ def bench_throughput(
     return samples
 
 
+def bench_postgres(syncctl: list[str], env: dict, source: Source, reps: int) -> tuple[Samples, int]:
+    """Spec §14: 2,000 integrations due on PostgreSQL, 100 ms each: three `run-due
+    --concurrency 16` processes (three hosts) against one. Each run must sync every
+    integration exactly once. A throwaway cluster (tests/pgcluster.py) on 127.0.0.1."""
+    sys.path.insert(0, str(ROOT))
+    from syncctl.store import Store
+    from tests import pgcluster
+
+    bindir = pgcluster.binaries()
+    if bindir is None:
+        sys.exit("bench: --postgres needs PostgreSQL (apt-get install postgresql)")
+    cluster = pgcluster.Cluster(bindir)
+    cluster.start()
+    samples = Samples()
+    try:
+        url = cluster.url(cluster.new_database())
+        store = Store.open(url)
+        store.conn.execute(
+            "INSERT INTO integrations (name, url, config, sync_interval, created_at, updated_at)"
+            " SELECT 'i' || lpad(n::text, 5, '0'), ? || '/slow/' || n, '{}', 3600, now(), now()"
+            " FROM generate_series(1, ?) AS n",
+            (source.base, PG_DUE),
+        )
+        command = [*syncctl, "--db", url, "run-due", "--concurrency", str(CONCURRENCY)]
+
+        def once(hosts: int) -> Run:
+            store.conn.execute("DELETE FROM sync_logs")
+            store.conn.execute("UPDATE integrations SET next_sync_at = '2000-01-01T00:00:00Z', slot_at = NULL")
+            started = time.perf_counter()
+            procs = [subprocess.Popen(command, env={**env, "SYNCCTL_HOSTNAME": f"bench-{h}"},
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                     for h in range(hosts)]  # fmt: skip
+            outcomes = [(p.wait(), p.stderr.read().decode(errors="replace")) for p in procs]
+            wall = time.perf_counter() - started
+            ok, distinct = store.conn.execute(
+                "SELECT count(*), count(DISTINCT integration_id) FROM sync_logs WHERE status = 'SUCCESS'"
+            ).fetchone()
+            if ok != PG_DUE or distinct != PG_DUE or any(code for code, _ in outcomes):
+                sys.exit(f"bench: {hosts} run-due synced {ok} ({distinct} distinct) of {PG_DUE}: {outcomes}")
+            return Run(wall=wall, returncode=0, maxrss_mb=float("nan"), cpu=0.0, stdout="", stderr="")
+
+        once(3)  # warm-up
+        for _ in range(reps):
+            samples.add("postgres: 1 run-due", once(1))
+            samples.add("postgres: 3 run-due", once(3))
+        store.close()
+    finally:
+        cluster.stop()
+    return samples, PG_DUE
+
+
 def bench_records(
     syncctl: list[str],
     env: dict,
@@ -316,6 +368,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (~1.5 minutes)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (for debugging)")
     parser.add_argument("--reads-only", action="store_true", help="only the idle tick and the reads")
+    parser.add_argument("--postgres", action="store_true",
+                        help="also spec §14's PostgreSQL row: 2,000 due, three run-due vs one (needs postgresql)")
     args = parser.parse_args()
     reads_reps, due_reps, rec_reps, big_reps, big_pages = (
         (7, 2, 2, 1, 100) if args.quick else (21, 5, 5, 3, 200)
@@ -344,6 +398,10 @@ def main() -> None:
         due = bench_throughput(syncctl, env, source, work, due_reps, scratch)
         log(f"records: 20 pages x {reps_text(rec_reps)}, {big_pages} pages x {reps_text(big_reps)}")
         records = bench_records(syncctl, env, source, work, rec_reps, big_reps, big_pages, scratch)
+        postgres = None
+        if args.postgres:
+            log(f"postgres: {PG_DUE} due, {SLOW_SECONDS * 1000:.0f} ms each, three run-due vs one, {due_reps} reps")
+            postgres, _ = bench_postgres(syncctl, env, source, due_reps)
     finally:
         source.close()
         if not args.keep:
@@ -395,9 +453,17 @@ def main() -> None:
             growth < 0.2,
         ),
     ]
+    if postgres is not None:
+        one, three = postgres.median("postgres: 1 run-due"), postgres.median("postgres: 3 run-due")
+        rows.append(Row(
+            f"PostgreSQL: {PG_DUE:,} due, 3 × `run-due --concurrency {CONCURRENCY}` / 1 × (each synced once)",
+            f"1/{one / three:.2f} ({three:.2f} s vs {one:.2f} s)",
+            "≤ 1/2.5",
+            one / three >= 2.5,
+        ))
     detail = [
         f"- `{name}`: median {ms(samples.median(name))}, range {samples.spread(name)}"
-        for samples in (reads, due, records)
+        for samples in (reads, due, records, *([postgres] if postgres else []))
         for name in samples.runs
     ]
     body = "\n".join(

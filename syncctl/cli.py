@@ -33,7 +33,7 @@ from syncctl.schedule import (
     plan_on_new_interval,
     plan_on_resume,
 )
-from syncctl.store import Store, default_db_path
+from syncctl.store import Store, default_db_path, is_url
 from syncctl.timeutil import human_relative, parse_ts, timedelta, utcnow
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ CREATES_DATABASE = frozenset({"add"})
 
 @dataclass
 class AppState:
-    db_path: Path
+    db_path: Path | str  # a file, or a postgresql:// URL
     explicit: bool = False  # --db or SYNCCTL_DB was given
     create: bool = False  # the command may create a missing database
     _store: Store | None = None
@@ -95,14 +95,16 @@ def _version(value: bool) -> None:
 def _global(
     ctx: typer.Context,
     db: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--db",
             envvar="SYNCCTL_DB",
             show_envvar=True,
-            metavar="PATH",
-            readable=False,  # the store names what is wrong with the file, and the fix
-            help="The database [default: $XDG_DATA_HOME/syncctl/syncctl.db].",
+            metavar="PATH|URL",
+            # A str: a Path would fold postgresql:// into postgresql:/. The store names
+            # what is wrong with the file or the server, and the fix.
+            help="The database file, or postgresql://user@host/db "
+            "[default: $XDG_DATA_HOME/syncctl/syncctl.db].",
         ),
     ] = None,
     version: Annotated[
@@ -110,7 +112,7 @@ def _global(
     ] = False,
 ) -> None:
     ctx.obj = AppState(
-        db_path=db if db else default_db_path(),
+        db_path=(db if is_url(db) else Path(db)) if db else default_db_path(),
         explicit=db is not None,
         create=ctx.invoked_subcommand in CREATES_DATABASE,
     )
@@ -396,8 +398,10 @@ def remove(
             raise typer.Exit(1)
     removed = store.remove_integration(integration.id)
     if isinstance(removed, SyncLog):
+        from syncctl.engine import holder_text
+
         raise BusyError(
-            f"{name} is being synced right now (pid {removed.pid})",
+            f"{name} is being synced right now ({holder_text(removed)})",
             f"try again when it finishes; follow it with: syncctl history {name}",
         )
     logs, records = removed
@@ -758,13 +762,14 @@ def health(
     state = _state(ctx)
     now = _now()
     try:
-        if not state.db_path.exists():  # a check never creates the database it checks
+        if isinstance(state.db_path, Path) and not state.db_path.exists():  # a check never creates it
             raise DatabaseError(
                 f"database {state.db_path} does not exist", "check --db or SYNCCTL_DB, or create it with syncctl add"
             )
         store = state.store()
         report = rules.check(
-            now, store.list_integrations(), store.last_tick_at(), runlock.read_holder(store.path), sync_timeout
+            now, store.list_integrations(), store.last_tick_at(),
+            runlock.read_holder(store.path) if store.path else None, sync_timeout,
         )
     except (DatabaseError, OSError) as exc:
         why = render.error_line(getattr(exc, "message", None) or str(exc), getattr(exc, "hint", None), "cannot read")
@@ -882,7 +887,9 @@ def demo(ctx: typer.Context) -> None:
     from syncctl.demo import run_demo
 
     state = _state(ctx)
-    raise typer.Exit(run_demo(state.db_path if state.explicit and not state.db_path.exists() else None))
+    path = state.db_path
+    fresh = state.explicit and isinstance(path, Path) and not path.exists()
+    raise typer.Exit(run_demo(path if fresh else None))
 
 
 # -- the entry point -------------------------------------------------------------------------

@@ -133,25 +133,43 @@ def fallback_plan(now: datetime) -> Callable[[Integration, SyncLog], Plan]:
 def recover_orphans(
     store: Store, now: datetime, rng: random.Random | None = None, integration_id: int | None = None
 ) -> list[SyncLog]:
-    """Mark FAILED every RUNNING log whose process is gone; each counts as a failure for
-    retry scheduling. A live sync is never touched. Returns the logs recovered."""
+    """Mark FAILED every RUNNING log whose sync has died (``liveness.is_orphan``: its
+    process is gone, or its lease expired); each counts as a failure for retry scheduling.
+    A live sync is never touched. Returns the logs recovered."""
     recovered = []
     for log in store.unfinished_logs(integration_id):
-        if liveness.is_alive(log.pid, log.owner):
+        if not liveness.is_orphan(log.pid, log.owner, lease_expired=log.lease_expired,
+                                  leases_decide=store.LEASES_DECIDE):
             continue
+        if log.lease_expired and liveness.host_of(log.owner) != liveness.hostname():
+            message, hint = lease_expired(log)
+        else:
+            message = (f"interrupted: process {log.pid} ended before the sync finished "
+                       "(killed, or the machine restarted)")
+            hint = INTERRUPTED_HINT
         done = store.finish_sync(
             log.id,
             status=Status.FAILED,
             now=now,
             records_count=None,
-            error_message=f"interrupted: process {log.pid} ended before the sync finished "
-            "(killed, or the machine restarted)",
-            error_hint=INTERRUPTED_HINT,
+            error_message=message,
+            error_hint=hint,
             plan=outcome_plan(now, succeeded=False, rng=rng),
         )
         if done is not None:
             recovered.append(log)
     return recovered
+
+
+def lease_expired(log: SyncLog) -> tuple[str, str]:
+    """The message and hint of a sync whose lease ran out: its host died, was cut off from
+    the database, or was paused past the lease."""
+    where = f"pid {log.pid} on host {liveness.host_of(log.owner) or '?'}"
+    return (
+        f"interrupted: lease expired ({where} stopped renewing it: the host died, lost the "
+        "database, or was paused)",
+        "it is retried at the next run; if it repeats, check that host and its network",
+    )
 
 
 class Engine:
@@ -289,7 +307,7 @@ class Engine:
                 "deletions are real, run once: syncctl sync {name} --allow-mass-delete",
             )
         return self.store.sweep_records(
-            integration.id, stamp, remove=config.deletes is Deletes.REMOVE, now=self.now()
+            integration.id, stamp, remove=config.deletes is Deletes.REMOVE, now=self.now(), log_id=log_id
         )
 
     def _timeout(self) -> tuple[str, str]:
@@ -401,18 +419,25 @@ def _storable_text(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _busy(holder: SyncLog, now: datetime, db_path: Path, sync_timeout: float) -> SyncResult:
+def holder_text(log: SyncLog) -> str:
+    """``pid 123`` on this host, ``pid 123 on host web-2`` on another."""
+    host = liveness.host_of(log.owner)
+    return f"pid {log.pid}" + (f" on host {host}" if host and host != liveness.hostname() else "")
+
+
+def _busy(holder: SyncLog, now: datetime, db_path: Path | None, sync_timeout: float) -> SyncResult:
     from syncctl import runlock
     from syncctl.timeutil import human_duration
 
     seconds = (now - holder.started_at).total_seconds()
     hint = f"wait for it to finish; follow it with: syncctl history {holder.integration}"
-    if runlock.too_long(seconds, runlock.sync_timeout_of(db_path, holder.pid) or sync_timeout):
+    own_timeout = runlock.sync_timeout_of(db_path, holder.pid) if db_path is not None else None
+    if runlock.too_long(seconds, own_timeout or sync_timeout):
         hint = runlock.stuck_hint(holder.pid)
     return SyncResult(
         holder.integration,
         "BUSY",
-        error_message=f"{holder.integration} is being synced by "
-        f"another process right now (pid {holder.pid}, started {human_duration(seconds)} ago)",
+        error_message=f"{holder.integration} is being synced by another process right now "
+        f"({holder_text(holder)}, started {human_duration(max(0.0, seconds))} ago)",
         error_hint=hint,
     )

@@ -1,9 +1,15 @@
 """Is the process that owns a RUNNING log still alive?
 
 A pid alone is not enough: pids are reused, and after a reboot every pid is someone
-else's. The owner token is the boot id, the pid and the process's start time (in clock
-ticks since boot, from /proc); a sync is alive only if all three still match. Where /proc
-is missing (not Linux) we fall back to "a process with that pid exists".
+else's. The owner token is the host name, the boot id, the pid and the process's start
+time (in clock ticks since boot, from /proc); a sync on this host is alive only if all
+still match. Where /proc is missing (not Linux) we fall back to "a process with that pid
+exists".
+
+Across hosts a pid says nothing: there a log holds a lease on the database's clock,
+renewed while its sync runs (``lease_seconds``), and an expired lease is the proof of
+death (rq's ``StartedJobRegistry.cleanup``, Procrastinate's stalled jobs). ``is_orphan``
+is the one rule.
 """
 
 from __future__ import annotations
@@ -34,10 +40,44 @@ def _start_ticks(pid: int) -> str | None:
     return fields[19]  # field 22, starttime
 
 
+LEASE_SECONDS = 60.0  # a RUNNING log's lease; renewed every quarter of it while it runs
+
+
+def lease_seconds() -> float:
+    """60 s, or ``SYNCCTL_LEASE_SECONDS`` (tests that kill a host do not wait a minute)."""
+    try:
+        return max(1.0, float(os.environ.get("SYNCCTL_LEASE_SECONDS", LEASE_SECONDS)))
+    except ValueError:
+        return LEASE_SECONDS
+
+
+def hostname() -> str:
+    """This host's name, as logs and messages give it (``SYNCCTL_HOSTNAME`` overrides it,
+    for hosts that share a name, and for tests that play several hosts)."""
+    return os.environ.get("SYNCCTL_HOSTNAME") or socket.gethostname()
+
+
 def owner_token(pid: int | None = None) -> str:
     """The identity of a process that survives nothing but that process."""
     pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}:{_boot_id()}:{pid}:{_start_ticks(pid) or '-'}"
+    return f"{hostname()}:{_boot_id()}:{pid}:{_start_ticks(pid) or '-'}"
+
+
+def host_of(owner: str | None) -> str | None:
+    """The host named in an owner token."""
+    return owner.rsplit(":", 3)[0] if owner and owner.count(":") >= 3 else None
+
+
+def is_orphan(pid: int | None, owner: str | None, *, lease_expired: bool, leases_decide: bool) -> bool:
+    """Has the sync behind an unfinished log died? On this host its process tells, at once
+    and exactly; an expired lease tells for another host's sync, and for any sync where
+    leases decide (PostgreSQL: a host stopped or cut off past its lease has lost it). A
+    sync that renews its lease is never an orphan."""
+    host = host_of(owner)
+    here = host is None or host == hostname()  # no token (an old row): the pid decides
+    if lease_expired and (leases_decide or not here):
+        return True
+    return here and not is_alive(pid, owner)
 
 
 def is_alive(pid: int | None, owner: str | None) -> bool:
@@ -48,7 +88,7 @@ def is_alive(pid: int | None, owner: str | None) -> bool:
         host, boot, _, ticks = owner.rsplit(":", 3)
     except ValueError:
         return False
-    if host != socket.gethostname():
+    if host != hostname():
         return True  # another machine's sync: we cannot see it, so never reap it
     if ticks != "-" and boot != "-":
         return boot == _boot_id() and _start_ticks(pid) == ticks

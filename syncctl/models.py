@@ -88,6 +88,7 @@ class SyncLog:
     error_hint: str | None
     pid: int | None = None
     owner: str | None = None
+    lease_expired: bool = False  # its lease ran out on the database's clock (unfinished logs)
     not_modified: bool = False  # a 304: the source had nothing new
     records_deleted: int = 0  # records a deletion sweep marked or removed
 

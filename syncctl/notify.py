@@ -13,13 +13,12 @@ Apprise is imported only when a message is actually sent.
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from syncctl import health
+from syncctl import health, liveness
 from syncctl.errors import SyncError, UsageError
 from syncctl.health import Kind
 from syncctl.models import Integration
@@ -207,7 +206,7 @@ def send(url_template: str, title: str, body: str, env: Mapping[str, str]) -> st
 
 
 def _footer(store: Store) -> str:
-    return f"\n\n(syncctl on {socket.gethostname()}, database {store.path})"
+    return f"\n\n(syncctl on {liveness.hostname()}, database {store.label})"
 
 
 def notify_tick(

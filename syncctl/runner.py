@@ -56,6 +56,49 @@ class Stopped(Exception):
         self.report = report
 
 
+class _LeaseRenewal:
+    """Renews the leases of this process's running syncs every quarter of a lease, on its
+    own connection (opened at the first beat: most runs end before it). Quiet: a beat the
+    database refuses is tried again at the next one, and a sync whose leases lapse is
+    reaped as its host would be (``liveness.is_orphan``)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.stop = threading.Event()
+        self.failures = 0  # beats the database refused (for tests and -v)
+        self.thread = threading.Thread(target=self._run, name="lease-renewal", daemon=True)
+
+    def __enter__(self) -> _LeaseRenewal:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=1.0)  # it never waits long: its waits give up at stop
+
+    def _run(self) -> None:
+        interval = liveness.lease_seconds() / 4
+        owner = liveness.owner_token()
+        store: Store | None = None
+        try:
+            while not self.stop.wait(interval):
+                try:
+                    if store is None:
+                        store = self.store.reopen()
+                        store.give_up = self.stop.is_set
+                    store.renew_leases(owner)
+                except DatabaseError:
+                    self.failures += 1
+                    if store is not None:
+                        with contextlib.suppress(Exception):
+                            store.close()
+                        store = None  # a lost connection: the next beat opens another
+        finally:
+            if store is not None:
+                with contextlib.suppress(Exception):
+                    store.close()
+
+
 HEARTBEAT_WAIT = 2.0  # seconds the heartbeat waits for another writer before it lets go
 
 
@@ -66,7 +109,6 @@ def record_heartbeat(store: Store, now: datetime) -> None:
     It never holds the tick up: when another program keeps the database's write lock, the
     heartbeat lets go after a moment (ticks would otherwise pile up behind it every
     minute), and the tick goes on to meet, name and log that lock where a sync needs it."""
-    import socket
     import time
 
     from syncctl.errors import EnvironmentFault
@@ -74,7 +116,7 @@ def record_heartbeat(store: Store, now: datetime) -> None:
     previous, deadline = store.give_up, time.monotonic() + HEARTBEAT_WAIT
     store.give_up = lambda: previous() or time.monotonic() > deadline
     try:
-        store.record_tick(socket.gethostname(), os.getpid(), now)
+        store.record_tick(liveness.hostname(), os.getpid(), now)
     except EnvironmentFault as exc:
         if exc.kind != "locked":
             raise
@@ -140,6 +182,7 @@ def run_syncs(
     workers = _Workers(store, settings, abandon.is_set)
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="sync")
     faults: list[tuple[Integration, DatabaseError]] = []
+    lost: list[DatabaseError] = []  # the database went away: one line and exit 3, at the end
 
     def collect(futures: set[Future[SyncResult]]) -> None:
         for future in futures:
@@ -147,6 +190,9 @@ def run_syncs(
             try:
                 result = future.result()
             except DatabaseError as exc:  # the environment refused a write the engine needed
+                if getattr(exc, "kind", None) == "unreachable":
+                    lost.append(exc)  # its log stays RUNNING until its lease or pid says so
+                    continue
                 result = SyncResult(integration.name, Status.FAILED.value,
                                     error_message=exc.message, error_hint=exc.hint)
                 faults.append((integration, exc))
@@ -166,10 +212,11 @@ def run_syncs(
 
     previous_give_up = store.give_up
     store.give_up = lambda: bool(stop)  # this thread's own waits end at a signal
+    renewal = _LeaseRenewal(store)
     try:
-        with _signals(stop):
+        with _signals(stop), renewal:
             while (pending or running) and not stop:
-                while pending and len(running) < concurrency and not stop and not faults:
+                while pending and len(running) < concurrency and not stop and not faults and not lost:
                     cancel, integration = Cancel(), pending.popleft()
                     future = pool.submit(task, integration.id, cancel)
                     running[future] = cancel, integration
@@ -178,13 +225,15 @@ def run_syncs(
                 done, _ = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
                 collect(done)
             for integration, fault in faults:
-                if stop:
+                if stop or lost:
                     break
                 with contextlib.suppress(DatabaseError):  # still refused: the line was printed
                     _log_fault(store, integration, fault, manual=manual, settings=settings)
         if not stop:
             pool.shutdown(wait=True)
             workers.close()
+            if lost:
+                raise lost[0]
             return report
         report.signal = stop[0]
         done, _ = wait(running, timeout=GRACE_SECONDS)
@@ -287,7 +336,11 @@ def run_due(
     busy returns at once with its holder (``report.holder``): the caller decides whether
     it has held the lock for too long (``runlock.Holder.stuck``)."""
     report = RunReport()
-    with runlock.hold(store.path, now(), settings.sync_timeout) as holder:
+    # The lock file means something on one host only: with PostgreSQL, hosts coordinate
+    # through the database alone (claims skip what another host holds).
+    held = (runlock.hold(store.path, now(), settings.sync_timeout) if store.path is not None
+            else contextlib.nullcontext())
+    with held as holder:
         record_heartbeat(store, now())  # lock-busy ticks too
         if holder is not None:
             report.locked_by = holder.describe(now())

@@ -1,9 +1,18 @@
-"""The database: the only module that speaks SQL or imports sqlite_utils.
+"""The database: domain verbs over SQL, and the only layer that speaks SQL.
 
-Methods are named after domain operations. Every state transition (a log row, the
-integration's counters and its next due time) happens in one ``BEGIN IMMEDIATE``
-transaction, so it happens whole or not at all, and a writer waits for another (busy
-timeout) instead of failing with "database is locked".
+``Store`` holds the verbs and the SQL both backends share; its dialects differ in what is
+not portable and nothing else (huey's ``storage.py`` shape):
+
+- ``store_sqlite.SqliteStore``: a file, ``BEGIN IMMEDIATE`` (a writer waits for another
+  under the busy timeout), ``json_group_array``, timestamps as ISO 8601 text;
+- ``store_postgres.PostgresStore``: a ``postgresql://`` URL (psycopg 3, imported only for
+  one), ``BEGIN`` plus row locks taken in one order, ``FOR UPDATE SKIP LOCKED`` claims,
+  ``json_agg``, ``timestamptz`` and ``jsonb``.
+
+Opening, pragmas and migrations live in the dialects. Every state transition (a log row,
+the integration's counters and its next due time) happens in one transaction. Driver
+errors never leave a public verb raw: each dialect's ``_fault`` names the environment's
+faults (exit 3); what it does not name is a bug.
 """
 
 from __future__ import annotations
@@ -15,29 +24,21 @@ import inspect
 import json
 import os
 import re
-import sqlite3
-import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from syncctl import errors, liveness
+from syncctl import liveness
 from syncctl.config import IntegrationConfig
 from syncctl.errors import DatabaseError, UsageError
 from syncctl.models import Integration, Status, SyncLog, Trigger, dumps
 from syncctl.schedule import Plan, first_slot
 from syncctl.timeutil import format_ts, parse_ts
 
-if TYPE_CHECKING:
-    import sqlite_utils
-
 APPLICATION_ID = 0x53594E43  # "SYNC" in the file header: marks a syncctl database
 BUSY_TIMEOUT = 120.0  # seconds a write waits for another writer before it gives up
-# SQLite's own busy wait runs in C, where no Python signal handler can run: wait in short
-# slices instead, so that SIGTERM / Ctrl-C (and a run's stop flag) are seen between them.
-_BUSY_SLICE_MS = 200
 
 
 def busy_timeout() -> float:
@@ -48,6 +49,7 @@ def busy_timeout() -> float:
     except ValueError:
         return BUSY_TIMEOUT
 _STEP = re.compile(r"^-- step (\d+)\s*$", re.MULTILINE)
+SCHEMA_FILES = {"sqlite": "schema.sql", "postgres": "schema_postgres.sql"}
 _KEEP: Any = object()  # upsert_records: leave the cursor as it is
 
 
@@ -57,51 +59,72 @@ def default_db_path() -> Path:
     return Path(base) / "syncctl" / "syncctl.db"
 
 
-def schema_steps() -> list[tuple[int, str]]:
-    """The numbered steps of ``schema.sql``, found in the installed package or the checkout."""
-    packaged = resources.files("syncctl") / "schema.sql"
+def is_url(target: str | os.PathLike[str]) -> bool:
+    """Does ``--db`` name a PostgreSQL database rather than a file?"""
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+def schema_steps(backend: str = "sqlite") -> list[tuple[int, str]]:
+    """The numbered steps of ``schema.sql`` (or ``schema_postgres.sql``), found in the
+    installed package or the checkout. Both files number their steps alike: schema version
+    N means the same tables and columns on both backends."""
+    name = SCHEMA_FILES[backend]
+    packaged = resources.files("syncctl") / name
     if packaged.is_file():
         text = packaged.read_text(encoding="utf-8")
     else:  # a source checkout or an editable install: the file at the top of the repository
-        text = (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
+        text = (Path(__file__).resolve().parent.parent / name).read_text(encoding="utf-8")
     parts = _STEP.split(text)
     # In order of their numbers, whatever order branches appended them in (a step number
     # may be reserved and land later: a gap is fine).
     return sorted((int(parts[i]), parts[i + 1]) for i in range(1, len(parts), 2))
 
 
+def newer_schema(where: str, version: int, known: int) -> DatabaseError:
+    return DatabaseError(
+        f"{where} was written by a newer syncctl (schema version {version}; "
+        f"this syncctl knows up to {known})",
+        "upgrade syncctl: pip install --upgrade syncctl",
+    )
+
+
 # The state an admin sees, defined once: Integration.state and the JSON output both read it.
 STATE_SQL = (
-    "CASE WHEN NOT sync_enabled THEN"
+    "CASE WHEN sync_enabled = 0 THEN"
     " CASE WHEN disabled_reason = 'failures' THEN 'disabled' ELSE 'paused' END"
     " WHEN sync_interval IS NULL THEN 'manual' ELSE 'active' END"
 )
-# Staleness (spec section 10), defined once: the moment an integration becomes stale, that
-# is its last success (or its creation) plus its max_staleness (default three intervals;
-# none for manual-only unless set; at least a minute). NULL: it never goes stale. It is
-# stale when this moment is before now, in list --json (SQL) and on Integration rows alike.
-STALENESS_LIMIT_SQL = "max(60, coalesce(json_extract(config, '$.max_staleness'), 3 * sync_interval))"
-STALE_AT_SQL = (
-    "strftime('%Y-%m-%dT%H:%M:%fZ', coalesce(last_success_at, created_at),"
-    f" '+' || {STALENESS_LIMIT_SQL} || ' seconds')"
-)
-_INTEGRATIONS = (
-    f"SELECT *, {STATE_SQL} AS state, {STALE_AT_SQL} AS stale_at, (SELECT min(started_at) FROM sync_logs l WHERE"
-    " l.integration_id = integrations.id AND l.status IN ('PENDING', 'RUNNING')) AS running_since"
-    " FROM integrations"
-)
+_UNFINISHED = "status IN ('PENDING', 'RUNNING')"
+
+
+def integrations_sql(stale_at_sql: str) -> str:
+    """Integration rows with what the store derives: state, stale_at, running_since."""
+    return (
+        f"SELECT integrations.*, {STATE_SQL} AS state, {stale_at_sql} AS stale_at, (SELECT min(started_at)"
+        " FROM sync_logs l WHERE l.integration_id = integrations.id AND l.status IN ('PENDING', 'RUNNING'))"
+        " AS running_since FROM integrations"
+    )
+
+
 _LOGS = "SELECT l.*, i.name FROM sync_logs l JOIN integrations i ON i.id = l.integration_id"
-# One element of `list --json` (spec §5). SQLite builds the JSON: timestamps are stored in
-# the output format already, and 10,000 integrations take ~30 ms instead of ~300 in Python.
-_SUMMARY_JSON = (
-    "json_object('name', name, 'url', url, 'state', " + STATE_SQL + ","
-    " 'interval_seconds', sync_interval,"
-    " 'sync_enabled', json(CASE WHEN sync_enabled THEN 'true' ELSE 'false' END),"
-    " 'next_sync_at', next_sync_at, 'last_sync_at', last_sync_at, 'last_status', last_status,"
-    " 'consecutive_failures', consecutive_failures, 'records_count', records_count,"
-    " 'last_error', last_error, 'last_hint', last_hint,"
-    " 'stale', json(CASE WHEN stale_at < :now THEN 'true' ELSE 'false' END),"
-    " 'last_success_at', last_success_at)"
+# One element of `list --json` (spec §5), in order: (key, SQL expression, kind). Each
+# dialect builds the JSON in SQL from it (``_summaries_sql``); kind "time" is a timestamp,
+# "bool" a 1/0 column shown as true/false. A new field is one line here.
+SUMMARY_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("name", "name", "text"),
+    ("url", "url", "text"),
+    ("state", STATE_SQL, "text"),
+    ("interval_seconds", "sync_interval", "int"),
+    ("sync_enabled", "sync_enabled <> 0", "bool"),
+    ("next_sync_at", "next_sync_at", "time"),
+    ("last_sync_at", "last_sync_at", "time"),
+    ("last_status", "last_status", "text"),
+    ("consecutive_failures", "consecutive_failures", "int"),
+    ("records_count", "records_count", "int"),
+    ("last_error", "last_error", "text"),
+    ("last_hint", "last_hint", "text"),
+    ("stale", "stale_at < :now", "bool"),  # :now, the caller's clock; stale_at, the dialect's
+    ("last_success_at", "last_success_at", "time"),
 )
 
 
@@ -152,33 +175,56 @@ def _row_to_log(row: dict[str, Any]) -> SyncLog:
         error_hint=row["error_hint"],
         pid=row["pid"],
         owner=row["owner"],
+        lease_expired=bool(row.get("lease_expired")),
         not_modified=bool(row.get("not_modified")),
         records_deleted=row.get("records_deleted") or 0,
     )
 
 
 class Store:
-    """A connection to one syncctl database. Not shared between threads: use ``reopen``.
+    """A connection to one syncctl database, SQLite or PostgreSQL (``Store.open``). Not
+    shared between threads: use ``reopen``.
 
-    Driver errors never leave it raw: every public method turns a SQLite or OS error of the
-    environment (disk full, read-only file system, permissions, another program's lock)
-    into an ``EnvironmentFault`` naming the fix (``_fault``). What is left is a bug.
+    The dialect hooks a backend provides: ``transaction``, ``reopen``, ``close``,
+    ``_fault`` (a driver error named, or None), ``_insert_id``, ``_summaries_sql``,
+    ``_lock_integration`` / ``_lock_log`` (row locks; SQLite's ``BEGIN IMMEDIATE`` needs
+    none), and the SQL fragments ``NOW_SQL`` and ``LEASE_SQL`` (the database's clock),
+    ``STALE_AT_SQL`` (staleness, spec §10, defined once per dialect) and ``INTEGRATIONS``.
+    Shared SQL uses ``?``, ``?N`` or ``:name`` placeholders, as sqlite3 does.
     """
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
-        self.path = path
+    backend = "?"
+    NOW_SQL = ""  # the database's clock, as a timestamp comparable with stored ones
+    LEASE_SQL = ""  # the database's clock plus ``?`` seconds
+    # Staleness (spec §10), defined once per dialect: the moment an integration becomes
+    # stale, that is its last success (or its creation) plus its max_staleness (default
+    # three intervals; none for manual-only unless set; at least a minute). NULL: never. It
+    # is stale when this moment is before now, in list --json (SQL) and on Integration rows.
+    STALE_AT_SQL = ""
+    INTEGRATIONS = ""  # integrations_sql(STALE_AT_SQL)
+    ROW_LOCKS = False  # writers take row locks (PostgreSQL) rather than the whole database
+    TEXT_TIMES = True  # timestamps come back as the stored text (SQLite), not as datetimes
+    LEASES_DECIDE = False  # an expired lease is proof of death, even on this host
+    path: Path | None = None  # the SQLite file (its lock file sits beside it); None otherwise
+    label = "?"  # how messages name the database (never with a password)
+
+    def __init__(self, conn: Any) -> None:
         self.conn = conn
         # Asked between busy-wait slices: True makes a waiting write give up at once (a
         # run that was told to stop). Shared by the connections ``reopen`` makes.
         self.give_up: Callable[[], bool] = lambda: False
 
-    @functools.cached_property
-    def db(self) -> sqlite_utils.Database:
-        """sqlite-utils' view of the connection, made on first use: importing sqlite_utils
-        (it pulls in numpy when that is installed) costs more than a whole idle cron tick."""
-        import sqlite_utils
+    @classmethod
+    def open(cls, target: str | os.PathLike[str], *, create: bool = True) -> Store:
+        """The database ``--db`` names: a ``postgresql://`` URL or a file (created with its
+        folder when ``create``). Opened, checked and migrated forward."""
+        if is_url(target):
+            from syncctl.store_postgres import PostgresStore
 
-        return sqlite_utils.Database(self.conn, execute_plugins=False)
+            return PostgresStore.open_url(str(target))
+        from syncctl.store_sqlite import SqliteStore
+
+        return SqliteStore.open_path(Path(target), create=create)
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> Iterator[dict[str, Any]]:
         """Rows as dicts, as ``sqlite_utils.Database.query`` yields them."""
@@ -187,190 +233,40 @@ class Store:
         for row in cursor:
             yield dict(zip(keys, row, strict=True))
 
-    # -- opening ---------------------------------------------------------------------------
-
-    @classmethod
-    def open(cls, path: Path, *, create: bool = True) -> Store:
-        """Open and migrate the database; with ``create``, make it first (with its folder,
-        mode 0600) if it does not exist.
-
-        Anything that is not a syncctl database we can use raises DatabaseError (exit 3)
-        before a single byte of the file is changed.
-        """
-        path = Path(path).expanduser()
-        hint = "pass another file with --db PATH or SYNCCTL_DB"
-        if path.is_dir():
-            raise DatabaseError(f"database path {path} is a directory", hint)
-        created = False
-        if not path.exists():
-            if not create:
-                raise DatabaseError(
-                    f"no database at {path}",
-                    "check --db / SYNCCTL_DB, or create it with syncctl add",
-                )
-            created = _create_private_file(path)
-        else:
-            fault = errors.unwritable(path)
-            if fault is None and not os.access(path, os.R_OK):
-                fault = errors.not_writable(path)
-            if fault is not None:
-                raise fault
-        try:
-            store = cls._connect(path)
-            try:
-                store._check_and_migrate()
-            except sqlite3.Error as exc:
-                fault = store._fault(exc)
-                if not isinstance(fault, errors.EnvironmentFault):
-                    raise DatabaseError(f"cannot use database {path}: {exc}", hint) from None
-                raise fault from None
-            except BaseException:
-                store.close()
-                raise
-        except BaseException:
-            if created:  # leave no empty file behind for the next command to mistake
-                with contextlib.suppress(OSError):
-                    path.unlink()
-            raise
-        return store
-
-    @classmethod
-    def _connect(cls, path: Path) -> Store:
-        try:
-            conn = sqlite3.connect(
-                str(path),
-                timeout=_BUSY_SLICE_MS / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            conn.execute(f"PRAGMA busy_timeout = {_BUSY_SLICE_MS}")
-        except sqlite3.Error as exc:
-            fault = _classify(exc, path)
-            raise fault or DatabaseError(
-                f"cannot open database {path}: {exc}", "check the path and its permissions"
-            ) from None
-        return cls(path, conn)
+    # -- the dialect -----------------------------------------------------------------------
 
     def reopen(self) -> Store:
-        """Another connection to the same, already checked, database (one per thread)."""
-        store = self._connect(self.path)
-        store.give_up = self.give_up
-        store._configure()
-        return store
-
-    def _configure(self) -> None:
-        self.conn.execute("PRAGMA foreign_keys = ON")
-        # WAL: readers never block the writer. NORMAL: no fsync per commit; a power cut
-        # can lose the last commits but never corrupts the database.
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-
-    def _fault(self, exc: sqlite3.Error) -> DatabaseError | None:
-        return _classify(exc, self.path, self._waited)
-
-    _waited = 0.0  # how long the last write waited for the lock (for the "locked" message)
-
-    def _wait_for_lock(self, statement: str) -> None:
-        """Run ``statement`` (one that takes the write lock), waiting for another writer in
-        short slices up to the busy timeout, unless ``give_up`` says stop."""
-        started = time.monotonic()
-        deadline = started + busy_timeout()
-        while True:
-            try:
-                self.conn.execute(statement)
-                return
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or self.give_up() or time.monotonic() >= deadline:
-                    self._waited = time.monotonic() - started
-                    raise
-
-    def _check_and_migrate(self) -> None:
-        path = self.path
-        app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        steps = schema_steps()
-        known = steps[-1][0]
-        if app_id != APPLICATION_ID:
-            tables = [
-                r[0]
-                for r in self.conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
-                )
-            ]
-            if tables or version:
-                shown = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
-                raise DatabaseError(
-                    f"{path} is not a syncctl database (it holds tables: {shown or 'none'})",
-                    "pass a syncctl database, or a new file name, with --db PATH or SYNCCTL_DB",
-                )
-        elif version > known:
-            raise DatabaseError(
-                f"{path} was written by a newer syncctl (schema version {version}; "
-                f"this syncctl knows up to {known})",
-                "upgrade syncctl: pip install --upgrade syncctl",
-            )
-        if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self._wait_for_lock("PRAGMA journal_mode = WAL")
-        self._configure()
-        numbers = [number for number, _ in steps]
-        applied = self._applied_steps(version, numbers)
-        for number, sql in steps:
-            if number not in applied:
-                self._apply_step(number, sql, numbers)
-
-    def _applied_steps(self, version: int, numbers: list[int]) -> set[int]:
-        """The schema steps this database has. Steps are numbered as they are reserved,
-        not as they are released, so a database may have step 5 without step 4: from the
-        first step applied by this code on, the ``schema_steps`` table lists them; before
-        it, every step up to ``user_version`` was applied."""
-        listed = self.conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_steps'"
-        ).fetchone()
-        if listed is None:
-            return {n for n in numbers if n <= version}
-        return {row[0] for row in self.conn.execute("SELECT step FROM schema_steps")}
-
-    def _apply_step(self, number: int, sql: str, numbers: list[int]) -> None:
-        # executescript would commit on its own; run the statements inside our transaction.
-        statements = [s for s in _split_sql(sql) if s]
-        with self.transaction():
-            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-            applied = self._applied_steps(version, numbers)
-            if number in applied:
-                return  # another process migrated it while we waited for the lock
-            for statement in statements:
-                self.conn.execute(statement)
-            self.conn.execute("CREATE TABLE IF NOT EXISTS schema_steps (step INTEGER PRIMARY KEY)")
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO schema_steps (step) VALUES (?)", [(n,) for n in sorted(applied | {number})]
-            )
-            self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            self.conn.execute(f"PRAGMA user_version = {max(version, number)}")
+        raise NotImplementedError
 
     def close(self) -> None:
-        self.conn.close()
+        raise NotImplementedError
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT``: take the write lock up front (waiting for it
-        under the busy timeout) so a read-then-write never fails half way."""
-        if self.conn.in_transaction:
-            with self.db.atomic():  # nested: a savepoint
-                yield
-            return
-        try:
-            self._wait_for_lock("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise self._fault(exc) or exc from None
-        try:
-            yield
-            self.conn.execute("COMMIT")
-        except BaseException as exc:
-            if self.conn.in_transaction:  # a failed COMMIT (disk full) may have ended it already
-                with contextlib.suppress(sqlite3.Error):
-                    self.conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error) and (fault := self._fault(exc)) is not None:
-                raise fault from None
-            raise
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _fault(self, exc: BaseException) -> DatabaseError | None:
+        raise NotImplementedError
+
+    def _insert_id(self, sql: str, params: tuple[Any, ...]) -> int | None:
+        """Run an INSERT (maybe ``ON CONFLICT … DO NOTHING``): the new row's id, or None."""
+        raise NotImplementedError
+
+    def _summaries_sql(self, where: str) -> str:
+        """``list --json`` in one query, from SUMMARY_FIELDS; parameters ``:now``, ``:name``."""
+        raise NotImplementedError
+
+    def _json_field_values(self, integration_id: int, field: str) -> Iterator[Any]:
+        """The ``field`` (dotted) of every live stored record, as JSON values."""
+        raise NotImplementedError
+
+    def _lock_integration(self, integration_id: int, *, skip_locked: bool = False) -> bool:
+        """Lock one integration's row for this transaction; False when it is gone, or, with
+        ``skip_locked``, held by another transaction. Row locks are always taken in one
+        order, the integration before its logs, so two writers never deadlock."""
+        return True
+
+    def _lock_log(self, log_id: int) -> None:
+        """Lock one log's row for this transaction (after its integration's)."""
 
     # -- integrations ----------------------------------------------------------------------
 
@@ -380,16 +276,17 @@ class Store:
         """Create an integration; the first sync is due at once (NULL for manual only)."""
         due = format_ts(first_slot(now)) if interval is not None else None
         with self.transaction():
-            if self._find_row(name) is not None:
+            added = self._insert_id(
+                "INSERT INTO integrations (name, url, config, sync_interval, sync_enabled,"
+                " next_sync_at, slot_at, created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)"
+                " ON CONFLICT (name) DO NOTHING",
+                (name, url, dumps(config.to_json()), interval, due, due, format_ts(now), format_ts(now)),
+            )
+            if added is None:
                 raise UsageError(
                     f"integration {name!r} already exists",
                     f"pick another name, or see it with: syncctl show {name}",
                 )
-            self.conn.execute(
-                "INSERT INTO integrations (name, url, config, sync_interval, sync_enabled,"
-                " next_sync_at, slot_at, created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)",
-                (name, url, dumps(config.to_json()), interval, due, due, format_ts(now), format_ts(now)),
-            )
         return self.get(name)
 
     def update_integration(
@@ -412,7 +309,7 @@ class Store:
     def _find_row(self, name: str) -> dict[str, Any] | None:
         if not name.isascii():  # names are ASCII slugs; undecodable bytes SQLite cannot bind
             return None
-        rows = list(self._query(f"{_INTEGRATIONS} WHERE name = ?", [name]))
+        rows = list(self._query(f"{self.INTEGRATIONS} WHERE name = ?", [name]))
         return rows[0] if rows else None
 
     def get(self, name: str) -> Integration:
@@ -423,7 +320,7 @@ class Store:
         return _row_to_integration(row)
 
     def get_by_id(self, integration_id: int) -> Integration | None:
-        rows = list(self._query(f"{_INTEGRATIONS} WHERE id = ?", [integration_id]))
+        rows = list(self._query(f"{self.INTEGRATIONS} WHERE id = ?", [integration_id]))
         return _row_to_integration(rows[0]) if rows else None
 
     def _unknown(self, name: str) -> UsageError:
@@ -451,14 +348,18 @@ class Store:
         return [self.get(name) for name in dict.fromkeys(names)]
 
     def list_integrations(self) -> list[Integration]:
-        return [_row_to_integration(r) for r in self._query(f"{_INTEGRATIONS} ORDER BY name")]
+        return [_row_to_integration(r) for r in self._query(f"{self.INTEGRATIONS} ORDER BY name")]
 
     def take_disable_notices(self) -> list[Integration]:
         """The integrations auto-disabled since the last call, each returned once."""
         with self.transaction():
+            for (integration_id,) in self.conn.execute(
+                "SELECT id FROM integrations WHERE disable_notice = 1 ORDER BY id"
+            ).fetchall():
+                self._lock_integration(integration_id)  # two hosts never announce one twice
             pending = [
                 _row_to_integration(r)
-                for r in self._query(f"{_INTEGRATIONS} WHERE disable_notice = 1 ORDER BY name")
+                for r in self._query(f"{self.INTEGRATIONS} WHERE disable_notice = 1 ORDER BY name")
             ]
             self.conn.execute("UPDATE integrations SET disable_notice = 0 WHERE disable_notice = 1")
         return pending
@@ -466,17 +367,15 @@ class Store:
     def summaries_json(self, name: str | None = None, *, now: datetime) -> str:
         """``list --json`` (spec §5, §10) as JSON text: every integration by name, or one."""
         where = "WHERE name = :name" if name is not None else ""
-        sql = (
-            f"SELECT json_group_array({_SUMMARY_JSON}) FROM"
-            f" (SELECT *, {STALE_AT_SQL} AS stale_at FROM integrations {where} ORDER BY name)"
-        )
-        return self.conn.execute(sql, {"now": format_ts(now), "name": name}).fetchone()[0]
+        return self.conn.execute(self._summaries_sql(where), {"now": format_ts(now), "name": name}).fetchone()[0]
 
     def remove_integration(self, integration_id: int) -> tuple[int, int] | SyncLog:
         """Delete an integration with its logs and records; returns (logs, records) removed,
         or, changing nothing, the running log of whoever is syncing it. One transaction: a
         claim either comes before (and is returned) or after (and finds nothing to sync)."""
         with self.transaction():
+            if not self._lock_integration(integration_id):
+                return 0, 0  # removed meanwhile
             running = self.unfinished_logs(integration_id)
             if running:
                 return running[0]
@@ -517,7 +416,7 @@ class Store:
         next sync to ``plan(integration)``."""
         with self.transaction():
             for integration_id in integration_ids:
-                integration = self.get_by_id(integration_id)
+                integration = self.get_by_id(integration_id) if self._lock_integration(integration_id) else None
                 if integration is None:
                     continue
                 self.conn.execute(
@@ -543,9 +442,9 @@ class Store:
             return moved
         with self.transaction():
             for integration_id in candidates:
-                integration = self.get_by_id(integration_id)
-                if integration is None:
-                    continue
+                integration = self.get_by_id(integration_id) if self._lock_integration(integration_id) else None
+                if integration is None or integration.updated_at <= now:
+                    continue  # gone, or moved by another host meanwhile
                 slot = rule(integration, now)
                 if slot is not None:
                     self.conn.execute(
@@ -559,7 +458,7 @@ class Store:
     def due_integrations(self, now: datetime) -> list[Integration]:
         """Enabled, scheduled and ``next_sync_at <= now``: oldest slot first (index-only)."""
         rows = self._query(
-            f"{_INTEGRATIONS} WHERE sync_enabled = 1 AND sync_interval IS NOT NULL"
+            f"{self.INTEGRATIONS} WHERE sync_enabled = 1 AND sync_interval IS NOT NULL"
             " AND next_sync_at <= ? ORDER BY next_sync_at",
             [format_ts(now)],
         )
@@ -580,9 +479,13 @@ class Store:
         or None when there is nothing to do (deleted, or a scheduled sync no longer due).
         The schema allows one unfinished log per integration (sync_logs_one_running), so
         the insert itself decides who holds it. Callers reap dead owners first, so every
-        unfinished row here belongs to a live one.
+        unfinished row here belongs to a live one. A scheduled claim skips an integration
+        another host is claiming this instant (``FOR UPDATE SKIP LOCKED`` on PostgreSQL):
+        no host waits for another. The log's lease runs on the database's clock.
         """
         with self.transaction():
+            if not self._lock_integration(integration_id, skip_locked=not manual):
+                return None
             integration = self.get_by_id(integration_id)
             if integration is None:
                 return None
@@ -597,30 +500,40 @@ class Store:
                 trigger = Trigger.MANUAL
             else:
                 trigger = Trigger.RETRY if integration.consecutive_failures else Trigger.SCHEDULE
-            try:
-                cursor = self.conn.execute(
-                    "INSERT INTO sync_logs (integration_id, trigger, status, attempt, started_at,"
-                    " pid, owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        integration_id,
-                        trigger.value,
-                        Status.RUNNING.value,
-                        integration.consecutive_failures + 1,
-                        format_ts(now),
-                        pid,
-                        owner,
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                if exc.sqlite_errorname != "SQLITE_CONSTRAINT_UNIQUE":
-                    raise
+            log_id = self._insert_id(
+                "INSERT INTO sync_logs (integration_id, trigger, status, attempt, started_at,"
+                f" pid, owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, {self.LEASE_SQL})"
+                f" ON CONFLICT (integration_id) WHERE {_UNFINISHED} DO NOTHING",
+                (
+                    integration_id,
+                    trigger.value,
+                    Status.RUNNING.value,
+                    integration.consecutive_failures + 1,
+                    format_ts(now),
+                    pid,
+                    owner,
+                    liveness.lease_seconds(),
+                ),
+            )
+            if log_id is None:
                 return self.unfinished_logs(integration_id)[0]
-            return cursor.lastrowid, integration, trigger.value
+            return log_id, integration, trigger.value
+
+    def renew_leases(self, owner: str) -> int:
+        """Extend the lease of every unfinished log ``owner`` holds (the heartbeat of a
+        process that is syncing); returns how many."""
+        with self.transaction():
+            return self.conn.execute(
+                f"UPDATE sync_logs SET lease_until = {self.LEASE_SQL} WHERE {_UNFINISHED} AND owner = ?",
+                (liveness.lease_seconds(), owner),
+            ).rowcount
 
     def unfinished_logs(self, integration_id: int | None = None) -> list[SyncLog]:
-        """PENDING or RUNNING logs (of one integration, or all)."""
+        """PENDING or RUNNING logs (of one integration, or all), each knowing whether its
+        lease has expired on the database's clock."""
         sql = (
-            f"{_LOGS} WHERE l.status IN ('PENDING', 'RUNNING')"
+            f"SELECT l.*, i.name, l.lease_until < {self.NOW_SQL} AS lease_expired FROM sync_logs l"
+            " JOIN integrations i ON i.id = l.integration_id WHERE l.status IN ('PENDING', 'RUNNING')"
         )
         params: list[Any] = []
         if integration_id is not None:
@@ -649,6 +562,10 @@ class Store:
         """
         with self.transaction():
             log = self.history_entry(log_id)
+            if log is not None and self.ROW_LOCKS:  # in claim order; then read it again, locked
+                self._lock_integration(log.integration_id)
+                self._lock_log(log_id)
+                log = self.history_entry(log_id)
             if log is None or log.status not in (Status.RUNNING, Status.PENDING):
                 return None
             duration = max(0, int((now - log.started_at).total_seconds() * 1000))
@@ -696,9 +613,9 @@ class Store:
         failure streak began, when it was disabled, the outcome counters."""
         self.conn.execute(
             "UPDATE integrations SET"
-            " last_success_at = CASE WHEN :ok THEN :now ELSE last_success_at END,"
+            " last_success_at = CASE WHEN :ok = 1 THEN :now ELSE last_success_at END,"
             " failing_since = CASE WHEN :failures = 0 THEN NULL ELSE coalesce(failing_since, :now) END,"
-            " disabled_at = CASE WHEN :disable THEN :now ELSE disabled_at END,"
+            " disabled_at = CASE WHEN :disable = 1 THEN :now ELSE disabled_at END,"
             " syncs_succeeded = syncs_succeeded + :ok, syncs_failed = syncs_failed + 1 - :ok,"
             " last_duration_ms = :duration, last_records_count = :records WHERE id = :id",
             {"ok": int(succeeded), "now": format_ts(now), "failures": plan.consecutive_failures,
@@ -725,32 +642,37 @@ class Store:
         """Per integration, by name: name, enabled, last success, last sync finished, its
         duration (ms), the records it returned, records stored, consecutive failures, syncs
         succeeded, syncs failed, and when it goes stale (see STALE_AT_SQL). One lean query
-        (no config decoding): the metrics file is written after every tick."""
-        return self.conn.execute(
+        (no config decoding): the metrics file is written after every tick. Timestamps as
+        stored text (ISO 8601, Z) on both backends."""
+        rows = self.conn.execute(
             "SELECT name, sync_enabled, last_success_at, last_sync_at, last_duration_ms, last_records_count,"
             " records_count,"
-            f" consecutive_failures, syncs_succeeded, syncs_failed, {STALE_AT_SQL}"
+            f" consecutive_failures, syncs_succeeded, syncs_failed, {self.STALE_AT_SQL}"
             " FROM integrations ORDER BY name"
         ).fetchall()
+        if self.TEXT_TIMES:
+            return rows
+        return [tuple(format_ts(v) if isinstance(v, datetime) else v for v in row) for row in rows]
 
     def metrics_fingerprint(self, now: datetime) -> str:
         """What every per-integration metric depends on: any change to an integration
         (each stamps updated_at), one added or removed, one going stale with time."""
         count, changed, syncs, stale = self.conn.execute(
-            "SELECT count(*), max(updated_at), total(syncs_succeeded + syncs_failed),"
-            f" total({STALE_AT_SQL} < ?) FROM integrations",
+            "SELECT count(*), max(updated_at), coalesce(sum(syncs_succeeded + syncs_failed), 0),"
+            f" coalesce(sum(CASE WHEN {self.STALE_AT_SQL} < ? THEN 1 ELSE 0 END), 0) FROM integrations",
             [format_ts(now)],
         ).fetchone()
-        return f"{count} {changed} {int(syncs)} {int(stale)}"
+        return f"{count} {format_ts(parse_ts(changed))} {int(syncs)} {int(stale)}"
 
     # -- notification targets and their delivery state --------------------------------------
 
     def add_notify_target(self, url: str, events: list[str], after: int, now: datetime) -> int:
         with self.transaction():
-            return self.conn.execute(
+            added = self._insert_id(
                 "INSERT INTO notify_targets (url, events, after, created_at) VALUES (?, ?, ?, ?)",
                 (url, ",".join(events), after, format_ts(now)),
-            ).lastrowid
+            )
+            return added  # no conflict clause: never None
 
     def notify_targets(self) -> list[dict[str, Any]]:
         """Every target: id, url (with its ${VAR} references), events (a list), after,
@@ -797,8 +719,10 @@ class Store:
                 changed_at = old["changed_at"] if old and old["state"] == change["state"] else stamp
                 notified_at = stamp if change["notified"] else (old["notified_at"] if old else None)
                 self.conn.execute(
-                    "INSERT OR REPLACE INTO notify_state (target_id, subject, state, announced, changed_at,"
-                    " notified_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO notify_state (target_id, subject, state, announced, changed_at,"
+                    " notified_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (target_id, subject) DO UPDATE SET"
+                    " state = excluded.state, announced = excluded.announced, changed_at = excluded.changed_at,"
+                    " notified_at = excluded.notified_at",
                     (*key, change["state"], int(change["announced"]), changed_at, notified_at),
                 )
 
@@ -871,12 +795,7 @@ class Store:
 
     def record_field_values(self, integration_id: int, field: str) -> Iterator[Any]:
         """The ``field`` (dotted) of every live stored record: what seeds a new cursor."""
-        path = "$" + "".join(f'."{part}"' for part in field.split("."))
-        rows = self.conn.execute(
-            "SELECT json_extract(data, ?) FROM records WHERE integration_id = ? AND deleted_at IS NULL",
-            (path, integration_id),
-        )
-        return (row[0] for row in rows)
+        return self._json_field_values(integration_id, field)
 
     def reset_sync_state(self, integration_id: int, now: datetime) -> None:
         """Forget the incremental cursor and the conditional-request validators: the next
@@ -900,16 +819,24 @@ class Store:
         """(live records a sync stamped ``stamp`` did not see, live records): what a
         deletion sweep would take, and out of how many."""
         row = self.conn.execute(
-            "SELECT count(*), coalesce(sum(synced_at != ?), 0) FROM records"
+            "SELECT count(*), coalesce(sum(CASE WHEN synced_at <> ? THEN 1 ELSE 0 END), 0) FROM records"
             " WHERE integration_id = ? AND deleted_at IS NULL",
             (format_ts(stamp), integration_id),
         ).fetchone()
         return row[1], row[0]
 
-    def sweep_records(self, integration_id: int, stamp: datetime, *, remove: bool, now: datetime) -> int:
+    def sweep_records(
+        self, integration_id: int, stamp: datetime, *, remove: bool, now: datetime, log_id: int | None = None
+    ) -> int:
         """Mark (or remove) the records a complete sync stamped ``stamp`` did not see;
-        returns how many were newly marked or removed."""
+        returns how many were newly marked or removed. With ``log_id``, only while that
+        sync still holds the integration: one reaped meanwhile (its lease expired: another
+        host may be syncing it now) deletes nothing."""
         with self.transaction():
+            if log_id is not None and self._lock_integration(integration_id) and self.conn.execute(
+                f"SELECT 1 FROM sync_logs WHERE id = ? AND {_UNFINISHED}", (log_id,)
+            ).fetchone() is None:
+                return 0
             if remove:
                 return self.conn.execute(
                     "DELETE FROM records WHERE integration_id = ? AND synced_at != ?",
@@ -1008,62 +935,15 @@ class Store:
         return removed
 
 
-def _create_private_file(path: Path) -> bool:
-    """Create the database file (and its folder) readable by its owner only; False when
-    another process created it first."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except FileExistsError:
-        return False
-    except OSError as exc:
-        raise errors.from_os_error(exc, path) from None
-    return True
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    return (getattr(exc, "sqlite_errorname", "") or "").startswith("SQLITE_BUSY")
-
-
-def _classify(exc: sqlite3.Error, path: Path, waited: float = 0.0) -> DatabaseError | None:
-    """The one place a SQLite error becomes what the operator must know: an environment
-    fault with its fix, a damaged file, or None for a bug (a constraint, a bad statement)."""
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    if name.startswith("SQLITE_FULL"):
-        return errors.disk_full(path)
-    if name.startswith("SQLITE_BUSY"):
-        holder = liveness.write_lock_holder(path)
-        return errors.locked(path, round(waited, 1), *(holder or (None, None)))
-    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_IOERR")):
-        # Which file? The database, its -wal and -shm, or the folder they are created in.
-        for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-            fault = errors.unwritable(candidate)
-            if fault is not None:
-                return fault
-        if name.startswith("SQLITE_IOERR") and errors.nearly_full(path):
-            return errors.disk_full(path)  # e.g. ENOSPC growing -shm: "disk I/O error"
-        return DatabaseError(
-            f"cannot use database {path}: {exc}",
-            "check the disk and the kernel log (dmesg), then the file: "
-            f"sqlite3 {path} 'PRAGMA integrity_check'",
-        )
-    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-        return DatabaseError(
-            f"cannot use database {path}: {exc}",
-            f"restore it from a backup, or check it with: sqlite3 {path} 'PRAGMA integrity_check'",
-        )
-    return None
-
-
 def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except sqlite3.Error as exc:
+        except Exception as exc:
             fault = self._fault(exc)
             if fault is None:
-                raise  # a bug: "internal error" above, with the traceback on request
+                raise  # ours or a bug: "internal error" above, with the traceback on request
             raise fault from None
 
     return wrapper
@@ -1072,11 +952,13 @@ def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
 # Every public storage verb (not the transaction context manager, which translates as the
 # verbs using it unwind, nor ``open``, which does it itself).
 for _name, _member in list(vars(Store).items()):
-    if not _name.startswith("_") and inspect.isfunction(_member) and _name != "transaction":
+    if not _name.startswith("_") and inspect.isfunction(_member) and _name not in (
+        "transaction", "reopen", "close"
+    ):
         setattr(Store, _name, _translating(_member))
 
 
-def _split_sql(script: str) -> list[str]:
+def split_sql(script: str) -> list[str]:
     """Split a schema step into statements (it holds no triggers or string semicolons)."""
     lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
     text = "\n".join(line.split(" --")[0] for line in lines)

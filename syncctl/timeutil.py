@@ -21,10 +21,13 @@ def format_ts(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
-def parse_ts(text: str | None) -> datetime | None:
-    """The inverse of :func:`format_ts` (also accepts any ISO 8601 with an offset)."""
+def parse_ts(text: str | datetime | None) -> datetime | None:
+    """The inverse of :func:`format_ts` (also accepts any ISO 8601 with an offset, and an
+    aware datetime, as PostgreSQL's ``timestamptz`` arrives)."""
     if text is None:
         return None
+    if isinstance(text, datetime):
+        return text.astimezone(timezone.utc)
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
     moment = datetime.fromisoformat(text)

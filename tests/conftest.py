@@ -134,6 +134,31 @@ def require_tool(name: str, install: str | None = None) -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def pg_cluster():  # noqa: ANN201
+    """A PostgreSQL cluster for the whole session (tests/pgcluster.py), stopped at the end.
+    Without PostgreSQL or psycopg: a skip locally, a failure in CI."""
+    from tests import pgcluster
+
+    bindir = pgcluster.binaries()
+    if bindir is None:
+        unavailable("PostgreSQL is not installed (apt-get install postgresql)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        unavailable("psycopg is not installed (pip install -e '.[test]')")
+    cluster = pgcluster.Cluster(bindir)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster) -> str:  # noqa: ANN001
+    """A fresh, empty PostgreSQL database for this test."""
+    return pg_cluster.url(pg_cluster.new_database())
+
+
 @pytest.fixture
 def source() -> Iterator[HTTPSource]:
     """A started HTTP source on 127.0.0.1 (tests/httpsources.py), stopped after the test."""

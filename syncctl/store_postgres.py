@@ -1,0 +1,402 @@
+"""The PostgreSQL dialect of the store (``--db postgresql://…``, psycopg 3 from the
+``syncctl[postgres]`` extra, imported only here): connecting, migrations from
+``schema_postgres.sql`` under an advisory lock, ``BEGIN`` with row locks taken in one order
+(an integration before its logs), ``FOR UPDATE SKIP LOCKED`` claims, ``json_agg``, and
+naming psycopg's errors in one line (never with the password).
+
+Several hosts share one database: they coordinate only through it. The domain verbs are
+the base class's (``syncctl.store.Store``); their ``?`` placeholders become ``%s`` here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+    from psycopg.types.string import TextLoader
+except ImportError:  # the extra is not installed: say how to get it (exit 3, one line)
+    psycopg = None
+
+from syncctl import errors
+from syncctl import store as base
+from syncctl.errors import DatabaseError, UsageError
+from syncctl.models import dumps
+
+ADVISORY_LOCK = 0x53594E43  # "SYNC": held while one host migrates the schema
+CONNECT_TIMEOUT = 10  # seconds to reach the server, unless the URL says otherwise
+IDLE_IN_TRANSACTION = "60s"  # a host stopped inside a transaction releases its row locks
+_TIME = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+_LIMIT = "coalesce((config::jsonb ->> 'max_staleness')::float8, 3 * sync_interval)"
+_STALE_AT = (  # as SQLite's: max(60, NULL) is NULL there, greatest(60, NULL) 60 here
+    f"(coalesce(last_success_at, created_at) + CASE WHEN {_LIMIT} IS NULL THEN NULL"
+    f" ELSE make_interval(secs => greatest(60, {_LIMIT})) END)"
+)
+_ONLY_REFERENCES = re.compile(r"(?:\$\{[A-Za-z_][A-Za-z0-9_]*\})+")
+
+
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_NUMBERED = re.compile(r"\?(\d+)")
+
+
+@functools.lru_cache(maxsize=512)
+def _placeholders(sql: str, named: bool) -> str:
+    """The shared SQL's placeholders (sqlite3's ``?``, ``?N``, ``:name``) as psycopg's
+    ``%s`` and ``%(name)s`` (the shared SQL holds none of them, nor ``%``, in literals)."""
+    sql = sql.replace("%", "%%")
+    if named:
+        return _NAMED.sub(r"%(\1)s", sql)
+    if _NUMBERED.search(sql):
+        return _NUMBERED.sub(r"%(p\1)s", sql)
+    return sql.replace("?", "%s")
+
+
+class _Connection:
+    """psycopg's connection with the part of sqlite3's interface the verbs use."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> Any:
+        if isinstance(params, Mapping):
+            return self.raw.execute(_placeholders(sql, True), params)
+        converted = _placeholders(sql, False)
+        values = tuple(params)
+        if "%(p" in converted:  # ?1, ?2: numbered, as sqlite3 allows
+            return self.raw.execute(converted, {f"p{i}": v for i, v in enumerate(values, 1)})
+        return self.raw.execute(converted, values)
+
+    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> Any:
+        cursor = self.raw.cursor()
+        converted = _placeholders(sql, False)
+        if "%(p" in converted:
+            cursor.executemany(converted, [{f"p{i}": v for i, v in enumerate(r, 1)} for r in rows])
+        else:
+            cursor.executemany(converted, [tuple(r) for r in rows])
+        return cursor
+
+
+class Target:
+    """What a ``postgresql://`` URL names, for messages (never the password), and the
+    URL with its ``${VAR}`` references expanded, for libpq alone."""
+
+    def __init__(self, url: str, env: Mapping[str, str]) -> None:
+        parts = urlsplit(url)
+        self.user = unquote(parts.username or "") or env.get("PGUSER") or _os_user()
+        host = parts.hostname or ""
+        query = dict(p.partition("=")[::2] for p in parts.query.split("&") if p)
+        if not host:
+            host = unquote(query.get("host", "")) or env.get("PGHOST") or "localhost"
+        self.host = host
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        self.port = str(port or query.get("port") or env.get("PGPORT") or 5432)
+        self.dbname = unquote(parts.path.lstrip("/")) or query.get("dbname") or env.get("PGDATABASE") or self.user
+        self.label = f"{self.user}@{self.host}:{self.port}/{self.dbname}"
+        literal = parts.password is not None and not _ONLY_REFERENCES.fullmatch(parts.password)
+        if literal or "password" in query:
+            raise UsageError(
+                f"the database URL {self.label} holds a password in plain text (refused: it would "
+                "sit in crontabs, shell history and ps)",
+                "write it as ${VAR} in the URL (postgresql://user:${PGPASS_SYNCCTL}@host/db, with the "
+                "variable exported), or use libpq's PGPASSWORD or ~/.pgpass",
+            )
+        from syncctl.secrets import Secrets
+
+        self.secrets = Secrets(env)
+        try:
+            self.conninfo = self.secrets.expand_url(url)
+        except errors.SyncError as exc:  # an unset or unusable variable
+            raise DatabaseError(
+                f"cannot connect to PostgreSQL {self.label}: {exc.message}",
+                (exc.hint or "").replace("; no request was sent", ""),
+            ) from None
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "?"
+
+
+class PostgresStore(base.Store):
+    """One connection to a syncctl database on a PostgreSQL server."""
+
+    backend = "postgres"
+    NOW_SQL = "now()"
+    LEASE_SQL = "now() + make_interval(secs => ?)"
+    STALE_AT_SQL = _STALE_AT
+    INTEGRATIONS = base.integrations_sql(_STALE_AT)
+    ROW_LOCKS = True
+    TEXT_TIMES = False
+    LEASES_DECIDE = True
+
+    def __init__(self, conn: Any, target: Target) -> None:
+        super().__init__(_Connection(conn))
+        self.target = target
+        self.label = target.label
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open_url(cls, url: str) -> PostgresStore:
+        """Connect, check and migrate; every failure is one line (exit 3, or 2 for a URL
+        that holds a literal password)."""
+        target = Target(url, os.environ)
+        if psycopg is None:
+            raise DatabaseError(
+                f"cannot use PostgreSQL {target.label}: psycopg is not installed",
+                "install the extra: pip install 'syncctl[postgres]'",
+            )
+        store = cls._connect(target)
+        try:
+            store._check_and_migrate()
+        except psycopg.Error as exc:
+            store.close()
+            raise store._fault(exc) or DatabaseError(
+                f"cannot use PostgreSQL {target.label}: {_first_line(exc, target)}",
+                "check the database and this user's privileges on it",
+            ) from None
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def _connect(cls, target: Target) -> PostgresStore:
+        given = psycopg.conninfo.conninfo_to_dict(target.conninfo)
+        options: dict[str, Any] = {"application_name": "syncctl"}
+        if "connect_timeout" not in given:
+            options["connect_timeout"] = CONNECT_TIMEOUT
+        if "keepalives_idle" not in given:  # notice a cut network within about a minute
+            options.update(keepalives=1, keepalives_idle=15, keepalives_interval=5, keepalives_count=4)
+        try:
+            conn = psycopg.connect(target.conninfo, autocommit=True, **options)
+            conn.adapters.register_loader("jsonb", TextLoader)  # JSON as text, as SQLite has it
+            conn.adapters.register_loader("json", TextLoader)
+            conn.execute(
+                "SELECT set_config('lock_timeout', %s, false),"
+                " set_config('idle_in_transaction_session_timeout', %s, false)",
+                (f"{int(base.busy_timeout() * 1000)}ms", IDLE_IN_TRANSACTION),
+            )
+        except psycopg.Error as exc:
+            raise _classify(exc, target) or DatabaseError(
+                f"cannot connect to PostgreSQL {target.label}: {_first_line(exc, target)}",
+                "check the URL in --db / SYNCCTL_DB",
+            ) from None
+        return cls(conn, target)
+
+    def reopen(self) -> PostgresStore:
+        store = self._connect(self.target)
+        store.give_up = self.give_up
+        return store
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.raw.close()
+
+    def _applied(self) -> tuple[int, set[int]] | None:
+        """(schema version, steps applied), or None for a database syncctl never used.
+        Steps are numbered as they are reserved, not as they are released: the set, not
+        the version, says which ran."""
+        try:
+            rows = dict(self.conn.execute("SELECT key, value FROM syncctl_meta").fetchall())
+        except pg_errors.UndefinedTable:
+            return None
+        version = int(rows.get("schema_version", 0))
+        steps = {int(n) for n in rows.get("steps", "").split(",") if n}
+        return version, steps
+
+    def _check_and_migrate(self) -> None:
+        steps = base.schema_steps("postgres")
+        known = steps[-1][0]
+        found = self._applied()
+        if found is not None:
+            version, applied = found
+            if version > known:
+                raise base.newer_schema(f"PostgreSQL {self.label}", version, known)
+            if {n for n, _ in steps} <= applied:
+                return
+        # Two hosts upgrading at once: the second waits here, then finds nothing to do.
+        with self.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(?)", (ADVISORY_LOCK,))
+            version, applied = self._applied_locked()
+            if version > known:
+                raise base.newer_schema(f"PostgreSQL {self.label}", version, known)
+            for number, sql in steps:
+                if number not in applied:
+                    for statement in base.split_sql(sql):
+                        if statement:
+                            self.conn.execute(statement)
+                    applied.add(number)
+            self.conn.execute(
+                "INSERT INTO syncctl_meta (key, value) VALUES ('schema_version', ?), ('steps', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(max(version, known)), ",".join(str(n) for n in sorted(applied))),
+            )
+
+    def _applied_locked(self) -> tuple[int, set[int]]:
+        found = self._applied() if self.conn.execute("SELECT to_regclass('syncctl_meta') IS NOT NULL").fetchone()[0] \
+            else None
+        if found is not None:
+            return found
+        ours = [t for t in ("integrations", "sync_logs", "records")
+                if self.conn.execute("SELECT to_regclass(?) IS NOT NULL", (t,)).fetchone()[0]]
+        if ours:
+            raise DatabaseError(
+                f"PostgreSQL {self.label} is not a syncctl database (it holds tables {', '.join(ours)} "
+                "of another program)",
+                "use a database of its own, or a schema: add ?options=-csearch_path%3Dsyncctl to the URL "
+                "(after CREATE SCHEMA syncctl)",
+            )
+        self.conn.execute("CREATE TABLE syncctl_meta (key text PRIMARY KEY, value text NOT NULL)")
+        return 0, set()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """``BEGIN`` … ``COMMIT`` (a savepoint when nested). Writers lock the rows they
+        read before writing (``_lock_integration``, ``_lock_log``), not the database."""
+        with self.conn.raw.transaction():
+            yield
+
+    # -- dialect ---------------------------------------------------------------------------
+
+    def _fault(self, exc: BaseException) -> DatabaseError | None:
+        if psycopg is None or not isinstance(exc, psycopg.Error):
+            return None
+        return _classify(exc, self.target)
+
+    def _insert_id(self, sql: str, params: tuple[Any, ...]) -> int | None:
+        row = self.conn.execute(sql + " RETURNING id", params).fetchone()
+        return row[0] if row else None
+
+    def _lock_integration(self, integration_id: int, *, skip_locked: bool = False) -> bool:
+        skip = " SKIP LOCKED" if skip_locked else ""
+        row = self.conn.execute(f"SELECT 1 FROM integrations WHERE id = ? FOR UPDATE{skip}", (integration_id,))
+        return row.fetchone() is not None
+
+    def _lock_log(self, log_id: int) -> None:
+        self.conn.execute("SELECT 1 FROM sync_logs WHERE id = ? FOR UPDATE", (log_id,))
+
+    def _summaries_sql(self, where: str) -> str:
+        pairs = []
+        for key, expression, kind in base.SUMMARY_FIELDS:
+            if kind == "time":
+                expression = _TIME.format(expression)
+            elif kind == "bool":  # NULL is false, as SQLite's CASE makes it
+                expression = f"coalesce({expression}, false)"
+            pairs.append(f"'{key}', {expression}")
+        return (
+            f"SELECT coalesce(json_agg(json_build_object({', '.join(pairs)}) ORDER BY name), '[]')"
+            f" FROM (SELECT *, {_STALE_AT} AS stale_at FROM integrations {where}) i"
+        )
+
+    def _json_field_values(self, integration_id: int, field: str) -> Iterator[Any]:
+        rows = self.conn.execute(
+            "SELECT data #> ? FROM records WHERE integration_id = ? AND deleted_at IS NULL",
+            (field.split("."), integration_id),
+        )
+        for (text,) in rows:  # as SQLite's json_extract: scalars as values, the rest as JSON text
+            value = None if text is None else json.loads(text)
+            yield text if isinstance(value, (dict, list)) else value
+
+    def summaries_json(self, name: str | None = None, *, now: datetime) -> str:
+        # json_build_object writes '{"a" : 1}': the same text as SQLite's, compact.
+        return dumps(json.loads(super().summaries_json(name, now=now)))
+
+
+def _first_line(exc: BaseException, target: Target) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"^connection failed: ", "", text)
+    return target.secrets.redact(text)
+
+
+_LOST = ("server closed the connection", "terminating connection", "consuming input failed",
+         "connection is closed", "connection is lost", "ssl syscall", "could not receive data",
+         "could not send data", "connection reset", "broken pipe", "the database system is")
+
+
+def _classify(exc: BaseException, target: Target) -> DatabaseError | None:
+    """The one place a psycopg error becomes what the operator must know, in one line
+    naming the server (``user@host:port/db``) and the fix; None for a bug (a constraint, a
+    bad statement)."""
+    state = getattr(exc, "sqlstate", None) or ""
+    text = _first_line(exc, target)
+    low = str(exc).lower()
+    where = target.label
+    if state == "28P01" or "password authentication failed" in low:
+        return DatabaseError(
+            f"PostgreSQL {where} refused the password of user {target.user}",
+            "check the password: the ${VAR} in the URL, PGPASSWORD or ~/.pgpass",
+        )
+    if "no password supplied" in low or "password is required" in low:
+        return DatabaseError(
+            f"PostgreSQL {where} asks for a password and none was given",
+            "write it as ${VAR} in the URL (postgresql://user:${VAR}@host/db), or use PGPASSWORD or ~/.pgpass",
+        )
+    if state == "3D000" or (f'database "{target.dbname}" does not exist' in low):
+        return DatabaseError(
+            f"no database {target.dbname} on PostgreSQL {target.user}@{target.host}:{target.port}",
+            f"create it (createdb -h {target.host} -p {target.port} -O {target.user} {target.dbname}), "
+            "or check the URL in --db / SYNCCTL_DB",
+        )
+    if state in ("28000", "42501") or "no pg_hba.conf entry" in low or (
+        "role" in low and "does not exist" in low
+    ):
+        return DatabaseError(
+            f"PostgreSQL {where} refused user {target.user}: {text}",
+            "check the user in the URL, its privileges, and the server's pg_hba.conf",
+        )
+    if state == "53100":
+        return errors.EnvironmentFault(
+            f"PostgreSQL {where} is out of disk space: {text}",
+            "free space on the database server; syncctl tries again at the next run",
+            kind="disk full",
+        )
+    if state == "25006":
+        return errors.EnvironmentFault(
+            f"PostgreSQL {where} is read-only (a standby?)",
+            "point --db / SYNCCTL_DB at the primary server",
+            kind="read-only",
+        )
+    if state in ("55P03", "57014", "40P01"):
+        return errors.EnvironmentFault(
+            f"PostgreSQL {where}: {text}",
+            "another program holds rows syncctl needs; syncctl tries again at the next run",
+            kind="locked",
+        )
+    unreachable = isinstance(exc, psycopg.OperationalError) or state.startswith(("08", "57P")) or (
+        isinstance(exc, psycopg.InterfaceError) and "closed" in low
+    ) or state == "53300"
+    if unreachable:
+        if "refused" in low:
+            cause = "connection refused"
+        elif "timeout" in low or "timed out" in low:
+            cause = "timed out"
+        elif "could not translate host name" in low or "name or service not known" in low:
+            cause = f"unknown host {target.host}"
+        elif any(marker in low for marker in _LOST):
+            cause = f"lost the connection ({text})"
+        else:
+            cause = text
+        return errors.EnvironmentFault(
+            f"cannot reach PostgreSQL {where}: {cause}",
+            f"check that the server runs and this host reaches it (pg_isready -h {target.host} "
+            f"-p {target.port}); syncctl tries again at the next run",
+            kind="unreachable",
+        )
+    return None
