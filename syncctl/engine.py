@@ -188,11 +188,6 @@ class Engine:
     def sync(self, integration_id: int, *, manual: bool, cancel: Cancel) -> SyncResult:
         """Sync one integration and record the attempt. Never raises for a sync failure:
         one broken integration never stops the others."""
-        from syncctl.fetch import Cancelled, Connector
-        from syncctl.models import dumps
-        from syncctl.records import cursor_param, later
-        from syncctl.secrets import Secrets
-
         started_clock = time.monotonic()
         recover_orphans(self.store, self.now(), self.settings.rng, integration_id)
         claimed = self.store.claim(
@@ -207,8 +202,20 @@ class Engine:
             return SyncResult(integration.name if integration else f"#{integration_id}", "SKIPPED")
         if isinstance(claimed, SyncLog):
             return _busy(claimed, self.now(), self.store.path, self.settings.sync_timeout)
-        log_id, integration, trigger = claimed
-        deadline = started_clock + self.settings.sync_timeout
+        return self.run_claimed(*claimed, cancel=cancel, started_clock=started_clock)
+
+    def run_claimed(
+        self, log_id: int, integration: Integration, trigger: str, *, cancel: Cancel,
+        started_clock: float | None = None,
+    ) -> SyncResult:
+        """Fetch, store, log and reschedule a sync claimed at ``started_clock`` (monotonic;
+        default now): its --sync-timeout counts from there. Never raises for a sync failure."""
+        from syncctl.fetch import Cancelled, Connector
+        from syncctl.models import dumps
+        from syncctl.records import cursor_param, later
+        from syncctl.secrets import Secrets
+
+        deadline = (time.monotonic() if started_clock is None else started_clock) + self.settings.sync_timeout
         timer = threading.Timer(self.settings.sync_timeout, cancel.cancel, args=("timeout",))
         timer.daemon = True
         timer.start()

@@ -8,13 +8,14 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncctl import liveness, runlock
 from syncctl.engine import Engine, SyncSettings, interrupted_by, recover_orphans, signal_plan
@@ -22,6 +23,9 @@ from syncctl.errors import DatabaseError
 from syncctl.models import Integration, Status, SyncResult
 from syncctl.schedule import after_clock_set_back
 from syncctl.store import Store
+
+if TYPE_CHECKING:
+    from syncctl.fetch import Cancel
 
 GRACE_SECONDS = 5.0  # how long running syncs may finish after SIGTERM
 CANCEL_SECONDS = 3.0  # then how long they get to record that they were interrupted
@@ -109,8 +113,6 @@ def record_heartbeat(store: Store, now: datetime) -> None:
     It never holds the tick up: when another program keeps the database's write lock, the
     heartbeat lets go after a moment (ticks would otherwise pile up behind it every
     minute), and the tick goes on to meet, name and log that lock where a sync needs it."""
-    import time
-
     from syncctl.errors import EnvironmentFault
 
     previous, deadline = store.give_up, time.monotonic() + HEARTBEAT_WAIT
@@ -153,6 +155,15 @@ class _Workers:
                 thing.close()
 
 
+@dataclass
+class _Job:
+    """One sync of the pool: of a given integration, or of the next one due (named once
+    its claim succeeds)."""
+
+    cancel: Cancel
+    integration: Integration | None = None
+
+
 def run_syncs(
     store: Store,
     integrations: list[Integration],
@@ -163,63 +174,160 @@ def run_syncs(
     on_result: Callable[[SyncResult], None] | None = None,
     report: RunReport | None = None,
 ) -> RunReport:
-    """Sync ``integrations``, ``concurrency`` at a time. On SIGTERM/SIGINT: start nothing
-    new, give running syncs a grace period, then interrupt them, make sure none of their
-    logs stays RUNNING, and raise Stopped.
+    """Sync ``integrations`` (``sync``), ``concurrency`` at a time; see ``_pool``."""
+    from syncctl.fetch import Cancel
+
+    pending = deque(integrations)
+
+    def next_job() -> _Job | None:
+        return _Job(Cancel(), pending.popleft()) if pending else None
+
+    def run_job(engine: Engine, job: _Job, _stopping: Callable[[], bool]) -> SyncResult:
+        return engine.sync(job.integration.id, manual=manual, cancel=job.cancel)
+
+    return _pool(store, next_job, run_job, manual=manual, concurrency=concurrency, settings=settings,
+                 on_result=on_result, report=report)
+
+
+def run_due_syncs(
+    store: Store,
+    *,
+    due_by: datetime,
+    concurrency: int,
+    settings: SyncSettings,
+    on_result: Callable[[SyncResult], None] | None = None,
+    report: RunReport | None = None,
+) -> RunReport:
+    """Sync what was due by ``due_by`` (the tick's start), ``concurrency`` at a time: each
+    free worker claims the oldest due integration nobody holds (``claim_next_due``), until
+    none is left. So several processes share the work without stepping on each other, and
+    what this run claimed once is never claimed again by it (a retry due meanwhile waits
+    for the next tick). See ``_pool``.
+
+    This process's workers claim one at a time (SQLite would serialise them anyway), so a
+    claim the database refuses is the last one: the workers waiting behind it start nothing."""
+    from syncctl.timeutil import utcnow
+
+    claimed: set[int] = set()
+    claiming = threading.Lock()
+    over = threading.Event()  # nothing left, or the database refused a claim
+
+    def run_job(engine: Engine, job: _Job, stopping: Callable[[], bool]) -> SyncResult | None:
+        with claiming:
+            if over.is_set() or stopping():
+                return None
+            started = time.monotonic()
+            try:
+                claim = engine.store.claim_next_due(
+                    (settings.clock or utcnow)(), pid=os.getpid(), owner=liveness.owner_token(),
+                    due_by=due_by, skip=claimed,
+                )
+            except DatabaseError:
+                over.set()
+                job.integration = _next_due(engine.store, due_by, claimed)  # to name it
+                raise
+            if claim is None:
+                over.set()
+                return None
+            job.integration = claim[1]
+            claimed.add(claim[1].id)
+        return engine.run_claimed(*claim, cancel=job.cancel, started_clock=started)
+
+    return _pool(store, lambda: _Job(_new_cancel()), run_job, manual=False, concurrency=concurrency,
+                 settings=settings, on_result=on_result, report=report)
+
+
+def _new_cancel() -> Cancel:
+    from syncctl.fetch import Cancel
+
+    return Cancel()
+
+
+def _next_due(store: Store, due_by: datetime, skip: set[int]) -> Integration | None:
+    """The integration a refused claim was after, to name it and log the attempt (a read:
+    SQLite's WAL lets it past another program's write lock)."""
+    with contextlib.suppress(DatabaseError):
+        for integration in store.due_integrations(due_by):
+            if integration.id not in skip and integration.running_since is None:
+                return integration
+    return None
+
+
+def _pool(
+    store: Store,
+    next_job: Callable[[], _Job | None],
+    run_job: Callable[[Engine, _Job, Callable[[], bool]], SyncResult | None],
+    *,
+    manual: bool,
+    concurrency: int,
+    settings: SyncSettings,
+    on_result: Callable[[SyncResult], None] | None,
+    report: RunReport | None,
+) -> RunReport:
+    """Run jobs, ``concurrency`` at a time, until ``next_job`` has none or a job finds
+    nothing to do (returns None). On SIGTERM/SIGINT: start nothing new, give running syncs
+    a grace period, then interrupt them, make sure none of their logs stays RUNNING, and
+    raise Stopped.
 
     When the environment refuses a write (disk full, read-only, permissions, another
     program's lock) the syncs after it would meet the same fault: nothing new starts, the
     result is reported at once, and the attempt is logged afterwards if the database lets
     us (``_log_fault``); the untried integrations stay due for the next run.
     """
-    from syncctl.fetch import Cancel
-
     report = report or RunReport()
-    pending = deque(integrations)
-    running: dict[Future[SyncResult], tuple[Cancel, Integration]] = {}
+    running: dict[Future[SyncResult | None], _Job] = {}
     stop: list[int] = []
+    drained = False  # no job left to start
     abandon = threading.Event()  # set after the grace period: lock waits give up at once
     workers = _Workers(store, settings, abandon.is_set)
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="sync")
-    faults: list[tuple[Integration, DatabaseError]] = []
+    faults: list[tuple[Integration | None, DatabaseError]] = []
     lost: list[DatabaseError] = []  # the database went away: one line and exit 3, at the end
 
-    def collect(futures: set[Future[SyncResult]]) -> None:
+    def collect(futures: set[Future[SyncResult | None]]) -> None:
+        nonlocal drained
         for future in futures:
-            _, integration = running.pop(future)
+            job = running.pop(future)
+            name = job.integration.name if job.integration is not None else "run-due"
             try:
                 result = future.result()
             except DatabaseError as exc:  # the environment refused a write the engine needed
                 if getattr(exc, "kind", None) == "unreachable":
                     lost.append(exc)  # its log stays RUNNING until its lease or pid says so
                     continue
-                result = SyncResult(integration.name, Status.FAILED.value,
-                                    error_message=exc.message, error_hint=exc.hint)
-                faults.append((integration, exc))
+                result = SyncResult(name, Status.FAILED.value, error_message=exc.message, error_hint=exc.hint)
+                faults.append((job.integration, exc))
                 report.faulted = True
             except Exception as exc:  # a bug in the engine: keep going with the others
                 result = SyncResult(
-                    integration.name, Status.FAILED.value,
+                    name, Status.FAILED.value,
                     error_message=f"internal error: {type(exc).__name__}: {exc}",
                     error_hint="please report this as a syncctl bug",
                 )
+            if result is None:  # nothing left to claim
+                drained = True
+                continue
             report.results.append(result)
             if on_result:
                 on_result(result)
 
-    def task(integration_id: int, cancel: Cancel) -> SyncResult:
-        return workers.engine().sync(integration_id, manual=manual, cancel=cancel)
+    def task(job: _Job) -> SyncResult | None:
+        if stop:  # a signal came while this job waited for a thread: start nothing new
+            return None
+        return run_job(workers.engine(), job, lambda: bool(stop))
 
     previous_give_up = store.give_up
     store.give_up = lambda: bool(stop)  # this thread's own waits end at a signal
     renewal = _LeaseRenewal(store)
     try:
         with _signals(stop), renewal:
-            while (pending or running) and not stop:
-                while pending and len(running) < concurrency and not stop and not faults and not lost:
-                    cancel, integration = Cancel(), pending.popleft()
-                    future = pool.submit(task, integration.id, cancel)
-                    running[future] = cancel, integration
+            while not stop:
+                while not drained and len(running) < concurrency and not stop and not faults and not lost:
+                    job = next_job()
+                    if job is None:
+                        drained = True
+                        break
+                    running[pool.submit(task, job)] = job
                 if not running:
                     break
                 done, _ = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
@@ -227,6 +335,8 @@ def run_syncs(
             for integration, fault in faults:
                 if stop or lost:
                     break
+                if integration is None:
+                    continue  # a claim refused before it could name one: nothing to log
                 with contextlib.suppress(DatabaseError):  # still refused: the line was printed
                     _log_fault(store, integration, fault, manual=manual, settings=settings)
         if not stop:
@@ -240,8 +350,8 @@ def run_syncs(
         collect(done)
         signal_name = signal.Signals(stop[0]).name
         abandon.set()  # a sync still waiting for another program's lock stops waiting
-        for cancel, _ in running.values():
-            cancel.cancel(signal_name)
+        for job in running.values():
+            job.cancel.cancel(signal_name)
         done, _ = wait(running, timeout=CANCEL_SECONDS)
         collect(done)
         _interrupt_own_logs(store, signal_name, settings)
@@ -353,12 +463,12 @@ def run_due(
                 next_sync_at=i.next_sync_at, slot_at=i.slot_at, interval=i.sync_interval, now=at
             ),
         )
-        due = store.due_integrations(now())
-        if due:
+        tick = now()
+        if store.has_due(tick):  # an idle tick starts no pool and opens no connection
             if on_start is not None:
                 on_start()
-            run_syncs(store, due, manual=False, concurrency=concurrency, settings=settings,
-                      on_result=on_result, report=report)
+            run_due_syncs(store, due_by=tick, concurrency=concurrency, settings=settings,
+                          on_result=on_result, report=report)
         if report.faulted:
             return report  # the environment refused a write: it would refuse this one too
         # Every auto-disable is announced once, here, whoever decided it: a sync of this

@@ -107,6 +107,17 @@ def integrations_sql(stale_at_sql: str) -> str:
 
 
 _LOGS = "SELECT l.*, i.name FROM sync_logs l JOIN integrations i ON i.id = l.integration_id"
+# claim_next_due's pick: the oldest due integration without an unfinished log. Its
+# dialect fills in how ids are passed over and how the row is locked.
+_NEXT_DUE = (
+    "SELECT id FROM integrations i WHERE sync_enabled = 1 AND sync_interval IS NOT NULL"
+    " AND next_sync_at <= ? AND {not_skipped} AND NOT EXISTS (SELECT 1 FROM sync_logs l"
+    f" WHERE l.integration_id = i.id AND l.{_UNFINISHED}) ORDER BY next_sync_at LIMIT 1{{lock}}"
+)
+
+
+def _scheduled_trigger(integration: Integration) -> Trigger:
+    return Trigger.RETRY if integration.consecutive_failures else Trigger.SCHEDULE
 # One element of `list --json` (spec §5), in order: (key, SQL expression, kind). Each
 # dialect builds the JSON in SQL from it (``_summaries_sql``); kind "time" is a timestamp,
 # "bool" a 1/0 column shown as true/false. A new field is one line here.
@@ -188,8 +199,9 @@ class Store:
     The dialect hooks a backend provides: ``transaction``, ``reopen``, ``close``,
     ``_fault`` (a driver error named, or None), ``_insert_id``, ``_summaries_sql``,
     ``_lock_integration`` / ``_lock_log`` (row locks; SQLite's ``BEGIN IMMEDIATE`` needs
-    none), and the SQL fragments ``NOW_SQL`` and ``LEASE_SQL`` (the database's clock),
-    ``STALE_AT_SQL`` (staleness, spec §10, defined once per dialect) and ``INTEGRATIONS``.
+    none), ``_ids_param``, and the SQL fragments ``NOW_SQL`` and ``LEASE_SQL`` (the
+    database's clock), ``STALE_AT_SQL`` (staleness, spec §10, defined once per dialect),
+    ``INTEGRATIONS``, ``NOT_IN_IDS_SQL`` and ``SKIP_LOCKED_SQL`` (``claim_next_due``).
     Shared SQL uses ``?``, ``?N`` or ``:name`` placeholders, as sqlite3 does.
     """
 
@@ -205,6 +217,8 @@ class Store:
     ROW_LOCKS = False  # writers take row locks (PostgreSQL) rather than the whole database
     TEXT_TIMES = True  # timestamps come back as the stored text (SQLite), not as datetimes
     LEASES_DECIDE = False  # an expired lease is proof of death, even on this host
+    NOT_IN_IDS_SQL = ""  # "id is none of ``?``" (a list of ids, passed through ``_ids_param``)
+    SKIP_LOCKED_SQL = ""  # claim_next_due's row lock, when the dialect has row locks
     path: Path | None = None  # the SQLite file (its lock file sits beside it); None otherwise
     label = "?"  # how messages name the database (never with a password)
 
@@ -267,6 +281,10 @@ class Store:
 
     def _lock_log(self, log_id: int) -> None:
         """Lock one log's row for this transaction (after its integration's)."""
+
+    def _ids_param(self, ids: list[int]) -> Any:
+        """``ids`` as the one parameter of ``NOT_IN_IDS_SQL``."""
+        raise NotImplementedError
 
     # -- integrations ----------------------------------------------------------------------
 
@@ -496,28 +514,76 @@ class Store:
                 and integration.next_sync_at <= now
             ):
                 return None
-            if manual:
-                trigger = Trigger.MANUAL
-            else:
-                trigger = Trigger.RETRY if integration.consecutive_failures else Trigger.SCHEDULE
-            log_id = self._insert_id(
-                "INSERT INTO sync_logs (integration_id, trigger, status, attempt, started_at,"
-                f" pid, owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, {self.LEASE_SQL})"
-                f" ON CONFLICT (integration_id) WHERE {_UNFINISHED} DO NOTHING",
-                (
-                    integration_id,
-                    trigger.value,
-                    Status.RUNNING.value,
-                    integration.consecutive_failures + 1,
-                    format_ts(now),
-                    pid,
-                    owner,
-                    liveness.lease_seconds(),
-                ),
-            )
+            trigger = Trigger.MANUAL if manual else _scheduled_trigger(integration)
+            log_id = self._insert_running_log(integration, trigger, now=now, pid=pid, owner=owner)
             if log_id is None:
                 return self.unfinished_logs(integration_id)[0]
             return log_id, integration, trigger.value
+
+    def claim_next_due(
+        self,
+        now: datetime,
+        *,
+        pid: int,
+        owner: str,
+        due_by: datetime | None = None,
+        skip: Iterable[int] = (),
+    ) -> tuple[int, Integration, str] | None:
+        """Start the scheduled sync of the oldest integration due by ``due_by`` (default
+        ``now``) that nobody holds and that is not in ``skip``: insert its RUNNING log.
+        Returns (log id, integration, trigger), or None when there is none left.
+
+        One transaction, the way Postgres job queues dequeue (huey's ``_dequeue``): on
+        PostgreSQL the pick is ``FOR UPDATE SKIP LOCKED`` (a row another host is claiming
+        this instant is passed over, nobody waits), on SQLite ``BEGIN IMMEDIATE`` makes
+        pick and insert one step. A row whose log another host committed after this
+        statement's snapshot loses at the unique index, and the next one is tried.
+        """
+        cutoff = format_ts(due_by or now)
+        passed = list(skip)
+        with self.transaction():
+            while True:
+                row = self.conn.execute(
+                    _NEXT_DUE.format(not_skipped=self.NOT_IN_IDS_SQL, lock=self.SKIP_LOCKED_SQL),
+                    (cutoff, self._ids_param(passed)),
+                ).fetchone()
+                if row is None:
+                    return None
+                integration = self.get_by_id(row[0])
+                trigger = _scheduled_trigger(integration)
+                log_id = self._insert_running_log(integration, trigger, now=now, pid=pid, owner=owner)
+                if log_id is not None:
+                    return log_id, integration, trigger.value
+                passed.append(integration.id)
+
+    def _insert_running_log(
+        self, integration: Integration, trigger: Trigger, *, now: datetime, pid: int, owner: str
+    ) -> int | None:
+        """The RUNNING log of a claim, its lease on the database's clock; None when the
+        integration already has an unfinished one (the unique index decides)."""
+        return self._insert_id(
+            "INSERT INTO sync_logs (integration_id, trigger, status, attempt, started_at,"
+            f" pid, owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, {self.LEASE_SQL})"
+            f" ON CONFLICT (integration_id) WHERE {_UNFINISHED} DO NOTHING",
+            (
+                integration.id,
+                trigger.value,
+                Status.RUNNING.value,
+                integration.consecutive_failures + 1,
+                format_ts(now),
+                pid,
+                owner,
+                liveness.lease_seconds(),
+            ),
+        )
+
+    def has_due(self, now: datetime) -> bool:
+        """Is anything due? One index probe: what an idle tick asks before starting a pool."""
+        return self.conn.execute(
+            "SELECT 1 FROM integrations WHERE sync_enabled = 1 AND sync_interval IS NOT NULL"
+            " AND next_sync_at <= ? LIMIT 1",
+            [format_ts(now)],
+        ).fetchone() is not None
 
     def renew_leases(self, owner: str) -> int:
         """Extend the lease of every unfinished log ``owner`` holds (the heartbeat of a

@@ -144,6 +144,8 @@ class PostgresStore(base.Store):
     ROW_LOCKS = True
     TEXT_TIMES = False
     LEASES_DECIDE = True
+    NOT_IN_IDS_SQL = "id <> ALL(?::bigint[])"
+    SKIP_LOCKED_SQL = " FOR UPDATE OF i SKIP LOCKED"
 
     def __init__(self, conn: Any, target: Target) -> None:
         super().__init__(_Connection(conn))
@@ -288,6 +290,9 @@ class PostgresStore(base.Store):
         skip = " SKIP LOCKED" if skip_locked else ""
         row = self.conn.execute(f"SELECT 1 FROM integrations WHERE id = ? FOR UPDATE{skip}", (integration_id,))
         return row.fetchone() is not None
+
+    def _ids_param(self, ids: list[int]) -> list[int]:
+        return ids
 
     def _lock_log(self, log_id: int) -> None:
         self.conn.execute("SELECT 1 FROM sync_logs WHERE id = ? FOR UPDATE", (log_id,))

@@ -39,6 +39,7 @@ class SqliteStore(base.Store):
     LEASE_SQL = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || ? || ' seconds')"
     STALE_AT_SQL = _STALE_AT
     INTEGRATIONS = base.integrations_sql(_STALE_AT)
+    NOT_IN_IDS_SQL = "id NOT IN (SELECT value FROM json_each(?))"
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         super().__init__(conn)
@@ -241,6 +242,9 @@ class SqliteStore(base.Store):
     def _insert_id(self, sql: str, params: tuple[Any, ...]) -> int | None:
         cursor = self.conn.execute(sql, params)
         return cursor.lastrowid if cursor.rowcount > 0 else None
+
+    def _ids_param(self, ids: list[int]) -> str:
+        return "[" + ",".join(str(int(i)) for i in ids) + "]"
 
     def _summaries_sql(self, where: str) -> str:
         # SQLite builds the JSON: timestamps are stored in the output format already, and

@@ -228,6 +228,68 @@ def test_concurrent_claims_of_one_integration_have_one_winner(tstore):
     assert len(tstore.unfinished_logs()) == 1
 
 
+
+def test_claim_next_due_takes_the_oldest_due_that_nobody_holds_and_passes_over_skipped_ones(tstore):
+    now = utc_ms()
+    for name, minutes in (("late", -1), ("early", -10), ("middle", -5), ("future", 10), ("held", -20)):
+        add(tstore, name, f"http://127.0.0.1:9/{name}")
+        tstore.set_interval(tstore.get(name).id, 3600, now + timedelta(minutes=minutes), now)
+    add(tstore, "manual", "http://127.0.0.1:9/manual", "--interval", "manual")
+    tstore.claim(tstore.get("held").id, manual=True, now=now, pid=9, owner="other:b:9:1")  # another host's
+    tstore.set_interval(tstore.get("held").id, 3600, now - timedelta(minutes=20), now)
+    early = tstore.get("early")
+
+    log_id, claimed, trigger = tstore.claim_next_due(now, pid=1, owner="h:b:1:2")
+    skipped = tstore.claim_next_due(now, pid=1, owner="h:b:1:2", skip=[tstore.get("middle").id])
+    by_then = tstore.claim_next_due(now, pid=1, owner="h:b:1:2", due_by=now - timedelta(minutes=3))
+    rest = tstore.claim_next_due(now, pid=1, owner="h:b:1:2")
+
+    assert (claimed.id, trigger) == (early.id, "schedule")
+    assert [log.id for log in tstore.unfinished_logs(early.id)] == [log_id]
+    assert tstore.history_entry(log_id).started_at == now and tstore.history_entry(log_id).pid == 1
+    assert skipped[1].name == "late"  # "middle" passed over
+    assert by_then[1].name == "middle"  # due ten minutes ago: due by three minutes ago
+    assert rest is None  # "future" is not due, "held" is another host's, "manual" is not scheduled
+    assert {log.integration for log in tstore.unfinished_logs()} == {"early", "late", "middle", "held"}
+
+
+def test_claim_next_due_claims_a_failed_one_as_a_retry(tstore):
+    add(tstore, "one", "http://127.0.0.1:9/one")
+    now = utc_ms() + timedelta(seconds=1)  # the first sync is due at once
+    log_id, _, _ = tstore.claim_next_due(now, pid=1, owner="h:b:1:2")
+    tstore.finish_sync(log_id, status=Status.FAILED, now=now, records_count=0, error_message="boom",
+                       error_hint=None, plan=lambda i, log: Plan(now, i.slot_at, 1))  # fmt: skip
+
+    retry_id, _, trigger = tstore.claim_next_due(now, pid=1, owner="h:b:1:2")
+
+    assert trigger == "retry" and tstore.history_entry(retry_id).attempt == 2
+
+
+def test_concurrent_claims_of_the_next_due_take_each_integration_once(tstore):
+    for n in range(30):
+        add(tstore, f"i{n:02}", f"http://127.0.0.1:9/{n}")
+    now = utc_ms() + timedelta(seconds=1)  # the first syncs are due at once
+    stores = [tstore.reopen() for _ in range(6)]
+    barrier = threading.Barrier(len(stores))
+    taken: list[str] = []
+
+    def drain(store: Store, n: int) -> None:
+        barrier.wait()
+        while (claimed := store.claim_next_due(now, pid=n, owner=f"h{n}:b:{n}:1")) is not None:
+            taken.append(claimed[1].name)
+
+    threads = [threading.Thread(target=drain, args=(s, n)) for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(HANG_GUARD)
+    for s in stores:
+        s.close()
+
+    assert sorted(taken) == [f"i{n:02}" for n in range(30)]  # each once, none left over
+    assert len(tstore.unfinished_logs()) == 30
+
+
 # -- migrations ---------------------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ import pytest
 from syncctl import liveness
 from syncctl.timeutil import format_ts, parse_ts
 from tests.conftest import HANG_GUARD, Result, base_env, query, require_tool, wait_for
-from tests.httpsources import HTTPSource, drip, gated, hang_mid_body, json_body
+from tests.httpsources import HTTPSource, drip, gated, hang_mid_body, json_body, send
 from tests.httpsources import hang as hang_before_headers
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -491,6 +491,26 @@ def test_verbose_prints_a_summary(cli, source):
     assert "good" in run.stdout and "SUCCESS" in run.stdout
     idle = cli("run-due", "-v")
     assert idle.returncode == 0 and idle.stdout.strip()  # says that nothing was due
+
+
+def test_an_integration_due_again_during_the_run_is_not_synced_twice_by_it(cli, source, db_path):
+    # "again" fails fast; while "other" syncs after it, "again" becomes due again (as a
+    # clock set back would make it): this run must not claim it a second time, the next does.
+    def make_again_due(handler) -> None:  # noqa: ANN001
+        make_due(db_path, "again")
+        send(handler, 200, b'[{"id": 1}]')
+
+    add(cli, "again", source.add("/again", json_body({}, status=404)))
+    add(cli, "other", source.add("/other", make_again_due))
+    make_due(db_path, "again")  # the oldest due: claimed first
+
+    run = cli("run-due", "--concurrency", "1")
+
+    assert run.returncode == 1 and "again:" in run.stderr
+    assert [log["status"] for log in logs(db_path)] == ["FAILED", "SUCCESS"]
+    assert source.hits["/other"] == 1
+    assert cli("run-due", "--concurrency", "1").returncode == 1  # the next tick takes it
+    assert [log["name"] for log in logs(db_path)] == ["again", "other", "again"]
 
 
 def test_a_held_lock_means_exit_0_and_silence_and_the_lock_file_stays(cli, source, db_path):
