@@ -165,7 +165,7 @@ def test_the_image_syncs_into_postgresql_given_a_url(image, pg_url):
         url = source.add("/items", json_body([{"id": 1}, {"id": 2}]))
 
         def syncctl(*args: str) -> subprocess.CompletedProcess:
-            return podman("run", "--rm", "--network", "host", *LIMITS, "-e", f"SYNCCTL_DB={pg_url}",
+            return podman("run", "--rm", "--no-healthcheck", "--network", "host", *LIMITS, "-e", f"SYNCCTL_DB={pg_url}",
                           "--entrypoint", "syncctl", image, *args, check=False)
 
         added = syncctl("add", "items", "--url", url)
