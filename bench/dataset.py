@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from syncctl.config import IntegrationConfig
 from syncctl.store import Store, schema_steps
 
 # Bump when the generated data changes, so cached databases are rebuilt.
@@ -222,7 +223,7 @@ def build_records(path: Path, url: str, name: str = "feed") -> Path:
     store.add_integration(
         name=name,
         url=url,
-        config=json.loads(config("link", headers={})) | {"params": {}},
+        config=IntegrationConfig.from_json(json.loads(config("link", headers={})) | {"params": {}}),
         interval=None,
         now=datetime.now(timezone.utc),
     )
