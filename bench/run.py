@@ -345,9 +345,9 @@ def main() -> None:
         due = bench_throughput(syncctl, env, source, work, due_reps, scratch)
         log(f"records: 20 pages x {reps_text(rec_reps)}, {big_pages} pages x {reps_text(big_reps)}")
         records = bench_records(syncctl, env, source, work, rec_reps, big_reps, big_pages, scratch)
-        log(f"records beside the floor and dlt, and a 304 beside the idle tick (spec §14): {max(rec_reps, 3)} runs")
+        log(f"records beside the floor and dlt, and a 304 beside the idle tick (spec §14): {max(rec_reps, 5)} runs")
         side = peers.bench_records_peers(
-            run, check, Samples(), syncctl, env, source.base, work, db, max(rec_reps, 3), reads_reps, scratch, log
+            run, check, Samples(), syncctl, env, source.base, work, db, max(rec_reps, 5), reads_reps, scratch, log
         )
     finally:
         source.close()
