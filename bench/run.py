@@ -31,6 +31,7 @@ RESULTS = BENCH / "results"
 sys.path.insert(0, str(BENCH))
 
 import dataset  # noqa: E402
+import peers  # noqa: E402
 
 SLOW_SECONDS = 0.1
 DUE = 500
@@ -398,6 +399,10 @@ def main() -> None:
         due = bench_throughput(syncctl, env, source, work, due_reps, scratch)
         log(f"records: 20 pages x {reps_text(rec_reps)}, {big_pages} pages x {reps_text(big_reps)}")
         records = bench_records(syncctl, env, source, work, rec_reps, big_reps, big_pages, scratch)
+        log(f"records beside the floor and dlt, and a 304 beside the idle tick (spec §14): {max(rec_reps, 5)} runs")
+        side = peers.bench_records_peers(
+            run, check, Samples(), syncctl, env, source.base, work, db, max(rec_reps, 5), reads_reps, scratch, log
+        )
         postgres = None
         if args.postgres:
             log(f"postgres: {PG_DUE} due, {SLOW_SECONDS * 1000:.0f} ms each, three run-due vs one, {due_reps} reps")
@@ -461,9 +466,10 @@ def main() -> None:
             "≤ 1/2.5",
             one / three >= 2.5,
         ))
+    rows += peers.rows(side, Row)
     detail = [
         f"- `{name}`: median {ms(samples.median(name))}, range {samples.spread(name)}"
-        for samples in (reads, due, records, *([postgres] if postgres else []))
+        for samples in (reads, due, records, side.samples, *([postgres] if postgres else []))
         for name in samples.runs
     ]
     body = "\n".join(

@@ -4,6 +4,8 @@
 - ``/slow/<n>``: answers after 100 ms (``time.sleep``) with a one-record array.
 - ``/records?pages=P&page=N``: page N of P, 10,000 records each, with an RFC 8288
   ``Link: <…>; rel="next"`` header until the last page.
+- ``/etag``: 100 records with ``ETag: "bench-1"``; ``304 Not Modified`` (no body) to a
+  request whose ``If-None-Match`` names it (the conditional sync of spec §11).
 
 It does not penalise connection reuse: HTTP/1.1 with Content-Length, and
 ``disable_nagle_algorithm`` (TCP_NODELAY), because http.server writes the headers and
@@ -28,6 +30,8 @@ _RECORD = (
     b'"owner":{"id":%d,"email":"owner@example.com"},"updated_at":"2026-11-22T10:15:00.000Z"}'
 )
 _PAGE = b"[" + b",".join([_RECORD] * PAGE_SIZE) + b"]"
+ETAG = '"bench-1"'
+_ETAG_BODY = b"[" + b",".join(_RECORD % (n, n, n % 1000, n % 97) for n in range(1, 101)) + b"]"
 
 
 def page_body(page: int) -> bytes:
@@ -71,6 +75,13 @@ class Handler(BaseHTTPRequestHandler):
             if page < pages:
                 headers["Link"] = f'</records?pages={pages}&page={page + 1}>; rel="next"'
             self._send(200, page_body(page), headers)
+        elif parts.path == "/etag":
+            if self.headers.get("If-None-Match") == ETAG:
+                self.send_response(304)
+                self.send_header("ETag", ETAG)
+                self.end_headers()
+            else:
+                self._send(200, _ETAG_BODY, {"ETag": ETAG})
         else:
             self._send(404, b'{"error":"not found"}')
 

@@ -87,20 +87,23 @@ def write_file(store: Store, path: Path, now: datetime) -> None:
     node_exporter's textfile collector; readable by all (it holds no secret).
 
     At 10,000 integrations prometheus_client takes ~0.4 s to write the 120,000 samples, four
-    idle ticks' worth. So the file carries a comment with a fingerprint of what the
-    samples depend on (integrations' count, last change and syncs, how many are stale
-    now); while it is unchanged, the kernel copies the previous file but its last sample
-    (run-due's last tick, the last family) and only that sample is written anew."""
+    idle ticks' worth. So the file's first line is a comment with a fingerprint of what the
+    samples depend on (integrations' count, last change and syncs) and the next moment one
+    goes stale with time alone; while the fingerprint holds and that moment has not come,
+    the kernel copies the previous file but its last sample (run-due's last tick, the last
+    family) and only that sample is written anew."""
     path = Path(path)
-    fingerprint = (_FINGERPRINT + store.metrics_fingerprint(now) + "\n").encode("utf-8")
+    data = store.metrics_fingerprint()
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         with os.fdopen(fd, "wb") as out:
-            if not _copy_reusable(path, fingerprint, out):
+            if not _copy_reusable(path, data, now, out):
                 out.seek(0)
                 out.truncate()
-                out.write(fingerprint + exposition(store, now))
+                until = store.next_staleness_change(now)
+                line = f"{_FINGERPRINT}{data} until {format_ts(until) if until else 'never'}\n"
+                out.write(line.encode("utf-8") + exposition(store, now))
             else:
                 last_tick = store.last_tick_at()
                 if last_tick is not None:
@@ -113,13 +116,28 @@ def write_file(store: Store, path: Path, now: datetime) -> None:
         raise
 
 
-def _copy_reusable(path: Path, fingerprint: bytes, out: Any) -> bool:
+def _reusable_line(line: bytes, data: str, now: datetime) -> bool:
+    """Was the file with this first line written for ``data``, and does no integration
+    go stale between then and ``now``?"""
+    prefix = f"{_FINGERPRINT}{data} until ".encode()
+    if not line.startswith(prefix):
+        return False
+    until = line[len(prefix):].strip().decode("ascii", "replace")
+    if until == "never":
+        return True
+    try:
+        return now < parse_ts(until)  # type: ignore[operator]
+    except ValueError:
+        return False
+
+
+def _copy_reusable(path: Path, data: str, now: datetime, out: Any) -> bool:
     """Copy the previous file up to its last-tick sample into ``out``, if it was written
-    for the same data (its first line is ``fingerprint``); False when it was not."""
+    for the same data and still holds (see :func:`_reusable_line`); False when not."""
     marker = f"# TYPE {_TICK} gauge\n".encode()
     try:
         with open(path, "rb") as previous:
-            if previous.readline() != fingerprint:
+            if not _reusable_line(previous.readline(), data, now):
                 return False
             size = os.fstat(previous.fileno()).st_size
             previous.seek(max(0, size - 4096))

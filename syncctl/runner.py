@@ -451,18 +451,20 @@ def run_due(
     held = (runlock.hold(store.path, now(), settings.sync_timeout) if store.path is not None
             else contextlib.nullcontext())
     with held as holder:
+        previous_tick = store.last_tick_at()
         record_heartbeat(store, now())  # lock-busy ticks too
         if holder is not None:
             report.locked_by = holder.describe(now())
             report.holder = holder
             return report
         report.recovered = len(recover_orphans(store, now(), settings.rng))
-        store.reschedule_after_clock_set_back(
-            now(),
-            lambda i, at: after_clock_set_back(
-                next_sync_at=i.next_sync_at, slot_at=i.slot_at, interval=i.sync_interval, now=at
-            ),
-        )
+        if previous_tick is not None and previous_tick > now():  # the clock was set back since
+            store.reschedule_after_clock_set_back(
+                now(),
+                lambda i, at: after_clock_set_back(
+                    next_sync_at=i.next_sync_at, slot_at=i.slot_at, interval=i.sync_interval, now=at
+                ),
+            )
         tick = now()
         if store.has_due(tick):  # an idle tick starts no pool and opens no connection
             if on_start is not None:

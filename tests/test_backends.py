@@ -459,7 +459,8 @@ def test_ticks_and_metrics_rows_read_alike(tstore):
     assert row[:4] == ("one", 1, format_ts(now + timedelta(seconds=1)), format_ts(now + timedelta(seconds=1)))
     assert row[4:10] == (1000, 0, 0, 0, 1, 0)
     assert row[10] == format_ts(now + timedelta(seconds=1, hours=3))  # three intervals of 1h
-    assert tstore.metrics_fingerprint(now).endswith(" 1 0")
+    assert tstore.metrics_fingerprint().endswith(" 1")  # one sync finished
+    assert tstore.next_staleness_change(now) == now + timedelta(seconds=1, hours=3)
 
 
 def test_notification_targets_state_and_outbox(tstore):
