@@ -500,11 +500,13 @@ def after_tick(
     stderr: a notification that cannot be delivered is not one (it is retried, and
     ``notify list`` shows its error)."""
     from syncctl.errors import SyncctlError
-    from syncctl.notify import notify_tick
 
     problems = []
     try:
-        notify_tick(store, now, holder=report.holder, sync_timeout=sync_timeout, env=env)
+        if store.has_notify_targets():  # the module and its imports only for those who use it
+            from syncctl.notify import notify_tick
+
+            notify_tick(store, now, holder=report.holder, sync_timeout=sync_timeout, env=env)
     except SyncctlError as exc:  # the database's own faults: named, but the syncs stand
         problems.append((f"notifications: {exc.message}", exc.hint))
     if metrics_file is not None:
