@@ -201,7 +201,7 @@ class Incremental:
 @dataclass(frozen=True)
 class IntegrationConfig:
     """Every setting of an integration, each default written once. Built from what an
-    admin typed (:meth:`from_options`, which validates) or from its stored JSON
+    admin typed (:func:`build_config`, which validates) or from its stored JSON
     (:meth:`from_json`, which trusts what was validated when it was stored)."""
 
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -264,11 +264,6 @@ class IntegrationConfig:
             "max_staleness": self.max_staleness,
             "min_records": self.min_records,
         }
-
-    @classmethod
-    def from_options(cls, options: IntegrationOptions) -> IntegrationConfig:
-        """Validate what an admin typed; an option not given (None) takes its default."""
-        return build_config(options)
 
     def to_options(self) -> IntegrationOptions:
         """The options that would build this config again (for ``edit``)."""
@@ -393,16 +388,6 @@ def validate_url(url: str) -> str:
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         _refuse_literal_secret(key, value, "query parameter")
     return url
-
-
-def parse_rate(text: str) -> dict[str, Any]:
-    """``10/s``, ``100/m``, ``1000/h`` -> {"text": ..., "per_second": ...} (stored form)."""
-    rate = RateLimit.parse(text)
-    return {"text": rate.text, "per_second": rate.per_second}
-
-
-def parse_paginate(text: str) -> str:
-    return Pagination.parse(text).text
 
 
 def _parse_lookback(text: str) -> float:

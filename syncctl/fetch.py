@@ -26,17 +26,9 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import backoff
 import requests
 
-from syncctl.config import IntegrationConfig, PageRequest, PageSeen
+from syncctl.config import IntegrationConfig, PageSeen
 from syncctl.errors import SyncError
-from syncctl.records import (  # noqa: F401 - extract_records, record_key: fetch's API
-    arrays_of_objects,
-    extract_records,
-    hashed_count,
-    keyed,
-    page_cursor,
-    record_key,
-    records_at,
-)
+from syncctl.records import arrays_of_objects, hashed_count, keyed, page_cursor, records_at
 from syncctl.schedule import MAX_INTERVAL
 from syncctl.secrets import Secrets, uses_secret
 
@@ -163,7 +155,6 @@ class Page:
     where: str | None = None
     status: int = 0
     content_type: str | None = None
-    next_request: PageRequest | None = None
     link_next: bool = False
 
 
@@ -261,7 +252,7 @@ class Connector:
             if self.keep_bodies:
                 page.body, page.where, page.status = body, where, response.status_code
                 page.content_type = response.headers.get("Content-Type")
-                page.next_request, page.link_next = following, "next" in response.links
+                page.link_next = "next" in response.links
             del records, body
             yield page
             if following is None or following in seen:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from syncctl.store import Store
-from tests.conftest import HANG_GUARD, Result, add, base_env, wait_for
+from tests.conftest import HANG_GUARD, Result, add, wait_for
 from tests.httpsources import gated, json_body
 from tests.pgcluster import SECRET_PASSWORD, SECRET_USER
 
@@ -26,36 +25,31 @@ def pstore(pg_url: str) -> Iterator[Store]:
     opened.close()
 
 
+def as_host(pg_url: str, host: str, env: dict[str, str] | None) -> dict[str, str]:
+    """The variables that make a syncctl process a host on the test's PostgreSQL database."""
+    return {"SYNCCTL_DB": pg_url, "SYNCCTL_HOSTNAME": host, **(env or {})}
+
+
 @pytest.fixture
-def pcli(pg_url: str, db_path) -> Callable[..., Result]:  # noqa: ANN001
+def pcli(pg_url: str, cli) -> Callable[..., Result]:  # noqa: ANN001
     """``syncctl ARGS…`` against the test's PostgreSQL database, as host ``host-b`` unless
-    ``host=`` says otherwise."""
+    ``host=`` says otherwise (conftest's ``cli``, pointed there)."""
 
     def run(*args: str, host: str = "host-b", env: dict[str, str] | None = None) -> Result:
-        full = base_env(db_path) | {"SYNCCTL_DB": pg_url, "SYNCCTL_HOSTNAME": host} | (env or {})
-        proc = subprocess.run([sys.executable, "-m", "syncctl", *args], env=full, capture_output=True,
-                              text=True, timeout=HANG_GUARD, stdin=subprocess.DEVNULL)  # fmt: skip
-        return Result(proc.returncode, proc.stdout, proc.stderr)
+        return cli(*args, env=as_host(pg_url, host, env))
 
     return run
 
 
 @pytest.fixture
-def pspawn(pg_url: str, db_path) -> Iterator[Callable[..., subprocess.Popen]]:  # noqa: ANN001
-    procs: list[subprocess.Popen] = []
+def pspawn(pg_url: str, spawn) -> Callable[..., subprocess.Popen]:  # noqa: ANN001
+    """Start ``syncctl ARGS…`` in the background as host ``host-a`` unless ``host=`` says
+    otherwise (conftest's ``spawn``, which kills what is left at the end)."""
 
     def start(*args: str, host: str = "host-a", env: dict[str, str] | None = None) -> subprocess.Popen:
-        full = base_env(db_path) | {"SYNCCTL_DB": pg_url, "SYNCCTL_HOSTNAME": host} | (env or {})
-        proc = subprocess.Popen([sys.executable, "-m", "syncctl", *args], env=full, text=True,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-        procs.append(proc)
-        return proc
+        return spawn(*args, env=as_host(pg_url, host, env))
 
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=HANG_GUARD)
+    return start
 
 
 def rows(store: Store, sql: str, params: tuple = ()) -> list[dict]:
