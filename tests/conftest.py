@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import pty
+import select
 import shutil
 import sqlite3
 import subprocess
@@ -259,3 +261,45 @@ def utc_ms() -> datetime:
     """Now, to the millisecond (as syncctl stores it)."""
     now = datetime.now(timezone.utc)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def run_on_terminal(db_path: Path, *args: str, answer: str | None = None, env: dict | None = None):  # noqa: ANN201
+    """Run syncctl with stdin, stdout and stderr on a pseudo-terminal; returns (code, output)."""
+    master, slave = pty.openpty()
+    full_env = base_env(db_path)
+    full_env.update({"TERM": "xterm-256color", "COLUMNS": "120"})
+    full_env.pop("NO_COLOR", None)
+    full_env.update(env or {})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncctl", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=full_env,
+        close_fds=True,
+        start_new_session=True,
+    )
+    os.close(slave)
+    output = b""
+    deadline = time.monotonic() + HANG_GUARD
+    answered = answer is None
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                output += chunk
+                if not answered and b"?" in output:
+                    os.write(master, answer.encode() + b"\n")
+                    answered = True
+            elif proc.poll() is not None and not ready:
+                break
+    finally:
+        os.close(master)
+    code = proc.wait(timeout=HANG_GUARD)
+    return code, output.decode(errors="replace")

@@ -4,14 +4,8 @@ set-interval, pause, resume; names, URLs, secrets; help, version, errors and col
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
-import select
 import sqlite3
-import subprocess
-import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -23,7 +17,7 @@ from hypothesis import strategies as st
 from syncctl import __version__
 from syncctl.cli import app
 from syncctl.store import Store
-from tests.conftest import HANG_GUARD, base_env, dump, parse_z, query, run_main, utc_ms
+from tests.conftest import dump, parse_z, query, run_main, run_on_terminal, utc_ms
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 ANSI = re.compile(r"\x1b\[")
@@ -82,48 +76,6 @@ def add_record(db_path: Path, name: str, key: str) -> None:
         " WHERE name = ?",
         (key, json.dumps({"id": key}), stamp(utc_ms()), name),
     )
-
-
-def run_on_terminal(db_path: Path, *args: str, answer: str | None = None, env: dict | None = None):  # noqa: ANN201
-    """Run syncctl with stdin, stdout and stderr on a pseudo-terminal; returns (code, output)."""
-    master, slave = pty.openpty()
-    full_env = base_env(db_path)
-    full_env.update({"TERM": "xterm-256color", "COLUMNS": "120"})
-    full_env.pop("NO_COLOR", None)
-    full_env.update(env or {})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "syncctl", *args],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=full_env,
-        close_fds=True,
-        start_new_session=True,
-    )
-    os.close(slave)
-    output = b""
-    deadline = time.monotonic() + HANG_GUARD
-    answered = answer is None
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                output += chunk
-                if not answered and b"?" in output:
-                    os.write(master, answer.encode() + b"\n")
-                    answered = True
-            elif proc.poll() is not None and not ready:
-                break
-    finally:
-        os.close(master)
-    code = proc.wait(timeout=HANG_GUARD)
-    return code, output.decode(errors="replace")
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ with empty values, `sync` progress, the demo's tidiness, and a clock set back.""
 
 from __future__ import annotations
 
-import os
-import pty
 import re
 import subprocess
 import sys
@@ -15,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from syncctl.schedule import after_clock_set_back
-from tests.conftest import HANG_GUARD, base_env, query, require_tool
+from tests.conftest import HANG_GUARD, base_env, query, require_tool, run_on_terminal
 from tests.httpsources import HTTPSource, json_body, send
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -29,26 +27,9 @@ def source():
 
 
 def on_terminal(db_path, *args: str, columns: int = 80) -> str:
-    """Run syncctl with stdout and stderr on a pseudo-terminal ``columns`` wide."""
-    leader, follower = pty.openpty()
-    env = base_env(db_path) | {"COLUMNS": str(columns), "LINES": "50", "TERM": "xterm", "NO_COLOR": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "syncctl", *args], env=env, stdin=subprocess.DEVNULL,
-        stdout=follower, stderr=follower,
-    )
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # EIO: the process closed its side
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    proc.wait(timeout=HANG_GUARD)
-    os.close(leader)
-    return ANSI.sub("", b"".join(chunks).decode("utf-8", "replace")).replace("\r", "")
+    """Run syncctl with stdout and stderr on a pseudo-terminal ``columns`` wide (plain text)."""
+    _, output = run_on_terminal(db_path, *args, env={"COLUMNS": str(columns), "LINES": "50", "NO_COLOR": "1"})
+    return ANSI.sub("", output).replace("\r", "")
 
 
 def failing_integration(cli, name: str = LONG_ERROR_NAME) -> None:
