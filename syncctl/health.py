@@ -117,15 +117,22 @@ def stuck_problem(now: datetime, holder: Holder | None, sync_timeout: float) -> 
     )
 
 
+def resume_hint(integration: Integration) -> str:
+    """What to do about a disabled integration: its last sync's hint (unless that one
+    promised a retry, which will not happen now), then how to turn it back on."""
+    then = f"then run: syncctl resume {integration.name}"
+    if integration.last_hint and "will retry" not in integration.last_hint:
+        return f"{integration.last_hint}; {then}"
+    return f"fix the cause, {then}"
+
+
 def integration_problem(integration: Integration, now: datetime) -> Problem | None:
     """The one problem an integration has now, most urgent first: disabled, paused for
     more than 7 days, stale, failing. A pause is the admin's decision: a paused
     integration is never reported stale here (``list`` still shows it stale)."""
     i = integration
     if i.state == "disabled":
-        hint = f"fix the cause, then run: syncctl resume {i.name}"
-        if i.last_hint and "will retry" not in i.last_hint:
-            hint = f"{i.last_hint}; then run: syncctl resume {i.name}"
+        hint = resume_hint(i)
         attempts = f"{i.consecutive_failures} failed attempt" + ("" if i.consecutive_failures == 1 else "s")
         return Problem(
             Kind.DISABLED, i.name, f"disabled after {attempts}: {i.last_error or 'no error recorded'}",

@@ -244,10 +244,9 @@ def shown_hint(integration: Integration) -> str | None:
     back on (the sync's own hint may promise a retry that will not happen)."""
     if integration.state != "disabled":
         return integration.last_hint
-    hint = f"fix the cause, then run: syncctl resume {integration.name}"
-    if integration.last_hint and "will retry" not in integration.last_hint:
-        hint = f"{integration.last_hint}; then run: syncctl resume {integration.name}"
-    return f"disabled after {plural(integration.consecutive_failures, 'failed attempt')}: {hint}"
+    from syncctl.health import resume_hint
+
+    return f"disabled after {plural(integration.consecutive_failures, 'failed attempt')}: {resume_hint(integration)}"
 
 
 def list_table(integrations: list[Integration], now: datetime) -> None:
