@@ -175,12 +175,10 @@ def run_syncs(
     report: RunReport | None = None,
 ) -> RunReport:
     """Sync ``integrations`` (``sync``), ``concurrency`` at a time; see ``_pool``."""
-    from syncctl.fetch import Cancel
-
     pending = deque(integrations)
 
     def next_job() -> _Job | None:
-        return _Job(Cancel(), pending.popleft()) if pending else None
+        return _Job(_new_cancel(), pending.popleft()) if pending else None
 
     def run_job(engine: Engine, job: _Job, _stopping: Callable[[], bool]) -> SyncResult:
         return engine.sync(job.integration.id, manual=manual, cancel=job.cancel)
