@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from syncctl import liveness
 from syncctl.errors import DatabaseError, SyncctlError, SyncError
@@ -149,6 +148,7 @@ def recover_orphans(
             hint = INTERRUPTED_HINT
         done = store.finish_sync(
             log.id,
+            integration_id=log.integration_id,
             status=Status.FAILED,
             now=now,
             records_count=None,
@@ -210,15 +210,12 @@ class Engine:
     ) -> SyncResult:
         """Fetch, store, log and reschedule a sync claimed at ``started_clock`` (monotonic;
         default now): its --sync-timeout counts from there. Never raises for a sync failure."""
-        from syncctl.fetch import Cancelled, Connector
+        from syncctl.fetch import Cancelled, Connector, deadlines
         from syncctl.models import dumps
         from syncctl.records import cursor_param, later
         from syncctl.secrets import Secrets
 
         deadline = (time.monotonic() if started_clock is None else started_clock) + self.settings.sync_timeout
-        timer = threading.Timer(self.settings.sync_timeout, cancel.cancel, args=("timeout",))
-        timer.daemon = True
-        timer.start()
         count = 0
         # Before anything that can raise: every message this sync records is redacted
         # with the values of every variable the integration refers to.
@@ -230,63 +227,60 @@ class Engine:
         stamp = self.now()
         cursor = integration.cursor
         notes = SyncNotes()
-        try:
-            connector = Connector(
-                integration.url,
-                config,
-                session=self.session,
-                secrets=secrets,
-                deadline=deadline,
-                cancel=cancel,
-                global_limiter=self.settings.global_limiter,
-                rng=self.settings.rng,
-                cursor=cursor_param(cursor, config.lookback) if config.incremental else None,
-                validators=(integration.etag, integration.last_modified),
-            )
-            for page in connector.pages():
-                if config.incremental:
-                    advanced = later(cursor, page.cursor)
-                    self.store.upsert_records(integration.id, page.records, stamp, cursor=advanced)
-                    cursor = advanced
-                else:
-                    self.store.upsert_records(integration.id, page.records, stamp)
-                count += len(page.records)
-                notes.see(page)
-            if not connector.not_modified:  # a 304 fetched nothing and changed nothing
-                check_min_records(count, config.min_records)
-            deleted = self._sweep(integration, connector, stamp, log_id)
-        except Cancelled:
-            signalled = cancel.reason not in (None, "timeout")
-            error = interrupted_by(cancel.reason) if signalled else self._timeout()
-            return self._fail(log_id, integration, trigger, count, error, None, signalled=signalled)
-        except SyncError as exc:
-            if time.monotonic() >= deadline:
-                return self._fail(log_id, integration, trigger, count, self._timeout(), None)
-            hint = exc.hint.replace("{name}", integration.name) if exc.hint else None
-            error = (secrets.redact(exc.message), secrets.redact(hint) if hint else None)
-            return self._fail(log_id, integration, trigger, count, error, exc.retry_after)
-        except DatabaseError:
-            raise  # the environment refused a write: the runner reports and logs it
-        except Exception as exc:  # a bug must not stop the other syncs: record it
-            error = (
-                secrets.redact(f"internal error: {type(exc).__name__}: {exc}"),
-                "please report this as a syncctl bug, with the integration's config",
-            )
-            return self._fail(log_id, integration, trigger, count, error, None)
-        finally:
-            timer.cancel()
-        if connector.conditional and not connector.not_modified:
-            self.store.save_validators(integration.id, *connector.validators)
-        self.store.note_sync_outcome(log_id, not_modified=connector.not_modified, records_deleted=deleted)
+        with deadlines.watching(cancel, deadline):  # a cancel ends blocked reads at once
+            try:
+                connector = Connector(
+                    integration.url,
+                    config,
+                    session=self.session,
+                    secrets=secrets,
+                    deadline=deadline,
+                    cancel=cancel,
+                    global_limiter=self.settings.global_limiter,
+                    rng=self.settings.rng,
+                    cursor=cursor_param(cursor, config.lookback) if config.incremental else None,
+                    validators=(integration.etag, integration.last_modified),
+                )
+                for page in connector.pages():
+                    if config.incremental:
+                        advanced = later(cursor, page.cursor)
+                        self.store.upsert_records(integration.id, page.records, stamp, cursor=advanced)
+                        cursor = advanced
+                    else:
+                        self.store.upsert_records(integration.id, page.records, stamp)
+                    count += len(page.records)
+                    notes.see(page)
+                if not connector.not_modified:  # a 304 fetched nothing and changed nothing
+                    check_min_records(count, config.min_records)
+                deleted = self._sweep(integration, connector, stamp, log_id)
+            except Cancelled:
+                signalled = cancel.reason not in (None, "timeout")
+                error = interrupted_by(cancel.reason) if signalled else self._timeout()
+                return self._fail(log_id, integration, trigger, count, error, None, signalled=signalled)
+            except SyncError as exc:
+                if time.monotonic() >= deadline:
+                    return self._fail(log_id, integration, trigger, count, self._timeout(), None)
+                hint = exc.hint.replace("{name}", integration.name) if exc.hint else None
+                error = (secrets.redact(exc.message), secrets.redact(hint) if hint else None)
+                return self._fail(log_id, integration, trigger, count, error, exc.retry_after)
+            except DatabaseError:
+                raise  # the environment refused a write: the runner reports and logs it
+            except Exception as exc:  # a bug must not stop the other syncs: record it
+                error = (
+                    secrets.redact(f"internal error: {type(exc).__name__}: {exc}"),
+                    "please report this as a syncctl bug, with the integration's config",
+                )
+                return self._fail(log_id, integration, trigger, count, error, None)
         warning = notes.warning(integration, connector)
         now = self.now()
-        self._finish(
-            log_id, Status.SUCCESS, now, count, (None, warning) if warning else None,
+        finished = self._finish(
+            log_id, integration.id, Status.SUCCESS, now, count, (None, warning) if warning else None,
             outcome_plan(now, succeeded=True),
+            not_modified=connector.not_modified,
+            records_deleted=deleted,
+            validators=connector.validators if connector.conditional and not connector.not_modified else None,
         )
-        result = self._result(integration, trigger, log_id, Status.SUCCESS, count, None)
-        result.not_modified, result.records_deleted = connector.not_modified, deleted
-        return result
+        return self._result(integration, trigger, log_id, finished, Status.SUCCESS, count, None)
 
     def _sweep(self, integration: Integration, connector: Connector, stamp: datetime, log_id: int) -> int:
         """After a complete full sync, mark or remove the records it did not see, unless
@@ -345,30 +339,36 @@ class Engine:
             if signalled
             else outcome_plan(now, succeeded=False, rng=self.settings.rng, retry_after=retry_after)
         )
-        self._finish(log_id, Status.FAILED, now, count, error, plan)
-        return self._result(integration, trigger, log_id, Status.FAILED, count, error)
+        finished = self._finish(log_id, integration.id, Status.FAILED, now, count, error, plan)
+        return self._result(integration, trigger, log_id, finished, Status.FAILED, count, error)
 
     def _finish(
         self,
         log_id: int,
+        integration_id: int,
         status: Status,
         now: datetime,
         count: int,
         error: tuple[str, str | None] | None,
         plan: Callable[[Integration, SyncLog], Plan],
-    ) -> None:
-        """End the log this engine claimed. Should anything unexpected raise on the way (a
-        bug deciding the schedule), the log still ends: FAILED, with a plan that decides
-        nothing (:func:`fallback_plan`), so no RUNNING row outlives the sync."""
+        **outcome: Any,
+    ) -> SyncLog | None:
+        """End the log this engine claimed (``outcome``: what else ``Store.finish_sync``
+        records of a success); the finished log, or None if someone else ended it. Should
+        anything unexpected raise on the way (a bug deciding the schedule), the log still
+        ends: FAILED, with a plan that decides nothing (:func:`fallback_plan`), so no
+        RUNNING row outlives the sync."""
         try:
-            self.store.finish_sync(
+            return self.store.finish_sync(
                 log_id,
+                integration_id=integration_id,
                 status=status,
                 now=now,
                 records_count=count,
                 error_message=error[0] if error else None,
                 error_hint=error[1] if error else None,
                 plan=plan,
+                **outcome,
             )
         except SyncctlError:  # already named (the database's own faults): no second try helps
             raise
@@ -376,8 +376,9 @@ class Engine:
             message = f"internal error while finishing the sync: {type(exc).__name__}: {exc}"
             if error:
                 message += f" (the sync had failed: {error[0]})"
-            self.store.finish_sync(
+            return self.store.finish_sync(
                 log_id,
+                integration_id=integration_id,
                 status=Status.FAILED,
                 now=now,
                 records_count=count,
@@ -391,20 +392,29 @@ class Engine:
         integration: Integration,
         trigger: str,
         log_id: int,
+        log: SyncLog | None,
         status: Status,
         count: int,
         error: tuple[str, str | None] | None,
     ) -> SyncResult:
-        log = self.store.history_entry(log_id)
+        """What the sync reports: its finished ``log``; when someone else ended it first
+        (a signal handler, crash recovery), the log as they left it."""
+        log = log or self.store.history_entry(log_id)
+        if log is None:
+            return SyncResult(name=integration.name, status=status.value, trigger=trigger, log_id=log_id,
+                              records_count=count, error_message=error[0] if error else None,
+                              error_hint=error[1] if error else None)  # fmt: skip
         return SyncResult(
             name=integration.name,
-            status=log.status if log else status.value,
+            status=log.status,
             trigger=trigger,
             log_id=log_id,
             records_count=count,
-            duration_ms=(log.duration_ms or 0) if log else 0,
-            error_message=log.error_message if log else (error[0] if error else None),
-            error_hint=log.error_hint if log else (error[1] if error else None),
+            duration_ms=log.duration_ms or 0,
+            error_message=log.error_message,
+            error_hint=log.error_hint,
+            not_modified=log.not_modified,
+            records_deleted=log.records_deleted,
         )
 
 

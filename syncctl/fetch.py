@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import http.client
 import itertools
 import json
@@ -98,6 +99,48 @@ class Cancel:
             cancelled = self.reason is not None
         if cancelled and sock is not None:
             _shutdown(sock)
+
+
+class _Deadlines:
+    """Cancels each watched sync at its deadline ("timeout"), with one thread for the
+    whole process, started at the first sync: a timer thread per sync cost more CPU than
+    many a small sync's own work."""
+
+    def __init__(self) -> None:
+        self._due: dict[Cancel, float] = {}  # the syncs running, by their monotonic deadline
+        self._wakes_at = math.inf
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def watching(self, cancel: Cancel, deadline: float) -> Iterator[None]:
+        """Cancel ``cancel`` at ``deadline`` (``time.monotonic``) unless the block ends first."""
+        with self._changed:
+            self._due[cancel] = deadline
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sync-deadlines", daemon=True)
+                self._thread.start()
+            if deadline < self._wakes_at:
+                self._changed.notify()
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._due.pop(cancel, None)
+
+    def _run(self) -> None:
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                late = [cancel for cancel, deadline in self._due.items() if deadline <= now]
+                for cancel in late:
+                    del self._due[cancel]
+                    cancel.cancel("timeout")  # takes only the Cancel's own lock, never ours
+                self._wakes_at = min(self._due.values(), default=math.inf)
+                self._changed.wait(None if self._wakes_at == math.inf else self._wakes_at - now)
+
+
+deadlines = _Deadlines()
 
 
 def _socket_of(response: requests.Response) -> socket.socket | None:
@@ -357,7 +400,7 @@ class Connector:
                     timeout=timeout,
                     allow_redirects=False,
                     stream=True,
-                    verify=True,
+                    **_from_environment(*_scheme_and_host(url)),
                 )
             except requests.RequestException as exc:
                 self._check_cancel()
@@ -699,9 +742,31 @@ class _Adapter(requests.adapters.HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": http, "https": https}
 
 
+@functools.lru_cache(maxsize=64)
+def _from_environment(scheme: str, host: str) -> dict[str, Any]:
+    """What requests takes from the environment for a request to this origin (a proxy
+    unless NO_PROXY covers it, REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, ~/.netrc), asked of
+    requests once per origin and process rather than on every request: scanning the
+    environment cost more CPU than the rest of a small request. Our sessions have
+    ``trust_env`` off and pass these instead."""
+    from requests.utils import get_netrc_auth
+
+    url = f"{scheme}://{host}/"
+    found = requests.Session().merge_environment_settings(url, {}, None, True, None)
+    return {"proxies": found["proxies"], "verify": found["verify"], "auth": get_netrc_auth(url)}
+
+
+def _scheme_and_host(url: str) -> tuple[str, str]:
+    """The scheme and host[:port] of ``url`` as written (without any user:password@)."""
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc.rpartition("@")[2]
+
+
 def new_session() -> requests.Session:
-    """A session (connection pool) for one worker thread."""
+    """A session (connection pool) for one worker thread; what requests would read from
+    the environment on every request comes from ``_from_environment``."""
     session = requests.Session()
+    session.trust_env = False
     adapter = _Adapter(pool_connections=16, pool_maxsize=16, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

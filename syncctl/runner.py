@@ -380,6 +380,7 @@ def _log_fault(
             log_id = claimed[0]
         store.finish_sync(
             log_id,
+            integration_id=integration.id,
             status=Status.FAILED,
             now=now,
             records_count=None,
@@ -402,6 +403,7 @@ def _interrupt_own_logs(store: Store, signal_name: str, settings: SyncSettings) 
             if log.owner == owner:
                 store.finish_sync(
                     log.id,
+                    integration_id=log.integration_id,
                     status=Status.FAILED,
                     now=now,
                     records_count=None,

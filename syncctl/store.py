@@ -18,13 +18,14 @@ faults (exit 3); what it does not name is a bug.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import functools
 import inspect
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -109,10 +110,10 @@ def integrations_sql(stale_at_sql: str) -> str:
 _LOGS = "SELECT l.*, i.name FROM sync_logs l JOIN integrations i ON i.id = l.integration_id"
 # claim_next_due's pick: the oldest due integration without an unfinished log. Its
 # dialect fills in how ids are passed over and how the row is locked.
-_NEXT_DUE = (
-    "SELECT id FROM integrations i WHERE sync_enabled = 1 AND sync_interval IS NOT NULL"
-    " AND next_sync_at <= ? AND {not_skipped} AND NOT EXISTS (SELECT 1 FROM sync_logs l"
-    f" WHERE l.integration_id = i.id AND l.{_UNFINISHED}) ORDER BY next_sync_at LIMIT 1{{lock}}"
+_NEXT_DUE = (  # after integrations_sql(...): the row claim_next_due starts
+    " WHERE sync_enabled = 1 AND sync_interval IS NOT NULL AND next_sync_at <= ? AND {not_skipped}"
+    " AND NOT EXISTS (SELECT 1 FROM sync_logs l WHERE l.integration_id = integrations.id"
+    f" AND l.{_UNFINISHED}) ORDER BY next_sync_at LIMIT 1{{lock}}"
 )
 
 
@@ -198,10 +199,10 @@ class Store:
 
     The dialect hooks a backend provides: ``transaction``, ``reopen``, ``close``,
     ``_fault`` (a driver error named, or None), ``_insert_id``, ``_summaries_sql``,
-    ``_lock_integration`` / ``_lock_log`` (row locks; SQLite's ``BEGIN IMMEDIATE`` needs
-    none), ``_ids_param``, and the SQL fragments ``NOW_SQL`` and ``LEASE_SQL`` (the
-    database's clock), ``STALE_AT_SQL`` (staleness, spec §10, defined once per dialect),
-    ``INTEGRATIONS``, ``NOT_IN_IDS_SQL`` and ``SKIP_LOCKED_SQL`` (``claim_next_due``).
+    ``_ids_param``, and the SQL fragments ``NOW_SQL`` and ``LEASE_SQL`` (the database's
+    clock), ``STALE_AT_SQL`` (staleness, spec §10, defined once per dialect),
+    ``INTEGRATIONS``, ``LOCK_SQL`` and ``SKIP_LOCKED_SQL`` (row locks on integrations;
+    SQLite's ``BEGIN IMMEDIATE`` needs none) and ``NOT_IN_IDS_SQL`` (``claim_next_due``).
     Shared SQL uses ``?``, ``?N`` or ``:name`` placeholders, as sqlite3 does.
     """
 
@@ -214,10 +215,10 @@ class Store:
     # is stale when this moment is before now, in list --json (SQL) and on Integration rows.
     STALE_AT_SQL = ""
     INTEGRATIONS = ""  # integrations_sql(STALE_AT_SQL)
-    ROW_LOCKS = False  # writers take row locks (PostgreSQL) rather than the whole database
     TEXT_TIMES = True  # timestamps come back as the stored text (SQLite), not as datetimes
     LEASES_DECIDE = False  # an expired lease is proof of death, even on this host
     NOT_IN_IDS_SQL = ""  # "id is none of ``?``" (a list of ids, passed through ``_ids_param``)
+    LOCK_SQL = ""  # ends a read of integrations that locks its row for the transaction
     SKIP_LOCKED_SQL = ""  # claim_next_due's row lock, when the dialect has row locks
     path: Path | None = None  # the SQLite file (its lock file sits beside it); None otherwise
     label = "?"  # how messages name the database (never with a password)
@@ -277,10 +278,9 @@ class Store:
         """Lock one integration's row for this transaction; False when it is gone, or, with
         ``skip_locked``, held by another transaction. Row locks are always taken in one
         order, the integration before its logs, so two writers never deadlock."""
-        return True
-
-    def _lock_log(self, log_id: int) -> None:
-        """Lock one log's row for this transaction (after its integration's)."""
+        lock = self.SKIP_LOCKED_SQL if skip_locked else self.LOCK_SQL
+        row = self.conn.execute(f"SELECT 1 FROM integrations WHERE id = ?{lock}", (integration_id,))
+        return row.fetchone() is not None
 
     def _ids_param(self, ids: list[int]) -> Any:
         """``ids`` as the one parameter of ``NOT_IN_IDS_SQL``."""
@@ -337,8 +337,11 @@ class Store:
             raise self._unknown(name)
         return _row_to_integration(row)
 
-    def get_by_id(self, integration_id: int) -> Integration | None:
-        rows = list(self._query(f"{self.INTEGRATIONS} WHERE id = ?", [integration_id]))
+    def get_by_id(self, integration_id: int, *, lock: bool = False) -> Integration | None:
+        """The integration, or None when it is gone. With ``lock``, read and row-locked for
+        this transaction in one statement (``LOCK_SQL``; SQLite's transactions lock it all)."""
+        lock_sql = self.LOCK_SQL if lock else ""
+        rows = list(self._query(f"{self.INTEGRATIONS} WHERE id = ?{lock_sql}", [integration_id]))
         return _row_to_integration(rows[0]) if rows else None
 
     def _unknown(self, name: str) -> UsageError:
@@ -437,7 +440,7 @@ class Store:
         next sync to ``plan(integration)``."""
         with self.transaction():
             for integration_id in integration_ids:
-                integration = self.get_by_id(integration_id) if self._lock_integration(integration_id) else None
+                integration = self.get_by_id(integration_id, lock=True)
                 if integration is None:
                     continue
                 self.conn.execute(
@@ -463,7 +466,7 @@ class Store:
             return moved
         with self.transaction():
             for integration_id in candidates:
-                integration = self.get_by_id(integration_id) if self._lock_integration(integration_id) else None
+                integration = self.get_by_id(integration_id, lock=True)
                 if integration is None or integration.updated_at <= now:
                     continue  # gone, or moved by another host meanwhile
                 slot = rule(integration, now)
@@ -530,7 +533,7 @@ class Store:
         pid: int,
         owner: str,
         due_by: datetime | None = None,
-        skip: Iterable[int] = (),
+        skip: Container[int] = (),
     ) -> tuple[int, Integration, str] | None:
         """Start the scheduled sync of the oldest integration due by ``due_by`` (default
         ``now``) that nobody holds and that is not in ``skip``: insert its RUNNING log.
@@ -543,20 +546,21 @@ class Store:
         statement's snapshot loses at the unique index, and the next one is tried.
         """
         cutoff = format_ts(due_by or now)
-        passed = list(skip)
+        passed: list[int] = []  # sent to the database: only those met, so a long run's skip costs nothing
         with self.transaction():
             while True:
-                row = self.conn.execute(
-                    _NEXT_DUE.format(not_skipped=self.NOT_IN_IDS_SQL, lock=self.SKIP_LOCKED_SQL),
+                rows = list(self._query(
+                    self.INTEGRATIONS + _NEXT_DUE.format(not_skipped=self.NOT_IN_IDS_SQL, lock=self.SKIP_LOCKED_SQL),
                     (cutoff, self._ids_param(passed)),
-                ).fetchone()
-                if row is None:
+                ))
+                if not rows:
                     return None
-                integration = self.get_by_id(row[0])
-                trigger = _scheduled_trigger(integration)
-                log_id = self._insert_running_log(integration, trigger, now=now, pid=pid, owner=owner)
-                if log_id is not None:
-                    return log_id, integration, trigger.value
+                integration = _row_to_integration(rows[0])
+                if integration.id not in skip:
+                    trigger = _scheduled_trigger(integration)
+                    log_id = self._insert_running_log(integration, trigger, now=now, pid=pid, owner=owner)
+                    if log_id is not None:
+                        return log_id, integration, trigger.value
                 passed.append(integration.id)
 
     def _insert_running_log(
@@ -616,80 +620,71 @@ class Store:
         self,
         log_id: int,
         *,
+        integration_id: int,
         status: Status,
         now: datetime,
         records_count: int | None,
         error_message: str | None,
         error_hint: str | None,
         plan: Callable[[Integration, SyncLog], Plan],
-    ) -> tuple[Integration, Plan] | None:
-        """End a RUNNING log and move its integration's schedule, in one transaction.
+        not_modified: bool = False,
+        records_deleted: int = 0,
+        validators: tuple[str | None, str | None] | None = None,
+    ) -> SyncLog | None:
+        """End a RUNNING log and move its integration's schedule, in one transaction: the
+        log's status and what it tells (a 304, records deleted), the integration's outcome,
+        counters and freshness (spec §10), and with ``validators`` (a full response's ETag
+        and Last-Modified) what the next conditional request sends.
 
         ``plan`` decides the schedule from the integration as it is now (an admin may
-        have paused it meanwhile). Returns None if the log was already finished by
-        someone else (crash recovery, a signal handler), and then changes nothing.
+        have paused it meanwhile). Returns the finished log, or None if it was already
+        finished by someone else (crash recovery, a signal handler), and then changes nothing.
         """
         with self.transaction():
+            # The integration's row lock first (every writer of its logs takes it), then
+            # the log as whoever held that lock before us left it.
+            integration = self.get_by_id(integration_id, lock=True)
             log = self.history_entry(log_id)
-            if log is not None and self.ROW_LOCKS:  # in claim order; then read it again, locked
-                self._lock_integration(log.integration_id)
-                self._lock_log(log_id)
-                log = self.history_entry(log_id)
-            if log is None or log.status not in (Status.RUNNING, Status.PENDING):
+            if integration is None or log is None or log.status not in (Status.RUNNING, Status.PENDING):
                 return None
             duration = max(0, int((now - log.started_at).total_seconds() * 1000))
             self.conn.execute(
-                "UPDATE sync_logs SET status = ?, completed_at = ?, duration_ms = ?,"
-                " records_count = ?, error_message = ?, error_hint = ? WHERE id = ?",
-                (status.value, format_ts(now), duration, records_count, error_message, error_hint, log_id),
+                "UPDATE sync_logs SET status = ?, completed_at = ?, duration_ms = ?, records_count = ?,"
+                " error_message = ?, error_hint = ?, not_modified = ?, records_deleted = ? WHERE id = ?",
+                (status.value, format_ts(now), duration, records_count, error_message, error_hint,
+                 int(not_modified), records_deleted, log_id),
             )
-            integration = self.get_by_id(log.integration_id)
             decided = plan(integration, log)
             succeeded = status is Status.SUCCESS
             self.conn.execute(
-                "UPDATE integrations SET last_sync_at = ?, last_status = ?, last_error = ?,"
-                " last_hint = ?, consecutive_failures = ?, next_sync_at = ?, slot_at = ?,"
-                " records_count = (SELECT COUNT(*) FROM records WHERE integration_id = ? AND deleted_at IS NULL),"
-                " sync_enabled = CASE WHEN ? THEN 0 ELSE sync_enabled END,"
-                " disabled_reason = CASE WHEN ? THEN 'failures' ELSE disabled_reason END,"
-                " disable_notice = CASE WHEN ? THEN 1 ELSE disable_notice END,"
-                " updated_at = ? WHERE id = ?",
-                (
-                    format_ts(now),
-                    status.value,
-                    None if succeeded else error_message,
-                    None if succeeded else error_hint,
-                    decided.consecutive_failures,
-                    format_ts(decided.next_sync_at),
-                    format_ts(decided.slot_at),
-                    log.integration_id,
-                    decided.disable,
-                    decided.disable,
-                    decided.disable,
-                    format_ts(now),
-                    log.integration_id,
-                ),
+                "UPDATE integrations SET last_sync_at = :now, last_status = :status, last_error = :error,"
+                " last_hint = :hint, consecutive_failures = :failures, next_sync_at = :next, slot_at = :slot,"
+                " records_count = (SELECT COUNT(*) FROM records WHERE integration_id = :id AND deleted_at IS NULL),"
+                " sync_enabled = CASE WHEN :disable = 1 THEN 0 ELSE sync_enabled END,"
+                " disabled_reason = CASE WHEN :disable = 1 THEN 'failures' ELSE disabled_reason END,"
+                " disable_notice = CASE WHEN :disable = 1 THEN 1 ELSE disable_notice END,"
+                " disabled_at = CASE WHEN :disable = 1 THEN :now ELSE disabled_at END,"
+                " last_success_at = CASE WHEN :ok = 1 THEN :now ELSE last_success_at END,"
+                " failing_since = CASE WHEN :failures = 0 THEN NULL ELSE coalesce(failing_since, :now) END,"
+                " syncs_succeeded = syncs_succeeded + :ok, syncs_failed = syncs_failed + 1 - :ok,"
+                " last_duration_ms = :duration, last_records_count = :records,"
+                " etag = CASE WHEN :validate = 1 THEN :etag ELSE etag END,"
+                " last_modified = CASE WHEN :validate = 1 THEN :modified ELSE last_modified END,"
+                " updated_at = :now WHERE id = :id",
+                {
+                    "now": format_ts(now), "status": status.value, "ok": int(succeeded),
+                    "error": None if succeeded else error_message, "hint": None if succeeded else error_hint,
+                    "failures": decided.consecutive_failures, "next": format_ts(decided.next_sync_at),
+                    "slot": format_ts(decided.slot_at), "disable": int(decided.disable),
+                    "duration": duration, "records": records_count, "validate": int(validators is not None),
+                    "etag": validators[0] if validators else None,
+                    "modified": validators[1] if validators else None, "id": integration_id,
+                },
             )
-            self._record_outcome(log.integration_id, succeeded=succeeded, now=now, duration_ms=duration,
-                                 records_count=records_count, plan=decided)
-        return self.get_by_id(log.integration_id), decided
-
-    def _record_outcome(
-        self, integration_id: int, *, succeeded: bool, now: datetime, duration_ms: int,
-        records_count: int | None, plan: Plan,
-    ) -> None:
-        """What freshness needs of a finished sync (spec §10): the last success, when the
-        failure streak began, when it was disabled, the outcome counters."""
-        self.conn.execute(
-            "UPDATE integrations SET"
-            " last_success_at = CASE WHEN :ok = 1 THEN :now ELSE last_success_at END,"
-            " failing_since = CASE WHEN :failures = 0 THEN NULL ELSE coalesce(failing_since, :now) END,"
-            " disabled_at = CASE WHEN :disable = 1 THEN :now ELSE disabled_at END,"
-            " syncs_succeeded = syncs_succeeded + :ok, syncs_failed = syncs_failed + 1 - :ok,"
-            " last_duration_ms = :duration, last_records_count = :records WHERE id = :id",
-            {"ok": int(succeeded), "now": format_ts(now), "failures": plan.consecutive_failures,
-             "disable": int(plan.disable), "duration": duration_ms, "records": records_count,
-             "id": integration_id},
+        return dataclasses.replace(
+            log, status=status.value, completed_at=now, duration_ms=duration, records_count=records_count,
+            error_message=error_message, error_hint=error_hint, not_modified=not_modified,
+            records_deleted=records_deleted,
         )
 
     # -- freshness (spec §10) --------------------------------------------------------------
@@ -885,14 +880,6 @@ class Store:
                 (format_ts(now), integration_id),
             )
 
-    def save_validators(self, integration_id: int, etag: str | None, last_modified: str | None) -> None:
-        """The ETag and Last-Modified of the last full response, sent back next time."""
-        with self.transaction():
-            self.conn.execute(
-                "UPDATE integrations SET etag = ?, last_modified = ? WHERE id = ?",
-                (etag, last_modified, integration_id),
-            )
-
     def unseen_records(self, integration_id: int, stamp: datetime) -> tuple[int, int]:
         """(live records a sync stamped ``stamp`` did not see, live records): what a
         deletion sweep would take, and out of how many."""
@@ -925,14 +912,6 @@ class Store:
                 " AND deleted_at IS NULL",
                 (format_ts(now), integration_id, format_ts(stamp)),
             ).rowcount
-
-    def note_sync_outcome(self, log_id: int, *, not_modified: bool, records_deleted: int) -> None:
-        """What a sync's log tells besides its status: a 304, records deleted."""
-        with self.transaction():
-            self.conn.execute(
-                "UPDATE sync_logs SET not_modified = ?, records_deleted = ? WHERE id = ?",
-                (int(not_modified), records_deleted, log_id),
-            )
 
     def stored_records(self, integration_id: int, *, limit: int, include_deleted: bool) -> list[dict[str, Any]]:
         """The records' data objects, most recently synced first."""

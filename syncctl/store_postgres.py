@@ -76,6 +76,9 @@ class _Connection:
         return self.raw.execute(converted, values)
 
     def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> Any:
+        rows = list(rows)
+        if len(rows) == 1:  # a one-record page: psycopg's pipeline costs more than it saves
+            return self.execute(sql, rows[0])
         cursor = self.raw.cursor()
         converted = _placeholders(sql, False)
         if "%(p" in converted:
@@ -141,11 +144,11 @@ class PostgresStore(base.Store):
     LEASE_SQL = "now() + make_interval(secs => ?)"
     STALE_AT_SQL = _STALE_AT
     INTEGRATIONS = base.integrations_sql(_STALE_AT)
-    ROW_LOCKS = True
     TEXT_TIMES = False
     LEASES_DECIDE = True
     NOT_IN_IDS_SQL = "id <> ALL(?::bigint[])"
-    SKIP_LOCKED_SQL = " FOR UPDATE OF i SKIP LOCKED"
+    LOCK_SQL = " FOR UPDATE OF integrations"
+    SKIP_LOCKED_SQL = " FOR UPDATE OF integrations SKIP LOCKED"
 
     def __init__(self, conn: Any, target: Target) -> None:
         super().__init__(_Connection(conn))
@@ -271,7 +274,7 @@ class PostgresStore(base.Store):
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """``BEGIN`` … ``COMMIT`` (a savepoint when nested). Writers lock the rows they
-        read before writing (``_lock_integration``, ``_lock_log``), not the database."""
+        read before writing (``LOCK_SQL``, ``_lock_integration``), not the database."""
         with self.conn.raw.transaction():
             yield
 
@@ -286,16 +289,8 @@ class PostgresStore(base.Store):
         row = self.conn.execute(sql + " RETURNING id", params).fetchone()
         return row[0] if row else None
 
-    def _lock_integration(self, integration_id: int, *, skip_locked: bool = False) -> bool:
-        skip = " SKIP LOCKED" if skip_locked else ""
-        row = self.conn.execute(f"SELECT 1 FROM integrations WHERE id = ? FOR UPDATE{skip}", (integration_id,))
-        return row.fetchone() is not None
-
     def _ids_param(self, ids: list[int]) -> list[int]:
         return ids
-
-    def _lock_log(self, log_id: int) -> None:
-        self.conn.execute("SELECT 1 FROM sync_logs WHERE id = ? FOR UPDATE", (log_id,))
 
     def _summaries_sql(self, where: str) -> str:
         pairs = []

@@ -107,19 +107,19 @@ def test_a_sync_is_claimed_once_finished_once_and_logged(tstore):
     log_id, claimed, trigger = tstore.claim(one.id, manual=False, now=now, pid=1, owner="h:b:1:2")
     busy = tstore.claim(one.id, manual=True, now=now, pid=2, owner="h:b:2:3")
     assert tstore.get("one").running_since == now
-    done = tstore.finish_sync(log_id, status=Status.FAILED, now=now + timedelta(seconds=2), records_count=0,
+    done = tstore.finish_sync(log_id, integration_id=one.id, status=Status.FAILED, now=now + timedelta(seconds=2), records_count=0,
                               error_message="boom", error_hint="fix it", plan=failed_plan)  # fmt: skip
-    again = tstore.finish_sync(log_id, status=Status.SUCCESS, now=now, records_count=0, error_message=None,
+    again = tstore.finish_sync(log_id, integration_id=one.id, status=Status.SUCCESS, now=now, records_count=0, error_message=None,
                                error_hint=None, plan=ok_plan)  # fmt: skip
 
     assert (claimed.name, trigger, busy.id, busy.pid) == ("one", "schedule", log_id, 1)
     assert again is None  # finished once: the second finish changes nothing
-    integration, plan = done
+    integration = tstore.get("one")
     assert (integration.last_status, integration.last_error, integration.consecutive_failures) == (
         "FAILED", "boom", 1)
     [log] = tstore.history(integration_id=one.id)
     assert (log.status, log.duration_ms, log.error_message, log.attempt) == ("FAILED", 2000, "boom", 1)
-    assert tstore.history_entry(log_id) == log
+    assert tstore.history_entry(log_id) == log == done  # what finish_sync returns is what it stored
     assert tstore.unfinished_logs() == []
     assert tstore.history(status="SUCCESS") == [] and tstore.history(since=now - timedelta(seconds=1)) == [log]
 
@@ -154,7 +154,7 @@ def test_remove_refuses_a_running_integration_then_removes_everything(tstore):
     tstore.upsert_records(one.id, [("1", "{}"), ("2", "{}")], utc_ms())
 
     holder = tstore.remove_integration(one.id)
-    tstore.finish_sync(log_id, status=Status.SUCCESS, now=utc_ms(), records_count=2, error_message=None,
+    tstore.finish_sync(log_id, integration_id=one.id, status=Status.SUCCESS, now=utc_ms(), records_count=2, error_message=None,
                        error_hint=None, plan=ok_plan)  # fmt: skip
 
     assert holder.pid == 7
@@ -168,7 +168,7 @@ def test_prune_keeps_the_newest_and_disable_notices_are_taken_once(tstore):
     start = utc_ms() - timedelta(days=10)
     for n in range(4):
         log_id, _, _ = tstore.claim(one.id, manual=True, now=start + timedelta(minutes=n), pid=1, owner="h:b:1:2")
-        tstore.finish_sync(log_id, status=Status.FAILED, now=start + timedelta(minutes=n, seconds=1),
+        tstore.finish_sync(log_id, integration_id=one.id, status=Status.FAILED, now=start + timedelta(minutes=n, seconds=1),
                            records_count=0, error_message="x", error_hint=None,
                            plan=lambda i, log: Plan(None, None, 3, disable=True))  # fmt: skip
 
@@ -256,9 +256,9 @@ def test_claim_next_due_takes_the_oldest_due_that_nobody_holds_and_passes_over_s
 def test_claim_next_due_claims_a_failed_one_as_a_retry(tstore):
     add(tstore, "one", "http://127.0.0.1:9/one")
     now = utc_ms() + timedelta(seconds=1)  # the first sync is due at once
-    log_id, _, _ = tstore.claim_next_due(now, pid=1, owner="h:b:1:2")
-    tstore.finish_sync(log_id, status=Status.FAILED, now=now, records_count=0, error_message="boom",
-                       error_hint=None, plan=lambda i, log: Plan(now, i.slot_at, 1))  # fmt: skip
+    log_id, one, _ = tstore.claim_next_due(now, pid=1, owner="h:b:1:2")
+    tstore.finish_sync(log_id, integration_id=one.id, status=Status.FAILED, now=now, records_count=0,
+                       error_message="boom", error_hint=None, plan=lambda i, log: Plan(now, i.slot_at, 1))  # fmt: skip
 
     retry_id, _, trigger = tstore.claim_next_due(now, pid=1, owner="h:b:1:2")
 
@@ -450,7 +450,7 @@ def test_ticks_and_metrics_rows_read_alike(tstore):
     tstore.record_tick("host-b", 2, now)
     tstore.record_tick("host-a", 3, now - timedelta(seconds=30))
     log_id, _, _ = tstore.claim(one.id, manual=True, now=now, pid=1, owner="h:b:1:2")
-    tstore.finish_sync(log_id, status=Status.SUCCESS, now=now + timedelta(seconds=1), records_count=0,
+    tstore.finish_sync(log_id, integration_id=one.id, status=Status.SUCCESS, now=now + timedelta(seconds=1), records_count=0,
                        error_message=None, error_hint=None, plan=ok_plan)  # fmt: skip
 
     [row] = tstore.metrics_rows()
@@ -490,7 +490,10 @@ def test_cursor_validators_and_deletion_sweeps(tstore):
     first, second = utc_ms(), utc_ms() + timedelta(seconds=1)
     tstore.upsert_records(one.id, [("1", '{"id":1,"at":{"t":5}}'), ("2", '{"id":2,"at":{"t":"x"}}')], first,
                           cursor={"at": 5})  # fmt: skip
-    tstore.save_validators(one.id, '"v1"', "Mon, 01 Jan 2024 00:00:00 GMT")
+    log_id, _, _ = tstore.claim(one.id, manual=True, now=first, pid=1, owner="h:b:1:2")
+    tstore.finish_sync(log_id, integration_id=one.id, status=Status.SUCCESS, now=first, records_count=2,
+                       error_message=None, error_hint=None, plan=ok_plan, not_modified=False, records_deleted=0,
+                       validators=('"v1"', "Mon, 01 Jan 2024 00:00:00 GMT"))  # fmt: skip
     tstore.upsert_records(one.id, [("1", '{"id":1,"at":{"t":6}}')], second)
 
     unseen = tstore.unseen_records(one.id, second)
