@@ -25,7 +25,7 @@ import inspect
 import json
 import os
 import re
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -52,6 +52,12 @@ def busy_timeout() -> float:
 _STEP = re.compile(r"^-- step (\d+)\s*$", re.MULTILINE)
 SCHEMA_FILES = {"sqlite": "schema.sql", "postgres": "schema_postgres.sql"}
 _KEEP: Any = object()  # upsert_records: leave the cursor as it is
+# What storing a record that is already stored does (both dialects): the new data, and
+# a record seen again is no longer marked deleted.
+UPSERT_RECORD_SQL = (
+    "ON CONFLICT (integration_id, key) DO UPDATE SET data = excluded.data,"
+    " synced_at = excluded.synced_at, deleted_at = NULL"
+)
 
 
 def default_db_path() -> Path:
@@ -108,6 +114,11 @@ def integrations_sql(stale_at_sql: str) -> str:
 
 
 _LOGS = "SELECT l.*, i.name FROM sync_logs l JOIN integrations i ON i.id = l.integration_id"
+# How a sync's log ends (Store.finish_sync); {duration}: its length in milliseconds.
+_END_LOG = (
+    "UPDATE sync_logs SET status = :status, completed_at = :now, duration_ms = {duration}, records_count = :records,"
+    " error_message = :error, error_hint = :hint, not_modified = :not_modified, records_deleted = :deleted"
+)
 # claim_next_due's pick: the oldest due integration without an unfinished log. Its
 # dialect fills in how ids are passed over and how the row is locked.
 _NEXT_DUE = (  # after integrations_sql(...): the row claim_next_due starts
@@ -117,8 +128,15 @@ _NEXT_DUE = (  # after integrations_sql(...): the row claim_next_due starts
 )
 
 
+def _cursor_json(cursor: Any) -> str | None:
+    return None if cursor is None else dumps(cursor)
+
+
 def _scheduled_trigger(integration: Integration) -> Trigger:
     return Trigger.RETRY if integration.consecutive_failures else Trigger.SCHEDULE
+
+
+SCHEDULED_TRIGGER_SQL = "CASE WHEN consecutive_failures > 0 THEN 'retry' ELSE 'schedule' END"  # the same, in SQL
 # One element of `list --json` (spec §5), in order: (key, SQL expression, kind). Each
 # dialect builds the JSON in SQL from it (``_summaries_sql``); kind "time" is a timestamp,
 # "bool" a 1/0 column shown as true/false. A new field is one line here.
@@ -241,9 +259,9 @@ class Store:
 
         return SqliteStore.open_path(Path(target), create=create)
 
-    def _query(self, sql: str, params: Iterable[Any] = ()) -> Iterator[dict[str, Any]]:
+    def _query(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> Iterator[dict[str, Any]]:
         """Rows as dicts, as ``sqlite_utils.Database.query`` yields them."""
-        cursor = self.conn.execute(sql, tuple(params))
+        cursor = self.conn.execute(sql, params if isinstance(params, Mapping) else tuple(params))
         keys = [d[0] for d in cursor.description]
         for row in cursor:
             yield dict(zip(keys, row, strict=True))
@@ -547,21 +565,36 @@ class Store:
         """
         cutoff = format_ts(due_by or now)
         passed: list[int] = []  # sent to the database: only those met, so a long run's skip costs nothing
+        while True:
+            claimed = self._claim_due(cutoff, passed, now=now, pid=pid, owner=owner)
+            if claimed is None:
+                return None
+            log_id, integration = claimed
+            if log_id is not None and integration.id in skip:  # rare: due again within this run
+                with self.transaction():
+                    self.conn.execute("DELETE FROM sync_logs WHERE id = ?", [log_id])  # taken back
+                log_id = None
+            if log_id is not None:
+                return log_id, integration, _scheduled_trigger(integration).value
+            passed.append(integration.id)
+
+    def _claim_due(
+        self, cutoff: str, passed: list[int], *, now: datetime, pid: int, owner: str
+    ) -> tuple[int | None, Integration] | None:
+        """Insert the RUNNING log of the oldest integration due by ``cutoff`` that nobody
+        holds and that is not in ``passed``: (the log's id, or None when another host's
+        log won the unique index; the integration), or None when none is left. One
+        transaction here; a dialect may do it in one statement."""
         with self.transaction():
-            while True:
-                rows = list(self._query(
-                    self.INTEGRATIONS + _NEXT_DUE.format(not_skipped=self.NOT_IN_IDS_SQL, lock=self.SKIP_LOCKED_SQL),
-                    (cutoff, self._ids_param(passed)),
-                ))
-                if not rows:
-                    return None
-                integration = _row_to_integration(rows[0])
-                if integration.id not in skip:
-                    trigger = _scheduled_trigger(integration)
-                    log_id = self._insert_running_log(integration, trigger, now=now, pid=pid, owner=owner)
-                    if log_id is not None:
-                        return log_id, integration, trigger.value
-                passed.append(integration.id)
+            rows = list(self._query(
+                self.INTEGRATIONS + _NEXT_DUE.format(not_skipped=self.NOT_IN_IDS_SQL, lock=self.SKIP_LOCKED_SQL),
+                (cutoff, self._ids_param(passed)),
+            ))
+            if not rows:
+                return None
+            integration = _row_to_integration(rows[0])
+            trigger = _scheduled_trigger(integration)
+            return self._insert_running_log(integration, trigger, now=now, pid=pid, owner=owner), integration
 
     def _insert_running_log(
         self, integration: Integration, trigger: Trigger, *, now: datetime, pid: int, owner: str
@@ -644,16 +677,13 @@ class Store:
             # The integration's row lock first (every writer of its logs takes it), then
             # the log as whoever held that lock before us left it.
             integration = self.get_by_id(integration_id, lock=True)
-            log = self.history_entry(log_id)
-            if integration is None or log is None or log.status not in (Status.RUNNING, Status.PENDING):
+            log = None if integration is None else self._end_log(log_id, {
+                "status": status.value, "now": format_ts(now), "records": records_count, "error": error_message,
+                "hint": error_hint, "not_modified": int(not_modified), "deleted": records_deleted, "id": log_id,
+            })  # fmt: skip
+            if log is None:
                 return None
-            duration = max(0, int((now - log.started_at).total_seconds() * 1000))
-            self.conn.execute(
-                "UPDATE sync_logs SET status = ?, completed_at = ?, duration_ms = ?, records_count = ?,"
-                " error_message = ?, error_hint = ?, not_modified = ?, records_deleted = ? WHERE id = ?",
-                (status.value, format_ts(now), duration, records_count, error_message, error_hint,
-                 int(not_modified), records_deleted, log_id),
-            )
+            duration = log.duration_ms
             decided = plan(integration, log)
             succeeded = status is Status.SUCCESS
             self.conn.execute(
@@ -681,10 +711,22 @@ class Store:
                     "modified": validators[1] if validators else None, "id": integration_id,
                 },
             )
+        return log
+
+    def _end_log(self, log_id: int, values: dict[str, Any]) -> SyncLog | None:
+        """Finish a log that is still unfinished (``_END_LOG`` with ``values``); the log as
+        finished, or None when it was already finished and nothing changed. A read and a
+        write here; a dialect may do it in one statement."""
+        log = self.history_entry(log_id)
+        if log is None or log.status not in (Status.RUNNING, Status.PENDING):
+            return None
+        done = parse_ts(values["now"])
+        duration = max(0, int((done - log.started_at).total_seconds() * 1000))
+        self.conn.execute(_END_LOG.format(duration=":duration") + " WHERE id = :id", {**values, "duration": duration})
         return dataclasses.replace(
-            log, status=status.value, completed_at=now, duration_ms=duration, records_count=records_count,
-            error_message=error_message, error_hint=error_hint, not_modified=not_modified,
-            records_deleted=records_deleted,
+            log, status=values["status"], completed_at=done, duration_ms=duration, records_count=values["records"],
+            error_message=values["error"], error_hint=values["hint"], not_modified=bool(values["not_modified"]),
+            records_deleted=values["deleted"],
         )
 
     # -- freshness (spec §10) --------------------------------------------------------------
@@ -849,22 +891,21 @@ class Store:
         record seen again is no longer marked deleted. ``cursor`` (the incremental
         cursor these records advance it to) is stored in the same transaction, so a
         failure on a later page resumes after the pages committed."""
-        stamp = format_ts(now)
+        self._upsert(integration_id, records, format_ts(now), cursor)
+
+    def _upsert(self, integration_id: int, records: list[tuple[str, str]], stamp: str, cursor: Any) -> None:
+        """``upsert_records``: one transaction here; a dialect may do it in one statement."""
         with self.transaction():
             self.conn.executemany(
                 "INSERT INTO records (integration_id, key, data, synced_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (integration_id, key) DO UPDATE SET data = excluded.data,"
-                " synced_at = excluded.synced_at, deleted_at = NULL",
+                f" {UPSERT_RECORD_SQL}",
                 ((integration_id, key, data, stamp) for key, data in records),
             )
             if cursor is not _KEEP:
                 self._set_cursor(integration_id, cursor)
 
     def _set_cursor(self, integration_id: int, cursor: Any) -> None:
-        self.conn.execute(
-            "UPDATE integrations SET cursor = ? WHERE id = ?",
-            (None if cursor is None else dumps(cursor), integration_id),
-        )
+        self.conn.execute("UPDATE integrations SET cursor = ? WHERE id = ?", (_cursor_json(cursor), integration_id))
 
     def record_field_values(self, integration_id: int, field: str) -> Iterator[Any]:
         """The ``field`` (dotted) of every live stored record: what seeds a new cursor."""

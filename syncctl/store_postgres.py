@@ -23,14 +23,16 @@ from urllib.parse import unquote, urlsplit
 try:
     import psycopg
     from psycopg import errors as pg_errors
+    from psycopg.rows import dict_row
     from psycopg.types.string import TextLoader
 except ImportError:  # the extra is not installed: say how to get it (exit 3, one line)
     psycopg = None
 
-from syncctl import errors
+from syncctl import errors, liveness
 from syncctl import store as base
 from syncctl.errors import DatabaseError, UsageError
-from syncctl.models import dumps
+from syncctl.models import Integration, SyncLog, dumps
+from syncctl.timeutil import format_ts
 
 ADVISORY_LOCK = 0x53594E43  # "SYNC": held while one host migrates the schema
 CONNECT_TIMEOUT = 10  # seconds to reach the server, unless the URL says otherwise
@@ -60,6 +62,17 @@ def _placeholders(sql: str, named: bool) -> str:
     return sql.replace("?", "%s")
 
 
+def _converted(sql: str, params: Iterable[Any] | Mapping[str, Any]) -> tuple[str, Any]:
+    """A statement and its parameters in psycopg's style."""
+    if isinstance(params, Mapping):
+        return _placeholders(sql, True), params
+    converted = _placeholders(sql, False)
+    values = tuple(params)
+    if "%(p" in converted:  # ?1, ?2: numbered, as sqlite3 allows
+        return converted, {f"p{i}": v for i, v in enumerate(values, 1)}
+    return converted, values
+
+
 class _Connection:
     """psycopg's connection with the part of sqlite3's interface the verbs use."""
 
@@ -67,18 +80,14 @@ class _Connection:
         self.raw = raw
 
     def execute(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> Any:
-        if isinstance(params, Mapping):
-            return self.raw.execute(_placeholders(sql, True), params)
-        converted = _placeholders(sql, False)
-        values = tuple(params)
-        if "%(p" in converted:  # ?1, ?2: numbered, as sqlite3 allows
-            return self.raw.execute(converted, {f"p{i}": v for i, v in enumerate(values, 1)})
-        return self.raw.execute(converted, values)
+        return self.raw.execute(*_converted(sql, params))
+
+    def query(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> Iterator[dict[str, Any]]:
+        """Rows as dicts: psycopg's dict rows name the columns straight from the result,
+        without the ``description`` objects (most of a small query's cost on the client)."""
+        return self.raw.cursor(row_factory=dict_row).execute(*_converted(sql, params))
 
     def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> Any:
-        rows = list(rows)
-        if len(rows) == 1:  # a one-record page: psycopg's pipeline costs more than it saves
-            return self.execute(sql, rows[0])
         cursor = self.raw.cursor()
         converted = _placeholders(sql, False)
         if "%(p" in converted:
@@ -291,6 +300,55 @@ class PostgresStore(base.Store):
 
     def _ids_param(self, ids: list[int]) -> list[int]:
         return ids
+
+    def _query(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> Iterator[dict[str, Any]]:
+        return self.conn.query(sql, params)
+
+    def _claim_due(
+        self, cutoff: str, passed: list[int], *, now: datetime, pid: int, owner: str
+    ) -> tuple[int | None, Integration] | None:
+        # One statement, so one transaction without BEGIN and COMMIT: pick (skipping rows
+        # another host is claiming this instant), insert the log, read the row back.
+        rows = list(self._query(
+            "WITH picked AS (SELECT id, consecutive_failures FROM integrations"
+            + base._NEXT_DUE.format(not_skipped=self.NOT_IN_IDS_SQL, lock=self.SKIP_LOCKED_SQL) + "),"
+            " claimed AS (INSERT INTO sync_logs (integration_id, trigger, status, attempt, started_at, pid,"
+            f" owner, lease_until) SELECT id, {base.SCHEDULED_TRIGGER_SQL}, 'RUNNING', consecutive_failures + 1,"
+            f" ?::timestamptz, ?, ?, {self.LEASE_SQL} FROM picked"
+            f" ON CONFLICT (integration_id) WHERE {base._UNFINISHED} DO NOTHING RETURNING id)"
+            f" SELECT claimed.id AS log_id, i.* FROM picked JOIN ({self.INTEGRATIONS}) i ON i.id = picked.id"
+            " LEFT JOIN claimed ON true",
+            (cutoff, passed, format_ts(now), pid, owner, liveness.lease_seconds()),
+        ))
+        if not rows:
+            return None
+        return rows[0]["log_id"], base._row_to_integration(rows[0])
+
+    def _upsert(self, integration_id: int, records: list[tuple[str, str]], stamp: str, cursor: Any) -> None:
+        # One statement, so one transaction without BEGIN and COMMIT: the page as two
+        # arrays, and the cursor in the same statement. A key twice in one page: the last
+        # wins, as stored row by row (one statement may not update a row twice).
+        latest = dict(records)
+        self.conn.execute(
+            "WITH moved AS (UPDATE integrations SET cursor = ?3 WHERE id = ?1 AND ?4)"
+            " INSERT INTO records (integration_id, key, data, synced_at)"
+            " SELECT ?1, page.key, page.data::jsonb, ?2::timestamptz FROM unnest(?5::text[], ?6::text[])"
+            f" AS page (key, data) {base.UPSERT_RECORD_SQL}",
+            (integration_id, stamp, None if cursor is base._KEEP else base._cursor_json(cursor),
+             cursor is not base._KEEP, list(latest), list(latest.values())),
+        )
+
+    def _end_log(self, log_id: int, values: dict[str, Any]) -> SyncLog | None:
+        # One statement; the duration as the base class counts it: whole milliseconds,
+        # truncated, never negative.
+        duration = "greatest(0, floor(extract(epoch FROM (:now::timestamptz - started_at)) * 1000))::bigint"
+        rows = list(self._query(
+            base._END_LOG.format(duration=duration) + " FROM integrations i WHERE sync_logs.id = :id"
+            " AND i.id = sync_logs.integration_id AND sync_logs.status IN ('PENDING', 'RUNNING')"
+            " RETURNING sync_logs.*, i.name",
+            values,
+        ))
+        return base._row_to_log(rows[0]) if rows else None
 
     def _summaries_sql(self, where: str) -> str:
         pairs = []
