@@ -114,6 +114,25 @@ def integrations_sql(stale_at_sql: str) -> str:
 
 
 _LOGS = "SELECT l.*, i.name FROM sync_logs l JOIN integrations i ON i.id = l.integration_id"
+# What a finished sync changes on its integration (Store.finish_sync): its outcome, the
+# schedule ``plan`` decided, the counters and freshness of spec §10, and the validators a
+# full response brought (conditional requests).
+_RECORD_OUTCOME = (
+    "UPDATE integrations SET last_sync_at = :now, last_status = :status, last_error = :last_error,"
+    " last_hint = :last_hint, consecutive_failures = :failures, next_sync_at = :next, slot_at = :slot,"
+    " records_count = (SELECT COUNT(*) FROM records WHERE integration_id = :iid AND deleted_at IS NULL),"
+    " sync_enabled = CASE WHEN :disable = 1 THEN 0 ELSE sync_enabled END,"
+    " disabled_reason = CASE WHEN :disable = 1 THEN 'failures' ELSE disabled_reason END,"
+    " disable_notice = CASE WHEN :disable = 1 THEN 1 ELSE disable_notice END,"
+    " disabled_at = CASE WHEN :disable = 1 THEN :now ELSE disabled_at END,"
+    " last_success_at = CASE WHEN :ok = 1 THEN :now ELSE last_success_at END,"
+    " failing_since = CASE WHEN :failures = 0 THEN NULL ELSE coalesce(failing_since, :now) END,"
+    " syncs_succeeded = syncs_succeeded + :ok, syncs_failed = syncs_failed + 1 - :ok,"
+    " last_duration_ms = :duration, last_records_count = :records,"
+    " etag = CASE WHEN :validate = 1 THEN :etag ELSE etag END,"
+    " last_modified = CASE WHEN :validate = 1 THEN :modified ELSE last_modified END,"
+    " updated_at = :now WHERE id = :iid"
+)
 # How a sync's log ends (Store.finish_sync); {duration}: its length in milliseconds.
 _END_LOG = (
     "UPDATE sync_logs SET status = :status, completed_at = :now, duration_ms = {duration}, records_count = :records,"
@@ -673,45 +692,45 @@ class Store:
         have paused it meanwhile). Returns the finished log, or None if it was already
         finished by someone else (crash recovery, a signal handler), and then changes nothing.
         """
+        values = {
+            "status": status.value, "now": format_ts(now), "records": records_count, "error": error_message,
+            "hint": error_hint, "not_modified": int(not_modified), "deleted": records_deleted, "id": log_id,
+        }  # fmt: skip
+
+        def outcome(integration: Integration, log: SyncLog) -> dict[str, Any]:
+            """The parameters of ``_RECORD_OUTCOME``, once ``plan`` has decided."""
+            decided = plan(integration, log)
+            succeeded = status is Status.SUCCESS
+            return {
+                **values, "ok": int(succeeded), "last_error": None if succeeded else error_message,
+                "last_hint": None if succeeded else error_hint, "failures": decided.consecutive_failures,
+                "next": format_ts(decided.next_sync_at), "slot": format_ts(decided.slot_at),
+                "disable": int(decided.disable), "duration": log.duration_ms, "validate": int(validators is not None),
+                "etag": validators[0] if validators else None, "modified": validators[1] if validators else None,
+                "iid": integration_id,
+            }  # fmt: skip
+
+        done = self._finish_unchanged(log_id, integration_id, values, outcome)
+        if done is not None:
+            return done
         with self.transaction():
             # The integration's row lock first (every writer of its logs takes it), then
             # the log as whoever held that lock before us left it.
             integration = self.get_by_id(integration_id, lock=True)
-            log = None if integration is None else self._end_log(log_id, {
-                "status": status.value, "now": format_ts(now), "records": records_count, "error": error_message,
-                "hint": error_hint, "not_modified": int(not_modified), "deleted": records_deleted, "id": log_id,
-            })  # fmt: skip
+            log = None if integration is None else self._end_log(log_id, values)
             if log is None:
                 return None
-            duration = log.duration_ms
-            decided = plan(integration, log)
-            succeeded = status is Status.SUCCESS
-            self.conn.execute(
-                "UPDATE integrations SET last_sync_at = :now, last_status = :status, last_error = :error,"
-                " last_hint = :hint, consecutive_failures = :failures, next_sync_at = :next, slot_at = :slot,"
-                " records_count = (SELECT COUNT(*) FROM records WHERE integration_id = :id AND deleted_at IS NULL),"
-                " sync_enabled = CASE WHEN :disable = 1 THEN 0 ELSE sync_enabled END,"
-                " disabled_reason = CASE WHEN :disable = 1 THEN 'failures' ELSE disabled_reason END,"
-                " disable_notice = CASE WHEN :disable = 1 THEN 1 ELSE disable_notice END,"
-                " disabled_at = CASE WHEN :disable = 1 THEN :now ELSE disabled_at END,"
-                " last_success_at = CASE WHEN :ok = 1 THEN :now ELSE last_success_at END,"
-                " failing_since = CASE WHEN :failures = 0 THEN NULL ELSE coalesce(failing_since, :now) END,"
-                " syncs_succeeded = syncs_succeeded + :ok, syncs_failed = syncs_failed + 1 - :ok,"
-                " last_duration_ms = :duration, last_records_count = :records,"
-                " etag = CASE WHEN :validate = 1 THEN :etag ELSE etag END,"
-                " last_modified = CASE WHEN :validate = 1 THEN :modified ELSE last_modified END,"
-                " updated_at = :now WHERE id = :id",
-                {
-                    "now": format_ts(now), "status": status.value, "ok": int(succeeded),
-                    "error": None if succeeded else error_message, "hint": None if succeeded else error_hint,
-                    "failures": decided.consecutive_failures, "next": format_ts(decided.next_sync_at),
-                    "slot": format_ts(decided.slot_at), "disable": int(decided.disable),
-                    "duration": duration, "records": records_count, "validate": int(validators is not None),
-                    "etag": validators[0] if validators else None,
-                    "modified": validators[1] if validators else None, "id": integration_id,
-                },
-            )
+            self.conn.execute(_RECORD_OUTCOME, outcome(integration, log))
         return log
+
+    def _finish_unchanged(
+        self, log_id: int, integration_id: int, values: dict[str, Any],
+        outcome: Callable[[Integration, SyncLog], dict[str, Any]],
+    ) -> SyncLog | None:
+        """``finish_sync`` in one statement, when the integration is still as this
+        connection claimed it: the finished log, or None to take the locked way. A dialect
+        with row versions may provide it."""
+        return None
 
     def _end_log(self, log_id: int, values: dict[str, Any]) -> SyncLog | None:
         """Finish a log that is still unfinished (``_END_LOG`` with ``values``); the log as

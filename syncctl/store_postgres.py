@@ -11,11 +11,12 @@ the base class's (``syncctl.store.Store``); their ``?`` placeholders become ``%s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -32,7 +33,7 @@ from syncctl import errors, liveness
 from syncctl import store as base
 from syncctl.errors import DatabaseError, UsageError
 from syncctl.models import Integration, SyncLog, dumps
-from syncctl.timeutil import format_ts
+from syncctl.timeutil import format_ts, parse_ts
 
 ADVISORY_LOCK = 0x53594E43  # "SYNC": held while one host migrates the schema
 CONNECT_TIMEOUT = 10  # seconds to reach the server, unless the URL says otherwise
@@ -163,6 +164,9 @@ class PostgresStore(base.Store):
         super().__init__(_Connection(conn))
         self.target = target
         self.label = target.label
+        # Claims this connection made and has not finished: log id -> (the integration
+        # row's version as read, the integration, the log), for _finish_unchanged.
+        self._claimed: dict[int, tuple[str, Integration, SyncLog]] = {}
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -316,13 +320,53 @@ class PostgresStore(base.Store):
             f" owner, lease_until) SELECT id, {base.SCHEDULED_TRIGGER_SQL}, 'RUNNING', consecutive_failures + 1,"
             f" ?::timestamptz, ?, ?, {self.LEASE_SQL} FROM picked"
             f" ON CONFLICT (integration_id) WHERE {base._UNFINISHED} DO NOTHING RETURNING id)"
-            f" SELECT claimed.id AS log_id, i.* FROM picked JOIN ({self.INTEGRATIONS}) i ON i.id = picked.id"
-            " LEFT JOIN claimed ON true",
+            f" SELECT claimed.id AS log_id, i.*, (SELECT xmin::text FROM integrations x WHERE x.id = picked.id)"
+            f" AS row_version FROM picked JOIN ({self.INTEGRATIONS}) i ON i.id = picked.id LEFT JOIN claimed ON true",
             (cutoff, passed, format_ts(now), pid, owner, liveness.lease_seconds()),
         ))
         if not rows:
             return None
-        return rows[0]["log_id"], base._row_to_integration(rows[0])
+        row = rows[0]
+        integration = base._row_to_integration(row)
+        if row["log_id"] is not None:  # what _finish_unchanged needs: the row's version, and the log
+            self._claimed[row["log_id"]] = (row["row_version"], integration, SyncLog(
+                id=row["log_id"], integration_id=integration.id, integration=integration.name,
+                trigger=base._scheduled_trigger(integration).value, status=base.Status.RUNNING.value,
+                attempt=integration.consecutive_failures + 1, started_at=parse_ts(format_ts(now)),
+                completed_at=None, duration_ms=None, records_count=None, error_message=None, error_hint=None,
+                pid=pid, owner=owner,
+            ))  # fmt: skip
+        return row["log_id"], integration
+
+    def _finish_unchanged(
+        self, log_id: int, integration_id: int, values: dict[str, Any],
+        outcome: Callable[[Integration, SyncLog], dict[str, Any]],
+    ) -> SyncLog | None:
+        # Optimistic: the schedule is decided on the row this connection claimed, and the
+        # statement applies only while the row is that version (its xmin; any write since,
+        # an admin's or this sync's own cursor, makes a new one) and the log is unfinished.
+        # Else nothing changes and finish_sync takes the locked way. One round trip
+        # instead of five, for nearly every sync.
+        claimed = self._claimed.pop(log_id, None)
+        if claimed is None or claimed[1].id != integration_id:
+            return None
+        version, integration, log = claimed
+        done = parse_ts(values["now"])
+        finished = dataclasses.replace(
+            log, status=values["status"], completed_at=done,
+            duration_ms=max(0, int((done - log.started_at).total_seconds() * 1000)), records_count=values["records"],
+            error_message=values["error"], error_hint=values["hint"], not_modified=bool(values["not_modified"]),
+            records_deleted=values["deleted"],
+        )  # fmt: skip
+        params = {**outcome(integration, finished), "version": version}
+        row = self.conn.execute(
+            "WITH unchanged AS (SELECT id FROM integrations WHERE id = :iid AND xmin = :version::xid FOR UPDATE),"
+            f" ended AS ({base._END_LOG.format(duration=':duration')} FROM unchanged WHERE sync_logs.id = :id"
+            " AND sync_logs.integration_id = unchanged.id AND sync_logs.status IN ('PENDING', 'RUNNING')"
+            f" RETURNING sync_logs.id) {base._RECORD_OUTCOME} AND EXISTS (SELECT 1 FROM ended) RETURNING id",
+            params,
+        ).fetchone()
+        return finished if row is not None else None
 
     def _upsert(self, integration_id: int, records: list[tuple[str, str]], stamp: str, cursor: Any) -> None:
         # One statement, so one transaction without BEGIN and COMMIT: the page as two

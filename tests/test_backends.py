@@ -253,6 +253,53 @@ def test_claim_next_due_takes_the_oldest_due_that_nobody_holds_and_passes_over_s
     assert {log.integration for log in tstore.unfinished_logs()} == {"early", "late", "middle", "held"}
 
 
+def test_a_claimed_sync_finishes_with_what_it_stored(tstore):
+    add(tstore, "one", "http://127.0.0.1:9/one")
+    now = utc_ms() + timedelta(seconds=1)
+    log_id, one, _ = tstore.claim_next_due(now, pid=1, owner="h:b:1:2")
+    tstore.upsert_records(one.id, [("1", "{}")], now)
+
+    done = tstore.finish_sync(log_id, integration_id=one.id, status=Status.SUCCESS, now=now + timedelta(seconds=3),
+                              records_count=1, error_message=None, error_hint="warning: w", plan=ok_plan,
+                              not_modified=False, records_deleted=2, validators=('"v2"', None))  # fmt: skip
+
+    assert done == tstore.history_entry(log_id)
+    assert (done.status, done.duration_ms, done.error_hint, done.records_deleted) == ("SUCCESS", 3000, "warning: w", 2)
+    integration = tstore.get("one")
+    assert (integration.last_status, integration.last_error, integration.last_hint, integration.etag) == (
+        "SUCCESS", None, None, '"v2"')
+    assert (integration.records_count, integration.last_success_at) == (1, now + timedelta(seconds=3))
+
+
+def test_a_change_made_while_a_claimed_sync_runs_is_what_its_schedule_is_decided_on(tstore):
+    add(tstore, "one", "http://127.0.0.1:9/one")
+    now = utc_ms() + timedelta(seconds=1)
+    log_id, one, _ = tstore.claim_next_due(now, pid=1, owner="h:b:1:2")
+    tstore.set_interval(one.id, 60, now, now)  # the admin, while it syncs
+
+    tstore.finish_sync(log_id, integration_id=one.id, status=Status.SUCCESS, now=now, records_count=0,
+                       error_message=None, error_hint=None,
+                       plan=lambda i, log: Plan(now + timedelta(seconds=i.sync_interval), i.slot_at, 0))  # fmt: skip
+
+    assert tstore.get("one").next_sync_at == now + timedelta(seconds=60)
+
+
+def test_a_claimed_sync_someone_else_finished_is_not_finished_twice(tstore):
+    add(tstore, "one", "http://127.0.0.1:9/one")
+    now = utc_ms() + timedelta(seconds=1)
+    log_id, one, _ = tstore.claim_next_due(now, pid=1, owner="h:b:1:2")
+    other = tstore.reopen()
+    first = other.finish_sync(log_id, integration_id=one.id, status=Status.FAILED, now=now, records_count=None,
+                              error_message="interrupted", error_hint=None, plan=failed_plan)  # fmt: skip
+    other.close()
+
+    again = tstore.finish_sync(log_id, integration_id=one.id, status=Status.SUCCESS, now=now, records_count=0,
+                               error_message=None, error_hint=None, plan=ok_plan)  # fmt: skip
+
+    assert first is not None and again is None
+    assert (tstore.history_entry(log_id).status, tstore.get("one").consecutive_failures) == ("FAILED", 1)
+
+
 def test_claim_next_due_claims_a_failed_one_as_a_retry(tstore):
     add(tstore, "one", "http://127.0.0.1:9/one")
     now = utc_ms() + timedelta(seconds=1)  # the first sync is due at once
