@@ -14,6 +14,7 @@ is the one rule.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from functools import lru_cache
@@ -59,8 +60,17 @@ def hostname() -> str:
 
 def owner_token(pid: int | None = None) -> str:
     """The identity of a process that survives nothing but that process."""
-    pid = os.getpid() if pid is None else pid
-    return f"{hostname()}:{_boot_id()}:{pid}:{_start_ticks(pid) or '-'}"
+    own = os.getpid()
+    pid = own if pid is None else pid
+    ticks = _own_start_ticks(own) if pid == own else _start_ticks(pid)
+    return f"{hostname()}:{_boot_id()}:{pid}:{ticks or '-'}"
+
+
+@functools.lru_cache(maxsize=1)
+def _own_start_ticks(pid: int) -> str | None:
+    """This process's start time, read once (every claim names its owner); a forked child
+    has another pid, so it reads its own."""
+    return _start_ticks(pid)
 
 
 def host_of(owner: str | None) -> str | None:
