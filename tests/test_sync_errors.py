@@ -94,6 +94,29 @@ def test_tls_self_signed_fails_and_requests_ca_bundle_is_honoured(cli, store, tm
         assert stored(db_path, "selfsigned") == {"1": {"id": 1}}
 
 
+def _proxy_env(proxy: str, no_proxy: str) -> dict[str, str]:
+    return {"http_proxy": proxy, "HTTP_PROXY": proxy, "no_proxy": no_proxy, "NO_PROXY": no_proxy,
+            "all_proxy": "", "ALL_PROXY": ""}  # fmt: skip
+
+
+def test_the_environments_proxy_is_used_except_where_no_proxy_says(cli, store, source, db_path):
+    # The proxy is a test server: it sees the absolute URL a client asks a proxy for.
+    source.add("/items", json_body([{"id": 1}]))
+    add(store, "far", "http://api.example.invalid/items")
+    with HTTPSource() as direct:
+        add(store, "near", direct.add("/items", json_body([{"id": 2}])))
+
+        proxied = cli("sync", "far", env=_proxy_env(f"http://127.0.0.1:{source.port}", ""))
+        # Nothing listens on port 9: "near" syncs only because NO_PROXY sends it direct.
+        bypassed = cli("sync", "near", env=_proxy_env("http://127.0.0.1:9", "127.0.0.1"))
+
+        assert proxied.returncode == 0, proxied.stderr
+        assert source.requests[-1][1] == "http://api.example.invalid/items"
+        assert stored(db_path, "far") == {"1": {"id": 1}}
+        assert bypassed.returncode == 0, bypassed.stderr
+        assert direct.hits["/items"] == 1 and stored(db_path, "near") == {"2": {"id": 2}}
+
+
 def test_timeout(cli, store):
     with HTTPSource() as source:
         url = source.add("/slow", hang(30))
