@@ -753,7 +753,9 @@ def _from_environment(scheme: str, host: str) -> dict[str, Any]:
 
     url = f"{scheme}://{host}/"
     found = requests.Session().merge_environment_settings(url, {}, None, True, None)
-    return {"proxies": found["proxies"], "verify": found["verify"], "auth": get_netrc_auth(url)}
+    settings = {"proxies": found["proxies"], "verify": found["verify"], "auth": get_netrc_auth(url)}
+    # Only what differs from a session's defaults (each one passed costs requests a merge).
+    return {name: value for name, value in settings.items() if value not in ({}, True, None)}
 
 
 def _scheme_and_host(url: str) -> tuple[str, str]:
