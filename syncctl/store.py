@@ -147,6 +147,18 @@ _NEXT_DUE = (  # after integrations_sql(...): the row claim_next_due starts
 )
 
 
+def ended_log(log: SyncLog, values: dict[str, Any]) -> SyncLog:
+    """``log`` as ``_END_LOG`` with ``values`` leaves it. Its duration: whole milliseconds,
+    truncated, never negative (PostgreSQL's one-statement end computes the same in SQL)."""
+    done = parse_ts(values["now"])
+    return dataclasses.replace(
+        log, status=values["status"], completed_at=done,
+        duration_ms=max(0, int((done - log.started_at).total_seconds() * 1000)), records_count=values["records"],
+        error_message=values["error"], error_hint=values["hint"], not_modified=bool(values["not_modified"]),
+        records_deleted=values["deleted"],
+    )  # fmt: skip
+
+
 def _cursor_json(cursor: Any) -> str | None:
     return None if cursor is None else dumps(cursor)
 
@@ -739,14 +751,10 @@ class Store:
         log = self.history_entry(log_id)
         if log is None or log.status not in (Status.RUNNING, Status.PENDING):
             return None
-        done = parse_ts(values["now"])
-        duration = max(0, int((done - log.started_at).total_seconds() * 1000))
-        self.conn.execute(_END_LOG.format(duration=":duration") + " WHERE id = :id", {**values, "duration": duration})
-        return dataclasses.replace(
-            log, status=values["status"], completed_at=done, duration_ms=duration, records_count=values["records"],
-            error_message=values["error"], error_hint=values["hint"], not_modified=bool(values["not_modified"]),
-            records_deleted=values["deleted"],
-        )
+        ended = ended_log(log, values)
+        self.conn.execute(_END_LOG.format(duration=":duration") + " WHERE id = :id",
+                          {**values, "duration": ended.duration_ms})  # fmt: skip
+        return ended
 
     # -- freshness (spec §10) --------------------------------------------------------------
 

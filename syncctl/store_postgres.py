@@ -11,7 +11,6 @@ the base class's (``syncctl.store.Store``); their ``?`` placeholders become ``%s
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import json
 import os
@@ -90,11 +89,9 @@ class _Connection:
 
     def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> Any:
         cursor = self.raw.cursor()
-        converted = _placeholders(sql, False)
-        if "%(p" in converted:
-            cursor.executemany(converted, [{f"p{i}": v for i, v in enumerate(r, 1)} for r in rows])
-        else:
-            cursor.executemany(converted, [tuple(r) for r in rows])
+        converted = [_converted(sql, row) for row in rows]
+        if converted:
+            cursor.executemany(converted[0][0], [params for _, params in converted])
         return cursor
 
 
@@ -351,13 +348,7 @@ class PostgresStore(base.Store):
         if claimed is None or claimed[1].id != integration_id:
             return None
         version, integration, log = claimed
-        done = parse_ts(values["now"])
-        finished = dataclasses.replace(
-            log, status=values["status"], completed_at=done,
-            duration_ms=max(0, int((done - log.started_at).total_seconds() * 1000)), records_count=values["records"],
-            error_message=values["error"], error_hint=values["hint"], not_modified=bool(values["not_modified"]),
-            records_deleted=values["deleted"],
-        )  # fmt: skip
+        finished = base.ended_log(log, values)
         params = {**outcome(integration, finished), "version": version}
         row = self.conn.execute(
             "WITH unchanged AS (SELECT id FROM integrations WHERE id = :iid AND xmin = :version::xid FOR UPDATE),"
@@ -383,7 +374,7 @@ class PostgresStore(base.Store):
         )
 
     def _end_log(self, log_id: int, values: dict[str, Any]) -> SyncLog | None:
-        # One statement; the duration as the base class counts it: whole milliseconds,
+        # One statement; the duration as ``base.ended_log`` counts it: whole milliseconds,
         # truncated, never negative.
         duration = "greatest(0, floor(extract(epoch FROM (:now::timestamptz - started_at)) * 1000))::bigint"
         rows = list(self._query(
