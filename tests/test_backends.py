@@ -65,6 +65,25 @@ def ok_plan(integration, log) -> Plan:  # noqa: ANN001
     return Plan(utc_ms() + timedelta(hours=1), integration.slot_at, 0)
 
 
+def run_at_once(tstore: Store, count: int, work: Callable[[Store, int], None]) -> None:
+    """``work(store, n)`` in ``count`` threads, each with a connection of its own, let go
+    together (a barrier), as several hosts would."""
+    stores = [tstore.reopen() for _ in range(count)]
+    barrier = threading.Barrier(count)
+
+    def together(store: Store, n: int) -> None:
+        barrier.wait()
+        work(store, n)
+
+    threads = [threading.Thread(target=together, args=(s, n)) for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(HANG_GUARD)
+    for s in stores:
+        s.close()
+
+
 # -- the verbs ---------------------------------------------------------------------------------
 
 
@@ -206,21 +225,12 @@ def test_list_json_is_built_by_the_database(tstore):
 def test_concurrent_claims_of_one_integration_have_one_winner(tstore):
     add(tstore, "one", "http://127.0.0.1:9/one")
     one = tstore.get("one")
-    stores = [tstore.reopen() for _ in range(6)]
-    barrier = threading.Barrier(len(stores))
     results: list[object] = []
 
     def claim(store: Store, n: int) -> None:
-        barrier.wait()
         results.append(store.claim(one.id, manual=True, now=utc_ms(), pid=n, owner=f"h{n}:b:{n}:1"))
 
-    threads = [threading.Thread(target=claim, args=(s, n)) for n, s in enumerate(stores)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(HANG_GUARD)
-    for s in stores:
-        s.close()
+    run_at_once(tstore, 6, claim)
 
     winners = [r for r in results if isinstance(r, tuple)]
     assert len(results) == 6 and len(winners) == 1
@@ -316,22 +326,13 @@ def test_concurrent_claims_of_the_next_due_take_each_integration_once(tstore):
     for n in range(30):
         add(tstore, f"i{n:02}", f"http://127.0.0.1:9/{n}")
     now = utc_ms() + timedelta(seconds=1)  # the first syncs are due at once
-    stores = [tstore.reopen() for _ in range(6)]
-    barrier = threading.Barrier(len(stores))
     taken: list[str] = []
 
     def drain(store: Store, n: int) -> None:
-        barrier.wait()
         while (claimed := store.claim_next_due(now, pid=n, owner=f"h{n}:b:{n}:1")) is not None:
             taken.append(claimed[1].name)
 
-    threads = [threading.Thread(target=drain, args=(s, n)) for n, s in enumerate(stores)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(HANG_GUARD)
-    for s in stores:
-        s.close()
+    run_at_once(tstore, 6, drain)
 
     assert sorted(taken) == [f"i{n:02}" for n in range(30)]  # each once, none left over
     assert len(tstore.unfinished_logs()) == 30

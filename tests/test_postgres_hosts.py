@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from syncctl.store import Store
 from tests.conftest import HANG_GUARD, Result, add, wait_for
-from tests.httpsources import gated, json_body
+from tests.httpsources import HTTPSource, gated, json_body
 from tests.pgcluster import SECRET_PASSWORD, SECRET_USER
 
 
@@ -58,6 +59,19 @@ def rows(store: Store, sql: str, params: tuple = ()) -> list[dict]:
 
 def make_all_due(store: Store) -> None:
     store.conn.execute("UPDATE integrations SET next_sync_at = '2000-01-01T00:00:00.000Z'")
+
+
+def run_due_on_host_a_held_at_slow(
+    store: Store, pspawn: Callable[..., subprocess.Popen], source: HTTPSource, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, threading.Event]:
+    """``run-due`` on host-a, syncing "slow", whose source answers once the returned gate
+    is set; returns when the request has reached the source."""
+    gate = source.gate()
+    add(store, "slow", source.add("/slow", gated(json_body([{"id": 1}]), gate)))
+    make_all_due(store)
+    run = pspawn("run-due", host="host-a", env=env)
+    source.wait_hits("/slow")
+    return run, gate
 
 
 def one_line(result: Result, code: int) -> str:
@@ -143,11 +157,7 @@ def test_sync_busy_on_another_host_exits_75_naming_host_and_pid(pstore, pspawn, 
 @pytest.mark.slow
 def test_a_live_sync_keeps_its_lease_and_a_killed_hosts_is_reaped_by_another(pstore, pspawn, pcli, source):
     lease = {"SYNCCTL_LEASE_SECONDS": "2"}
-    gate = source.gate()
-    add(pstore, "slow", source.add("/slow", gated(json_body([{"id": 1}]), gate)))
-    make_all_due(pstore)
-    host_a = pspawn("run-due", host="host-a", env=lease)
-    source.wait_hits("/slow")
+    host_a, gate = run_due_on_host_a_held_at_slow(pstore, pspawn, source, env=lease)
     [log] = pstore.unfinished_logs()
 
     # Three leases later the heartbeat has renewed it: another host leaves it alone.
@@ -170,11 +180,8 @@ def test_a_live_sync_keeps_its_lease_and_a_killed_hosts_is_reaped_by_another(pst
 
 
 def test_a_killed_sync_on_the_same_host_is_reaped_at_once_by_its_pid(pstore, pspawn, pcli, source):
-    gate = source.gate()
-    add(pstore, "slow", source.add("/slow", gated(json_body([{"id": 1}]), gate)))
-    make_all_due(pstore)
-    run = pspawn("run-due", host="host-a")  # the default 60 s lease: only the pid can tell
-    source.wait_hits("/slow")
+    # The default 60 s lease: only the pid can tell.
+    run, gate = run_due_on_host_a_held_at_slow(pstore, pspawn, source)
     run.send_signal(signal.SIGKILL)
     run.wait(HANG_GUARD)
     gate.set()
@@ -231,11 +238,7 @@ def test_postgres_restarted_mid_run_loses_nothing_and_the_next_tick_works(pg_clu
 @pytest.mark.slow
 def test_a_host_stopped_past_its_lease_is_reaped_and_its_late_finish_changes_nothing(pstore, pspawn, pcli, source):
     lease = {"SYNCCTL_LEASE_SECONDS": "2"}
-    gate = source.gate()
-    add(pstore, "slow", source.add("/slow", gated(json_body([{"id": 1}]), gate)))
-    make_all_due(pstore)
-    host_a = pspawn("run-due", host="host-a", env=lease)
-    source.wait_hits("/slow")
+    host_a, gate = run_due_on_host_a_held_at_slow(pstore, pspawn, source, env=lease)
 
     host_a.send_signal(signal.SIGSTOP)
     try:
