@@ -108,7 +108,7 @@ def integrations_sql(stale_at_sql: str) -> str:
     """Integration rows with what the store derives: state, stale_at, running_since."""
     return (
         f"SELECT integrations.*, {STATE_SQL} AS state, {stale_at_sql} AS stale_at, (SELECT min(started_at)"
-        " FROM sync_logs l WHERE l.integration_id = integrations.id AND l.status IN ('PENDING', 'RUNNING'))"
+        f" FROM sync_logs l WHERE l.integration_id = integrations.id AND l.{_UNFINISHED})"
         " AS running_since FROM integrations"
     )
 
@@ -670,7 +670,7 @@ class Store:
         lease has expired on the database's clock."""
         sql = (
             f"SELECT l.*, i.name, l.lease_until < {self.NOW_SQL} AS lease_expired FROM sync_logs l"
-            " JOIN integrations i ON i.id = l.integration_id WHERE l.status IN ('PENDING', 'RUNNING')"
+            f" JOIN integrations i ON i.id = l.integration_id WHERE l.{_UNFINISHED}"
         )
         params: list[Any] = []
         if integration_id is not None:

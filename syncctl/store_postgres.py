@@ -353,7 +353,7 @@ class PostgresStore(base.Store):
         row = self.conn.execute(
             "WITH unchanged AS (SELECT id FROM integrations WHERE id = :iid AND xmin = :version::xid FOR UPDATE),"
             f" ended AS ({base._END_LOG.format(duration=':duration')} FROM unchanged WHERE sync_logs.id = :id"
-            " AND sync_logs.integration_id = unchanged.id AND sync_logs.status IN ('PENDING', 'RUNNING')"
+            f" AND sync_logs.integration_id = unchanged.id AND sync_logs.{base._UNFINISHED}"
             f" RETURNING sync_logs.id) {base._RECORD_OUTCOME} AND EXISTS (SELECT 1 FROM ended) RETURNING id",
             params,
         ).fetchone()
@@ -379,7 +379,7 @@ class PostgresStore(base.Store):
         duration = "greatest(0, floor(extract(epoch FROM (:now::timestamptz - started_at)) * 1000))::bigint"
         rows = list(self._query(
             base._END_LOG.format(duration=duration) + " FROM integrations i WHERE sync_logs.id = :id"
-            " AND i.id = sync_logs.integration_id AND sync_logs.status IN ('PENDING', 'RUNNING')"
+            f" AND i.id = sync_logs.integration_id AND sync_logs.{base._UNFINISHED}"
             " RETURNING sync_logs.*, i.name",
             values,
         ))
