@@ -297,17 +297,22 @@ def hang(seconds: float = 3600.0) -> Behaviour:
     return behave
 
 
+def start_body(handler: SourceHandler, declared: int, sent: bytes) -> None:
+    """A 200 whose headers declare ``declared`` bytes of JSON, and the first ``sent`` of them."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(declared))
+    handler.end_headers()
+    handler.wfile.write(sent)
+    handler.wfile.flush()
+
+
 def hang_mid_body(declared: int = 1_000_000, sent: bytes = b'[{"id": 1}, ') -> Behaviour:
     """Send headers declaring ``declared`` bytes and the start of the body, then nothing
     more until the source closes."""
 
     def behave(handler: SourceHandler) -> None:
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(declared))
-        handler.end_headers()
-        handler.wfile.write(sent)
-        handler.wfile.flush()
+        start_body(handler, declared, sent)
         stall(handler, 3600)
         handler.close_connection = True
 
@@ -343,11 +348,7 @@ def reset_mid_body(declared: int = 100_000, sent: bytes = b'[{"id": 1}, {"id": 2
     """Send headers declaring ``declared`` bytes, part of the body, then a TCP reset."""
 
     def behave(handler: SourceHandler) -> None:
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(declared))
-        handler.end_headers()
-        handler.wfile.write(sent)
+        start_body(handler, declared, sent)
         time.sleep(0.05)  # let the client start reading the body before the reset
         hard_close(handler)
 
