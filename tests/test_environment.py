@@ -15,7 +15,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -26,7 +25,7 @@ import pytest
 from syncctl import runlock
 from syncctl import store as store_module
 from tests.conftest import HANG_GUARD, ROOT, Result, base_env, query, require_tool
-from tests.httpsources import HTTPSource, json_body, send
+from tests.httpsources import HTTPSource, gated, hang, json_body
 
 URL = "http://127.0.0.1:9/items"
 
@@ -126,17 +125,11 @@ def test_a_database_of_the_current_release_with_duplicate_running_logs_is_migrat
 
 
 def test_remove_during_a_sync_exits_75_naming_the_holder_and_changes_nothing(cli, spawn, source, db_path):
-    arrived, release = threading.Event(), threading.Event()
-
-    def gated(handler) -> None:  # noqa: ANN001
-        arrived.set()
-        release.wait(HANG_GUARD)
-        send(handler, 200, b'[{"id": 1}]')
-
-    assert cli("add", "slow", "--url", source.add("/slow", gated)).returncode == 0
+    release = source.gate()
+    assert cli("add", "slow", "--url", source.add("/slow", gated(json_body([{"id": 1}]), release))).returncode == 0
     syncing = spawn("sync", "slow")
     try:
-        assert arrived.wait(HANG_GUARD)
+        source.wait_hits("/slow")
         line = one_line(cli("remove", "slow", "--yes"), 75)
         assert f"pid {syncing.pid}" in line
     finally:
@@ -239,17 +232,11 @@ def test_run_due_locked_out_reports_one_line_and_logs_the_attempt_once_released(
 
 @pytest.mark.slow
 def test_sigterm_while_waiting_for_another_programs_lock_keeps_the_grace_period(spawn, cli, source, db_path):
-    arrived, answer = threading.Event(), threading.Event()
-
-    def gated(handler) -> None:  # noqa: ANN001
-        arrived.set()
-        answer.wait(HANG_GUARD)
-        send(handler, 200, b'[{"id": 1}]')
-
-    assert cli("add", "one", "--url", source.add("/items", gated)).returncode == 0
+    answer = source.gate()
+    assert cli("add", "one", "--url", source.add("/items", gated(json_body([{"id": 1}]), answer))).returncode == 0
     run = spawn("run-due")  # the default busy timeout: 120 s
     try:
-        assert arrived.wait(HANG_GUARD)  # claimed: its log is RUNNING
+        source.wait_hits("/items")  # claimed: its log is RUNNING
         with lock_held_by_another_program(db_path):
             answer.set()  # the page arrives; storing it waits for the lock
             run.send_signal(signal.SIGTERM)
@@ -454,17 +441,10 @@ def faked(db_path: Path, moment: datetime, *args: str) -> Result:
 
 
 def test_a_stopped_run_due_makes_every_later_tick_say_so(cli, spawn, source, db_path):
-    arrived = threading.Event()
-
-    def hanging(handler) -> None:  # noqa: ANN001
-        arrived.set()
-        handler.server.source.stopping.wait(HANG_GUARD)
-        handler.close_connection = True
-
-    assert cli("add", "hung", "--url", source.add("/hung", hanging)).returncode == 0
+    assert cli("add", "hung", "--url", source.add("/hung", hang())).returncode == 0
     stuck = spawn("run-due", "--sync-timeout", "10")
     try:
-        assert arrived.wait(HANG_GUARD)
+        source.wait_hits("/hung")
         stuck.send_signal(signal.SIGSTOP)
 
         quiet = cli("run-due")  # held for seconds: a normally busy lock

@@ -7,14 +7,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from syncctl.schedule import after_clock_set_back
 from tests.conftest import HANG_GUARD, base_env, query, require_tool, run_on_terminal
-from tests.httpsources import HTTPSource, json_body, send
+from tests.httpsources import HTTPSource, gated, json_body
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 LONG_ERROR_NAME = "weather-station-north"
@@ -110,18 +109,12 @@ def test_edit_with_empty_values_goes_back_to_defaults_or_refuses(cli, db_path):
 
 
 def test_a_running_sync_shows_in_list_and_show(cli, spawn, db_path, source):
-    entered, release = threading.Event(), threading.Event()
-
-    def gated(handler):
-        entered.set()
-        release.wait(HANG_GUARD)
-        send(handler, 200, b'[{"id": 1}]')
-
-    url = source.add("/slow", gated)
+    release = source.gate()
+    url = source.add("/slow", gated(json_body([{"id": 1}]), release))
     assert cli("add", "slow", "--url", url, "--interval", "manual").returncode == 0
     proc = spawn("sync", "slow")
     try:
-        assert entered.wait(HANG_GUARD)
+        source.wait_hits("/slow")
         listed = cli("list").stdout
         assert re.search(r"^slow\s+manual\s+manual\s+syncing \(\d+s\)", listed, re.MULTILINE), listed
         assert re.search(r"^syncing\s+now, started", cli("show", "slow").stdout, re.MULTILINE)
