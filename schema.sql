@@ -165,3 +165,23 @@ CREATE VIEW live_records AS SELECT * FROM records WHERE deleted_at IS NULL;
 -- runs; one whose lease expired is reaped by any command on any host (PostgreSQL), or,
 -- on one host, when its process is gone.
 ALTER TABLE sync_logs ADD COLUMN lease_until TEXT;
+
+-- step 7
+-- Tables for dashboards (spec §15): each integration's live records also in a typed
+-- table of its own (``data_table``: its name; NULL with --table off), the columns that
+-- table has (``data_columns``: the field each holds, its logical type, when it was
+-- added), and the schema changes each sync made (``schema_changes``: a JSON list).
+-- Tables of integrations that already have records are built from them by the code that
+-- applies this step (store.Store.adopt_data_tables), in the same transaction.
+ALTER TABLE integrations ADD COLUMN data_table TEXT;
+CREATE UNIQUE INDEX integrations_data_table ON integrations (data_table) WHERE data_table IS NOT NULL;
+CREATE TABLE data_columns (
+    integration_id INTEGER NOT NULL REFERENCES integrations (id) ON DELETE CASCADE,
+    name           TEXT    NOT NULL,                    -- the column in the data table
+    type           TEXT    NOT NULL,                    -- null | boolean | integer | real | timestamp | text | json
+    path           TEXT    NOT NULL,                    -- the field, as a JSON array of names
+    position       INTEGER NOT NULL,
+    added_at       TEXT    NOT NULL,
+    PRIMARY KEY (integration_id, name)
+) WITHOUT ROWID;
+ALTER TABLE sync_logs ADD COLUMN schema_changes TEXT;

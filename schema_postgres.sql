@@ -139,3 +139,18 @@ CREATE VIEW live_records AS SELECT * FROM records WHERE deleted_at IS NULL;
 -- The lease on the database's clock: renewed while the sync runs; an expired one is
 -- reaped by any command on any host.
 ALTER TABLE sync_logs ADD COLUMN lease_until timestamptz;
+
+-- step 7
+-- Tables for dashboards (spec §15): see schema.sql's step 7.
+ALTER TABLE integrations ADD COLUMN data_table text;
+CREATE UNIQUE INDEX integrations_data_table ON integrations (data_table) WHERE data_table IS NOT NULL;
+CREATE TABLE data_columns (
+    integration_id bigint      NOT NULL REFERENCES integrations (id) ON DELETE CASCADE,
+    name           text        NOT NULL,
+    type           text        NOT NULL,
+    path           text        NOT NULL,
+    position       integer     NOT NULL,
+    added_at       timestamptz NOT NULL,
+    PRIMARY KEY (integration_id, name)
+);
+ALTER TABLE sync_logs ADD COLUMN schema_changes text;

@@ -34,6 +34,8 @@ from syncctl.schedule import (
     plan_on_resume,
 )
 from syncctl.store import Store, default_db_path, is_url
+from syncctl.tables import OFF as TABLE_OFF
+from syncctl.tables import default_table_name, parse_table
 from syncctl.timeutil import human_relative, parse_ts, timedelta, utcnow
 
 if TYPE_CHECKING:
@@ -67,6 +69,8 @@ class AppState:
         may create it: for any other command a missing file is a mistyped path (exit 3)."""
         if self._store is None:
             self._store = Store.open(self.db_path, create=self.create or create)
+            for notice in self._store.notices:  # what a migration chose, said once
+                render.print_error(f"syncctl: note: {notice}")
         return self._store
 
 
@@ -185,6 +189,14 @@ MaxStalenessOption = Annotated[
 MinRecordsOption = Annotated[
     int | None, typer.Option(metavar="N", help=f"Fail a sync returning fewer records [default: {DEFAULTS.min_records}].")
 ]
+TableOption = Annotated[
+    str | None,
+    typer.Option(metavar="NAME|off", help="The typed table of its records [default: the name, - and . as _]."),
+]
+SchemaOption = Annotated[
+    str | None,
+    typer.Option(metavar="evolve|freeze", help="New fields add columns, or fail the sync [default: evolve]."),
+]
 
 
 @app.command(
@@ -215,6 +227,8 @@ def add(
     max_delete: MaxDeleteOption = None,
     max_staleness: MaxStalenessOption = None,
     min_records: MinRecordsOption = None,
+    table: TableOption = None,
+    schema: SchemaOption = None,
 ) -> None:
     """Register an integration; its first sync is due at once."""
     seconds = parse_interval(interval)
@@ -222,11 +236,14 @@ def add(
         headers=header, params=param, records_path=records_path, key=key, paginate=paginate,
         max_pages=max_pages, timeout=timeout, rate_limit=rate_limit, max_retries=max_retries,
         incremental=incremental, lookback=lookback, deletes=deletes, max_delete=max_delete,
-        max_staleness=max_staleness, min_records=min_records,
+        max_staleness=max_staleness, min_records=min_records, schema=schema,
     ))
+    validate_name(name)
+    table_name = parse_table(table) if table is not None else default_table_name(name)
     store = _state(ctx).store()
     integration = store.add_integration(
-        name=validate_name(name), url=validate_url(url), config=config, interval=seconds, now=_now()
+        name=name, url=validate_url(url), config=config, interval=seconds, now=_now(),
+        table=None if table_name == TABLE_OFF else table_name,
     )
     when = "its first sync is due now" if seconds else "it syncs only when you run: syncctl sync " + name
     sys.stdout.write(f"added {integration.name} ({format_interval(seconds)}); {when}\n")
@@ -252,12 +269,16 @@ def edit(
     max_delete: MaxDeleteOption = None,
     max_staleness: MaxStalenessOption = None,
     min_records: MinRecordsOption = None,
+    table: TableOption = None,
+    schema: SchemaOption = None,
 ) -> None:
     """Change an integration's settings, keeping its logs, records and schedule.
 
     Each option given replaces that setting (--header and --param replace all headers or
     all parameters); the others stay as they are. An empty value ('') goes back to the
     default. Adding --incremental seeds its cursor from the records stored already.
+    --table NAME renames the data table (or builds it from the records stored, when it
+    was off); --table off drops it.
     """
     store = _state(ctx).store()
     integration = store.get(name)
@@ -265,16 +286,20 @@ def edit(
         headers=header or None, params=param or None, records_path=records_path, key=key,
         paginate=paginate, max_pages=max_pages, timeout=timeout, rate_limit=rate_limit,
         max_retries=max_retries, incremental=incremental, lookback=lookback, deletes=deletes,
-        max_delete=max_delete, max_staleness=max_staleness, min_records=min_records,
+        max_delete=max_delete, max_staleness=max_staleness, min_records=min_records, schema=schema,
     )
-    if url is None and not given.given():
+    if url is None and not given.given() and table is None:
         raise UsageError("edit needs at least one option to change", "see: syncctl edit --help")
     config = build_config(integration.config.to_options().merged(given))
     new_url = validate_url(url if url is not None else integration.url)
-    store.update_integration(
-        integration.id, url=new_url, config=config, now=_now(),
-        cursor=_new_cursor(store, integration.id, integration.config, config),
-    )
+    table_name = None if table is None else (parse_table(table) if table else default_table_name(name))
+    if table_name is not None:  # renamed, dropped (off) or made from the records stored
+        store.set_data_table(integration.id, None if table_name == TABLE_OFF else table_name, _now())
+    if url is not None or given.given():
+        store.update_integration(
+            integration.id, url=new_url, config=config, now=_now(),
+            cursor=_new_cursor(store, integration.id, integration.config, config),
+        )
     sys.stdout.write(f"updated {name}\n")
 
 
@@ -375,6 +400,25 @@ def records(
     else:  # one JSON object a line (greppable, and jq reads it)
         for record in found:
             sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+@app.command("schema", epilog="Example: syncctl schema weather --json | jq '.columns[].name'")
+def schema_(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME")], json_: JsonOption = False) -> None:
+    """The data table of an integration's records: each column, its type, the field it
+    holds and when it was added."""
+    store = _state(ctx).store()
+    integration = store.get(name)
+    table, columns, exists = store.table_schema(integration.id)
+    from syncctl.tables import KEY_COLUMN, SYNCED_COLUMN, Column
+
+    own = [Column(KEY_COLUMN, "text", ""), Column(SYNCED_COLUMN, "timestamp", "")] if table else []
+    document = render.schema_json(integration, table, own + columns, store.dialect.type_name)
+    if table and store.dialect.name == "sqlite":  # _synced_at: ISO 8601 text on SQLite
+        document["columns"][1]["type"] = "TEXT"
+    if json_:
+        render.print_json(document)
+    else:
+        render.schema_text(document, exists)
 
 
 @app.command(epilog="Example: syncctl remove weather --yes")
@@ -769,7 +813,7 @@ def health(
         store = state.store()
         report = rules.check(
             now, store.list_integrations(), store.last_tick_at(),
-            runlock.read_holder(store.path) if store.path else None, sync_timeout,
+            runlock.read_holder(store.path) if store.dialect.has_lock_file else None, sync_timeout,
         )
     except (DatabaseError, OSError) as exc:
         why = render.error_line(getattr(exc, "message", None) or str(exc), getattr(exc, "hint", None), "cannot read")
@@ -812,7 +856,8 @@ def notify_add(
     url: Annotated[str, typer.Argument(metavar="URL", help="An Apprise URL; secrets as ${VAR}.")],
     events: Annotated[
         str | None,
-        typer.Option(metavar="LIST", help="Comma-separated: failing, disabled, recovered, stale, stuck [default: all]."),
+        typer.Option(metavar="LIST", help="Comma-separated: failing, disabled, recovered, stale, stuck, schema, or all "
+                    "[default: all but schema]."),
     ] = None,
     after: Annotated[int, typer.Option(metavar="N", help="Send 'failing' after N consecutive failures.")] = 1,
 ) -> None:

@@ -219,6 +219,7 @@ class IntegrationConfig:
     max_delete: float = 50.0  # percent of the live records one sweep may delete
     max_staleness: int | None = None  # seconds; None: the default rule (issue 9)
     min_records: int = 0
+    schema: str = "evolve"  # evolve | freeze: may a sync change its data table's columns?
 
     @classmethod
     def from_json(cls, text: str | dict[str, Any] | None) -> IntegrationConfig:
@@ -241,6 +242,8 @@ class IntegrationConfig:
             kwargs["incremental"] = Incremental.parse(data["incremental"])
         if data.get("deletes"):
             kwargs["deletes"] = Deletes(data["deletes"])
+        if data.get("schema"):
+            kwargs["schema"] = data["schema"]
         return cls(**kwargs)
 
     def to_json(self) -> dict[str, Any]:
@@ -263,6 +266,7 @@ class IntegrationConfig:
             "max_delete": self.max_delete,
             "max_staleness": self.max_staleness,
             "min_records": self.min_records,
+            "schema": self.schema,
         }
 
     def to_options(self) -> IntegrationOptions:
@@ -288,6 +292,7 @@ class IntegrationConfig:
             max_delete=self.max_delete,
             max_staleness=f"{self.max_staleness}s" if self.max_staleness is not None else None,
             min_records=self.min_records,
+            schema=self.schema,
         )
 
 
@@ -314,6 +319,7 @@ class IntegrationOptions:
     max_delete: float | None = None
     max_staleness: str | None = None
     min_records: int | None = None
+    schema: str | None = None
 
     def merged(self, given: IntegrationOptions) -> IntegrationOptions:
         """These options with each one ``given`` replacing its own; ``''`` (or an empty
@@ -414,6 +420,19 @@ def _parse_deletes(text: str) -> Deletes:
         raise UsageError(f"invalid --deletes {text!r}", "use keep, mark or remove") from None
 
 
+SCHEMA_MODES = ("evolve", "freeze")
+
+
+def _parse_schema(text: str) -> str:
+    mode = text.strip().lower()
+    if mode not in SCHEMA_MODES:
+        raise UsageError(
+            f"invalid --schema {text!r}",
+            "use evolve (a new field adds a column, a wider value widens one) or freeze (such a sync fails)",
+        )
+    return mode
+
+
 def build_config(options: IntegrationOptions) -> IntegrationConfig:
     """Validate ``add``/``edit``'s options into the typed config (UsageError, exit 2, for
     anything wrong); options not given take the defaults of :class:`IntegrationConfig`."""
@@ -428,6 +447,7 @@ def build_config(options: IntegrationOptions) -> IntegrationConfig:
         ("--lookback", [options.lookback]),
         ("--deletes", [options.deletes]),
         ("--max-staleness", [options.max_staleness]),
+        ("--schema", [options.schema]),
     ):
         for text in texts:
             _check_text(text, what)
@@ -497,4 +517,5 @@ def build_config(options: IntegrationOptions) -> IntegrationConfig:
         max_delete=float(max_delete),
         max_staleness=_parse_staleness(options.max_staleness) if options.max_staleness else d.max_staleness,
         min_records=min_records,
+        schema=_parse_schema(options.schema) if options.schema else d.schema,
     )

@@ -2,13 +2,15 @@
 
 It starts a local HTTP source (a healthy endpoint, a paginated one and a flaky one),
 registers them in a fresh database, runs run-due, and shows list and history, by
-running the same commands a user would type.
+running the same commands a user would type. It ends as a dashboard would: with a
+plain SQL query over the weather data table (spec §15), printed so it can be copied.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -21,6 +23,9 @@ import click
 CITIES = ["Oslo", "Lima", "Pune", "Perth", "Quito", "Turku", "Accra", "Hanoi"]
 ORDERS_PER_PAGE = 25
 ORDER_PAGES = 3
+# What a dashboard panel asks of the weather integration's own table (spec §15): typed
+# columns, so the comparison and the order are numeric.
+DASHBOARD_SQL = "SELECT city, temp_c FROM weather WHERE temp_c >= 20 ORDER BY temp_c DESC, city"
 
 
 class DemoHandler(BaseHTTPRequestHandler):
@@ -126,6 +131,10 @@ def _tour(db: Path, *, keep: bool) -> int:
     print("it then prints nothing at all, so cron mails nothing; -v shows what it did:")
     ok &= _run(db, "run-due", "-v") == 0
     server.shutdown()
+    print("\nDashboards (Grafana, Metabase, Superset, Datasette) read each integration's records")
+    print("from a table of its own, one typed column per field:")
+    ok &= _run(db, "schema", "weather") == 0
+    ok &= _dashboard_query(db)
     if keep:
         print(f"\nExplore: syncctl --db {db} show orders")
     else:
@@ -133,3 +142,37 @@ def _tour(db: Path, *, keep: bool) -> int:
         print("  syncctl --db ./demo.db demo")
     print("Deploy:  see crontab.example: * * * * * syncctl run-due")
     return 0 if ok else 1
+
+
+def _dashboard_query(db: Path) -> bool:
+    """Query the weather table the way a dashboard would (read only), and print the SQL
+    and its rows."""
+    from rich.table import Table
+
+    from syncctl import render
+
+    print("\nThe warmest cities, as a dashboard panel would ask (copy the SQL into yours):\n")
+    print(f"  {DASHBOARD_SQL};\n")
+    sys.stdout.flush()
+    try:
+        conn = sqlite3.connect(db)
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            cursor = conn.execute(DASHBOARD_SQL)
+            names = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        render.print_error(
+            f"the dashboard query failed: {exc}", "see the table's columns with: syncctl schema weather"
+        )
+        return False
+    numeric = {i for i, _ in enumerate(names) if rows and all(isinstance(r[i], (int, float)) for r in rows)}
+    table = Table(box=None, pad_edge=False, header_style="bold", collapse_padding=True)
+    for i, name in enumerate(names):
+        table.add_column(name, no_wrap=True, justify="right" if i in numeric else "left")
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    render.emit(table)
+    return bool(rows)

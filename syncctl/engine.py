@@ -17,6 +17,7 @@ from syncctl.errors import DatabaseError, SyncctlError, SyncError
 from syncctl.models import Integration, Status, SyncLog, SyncResult, Trigger
 from syncctl.schedule import RETRY_BASE_SECONDS, Plan, plan_after_sync
 from syncctl.store import Store
+from syncctl.store_records import TableWrite
 
 if TYPE_CHECKING:
     import requests
@@ -70,11 +71,14 @@ class SyncNotes:
 
     hashed: int = 0
     whole_body_arrays: list[tuple[str, int]] = field(default_factory=list)
+    table: TableWrite | None = None  # what the sync changed of its data table's columns
 
     def see(self, page: Page) -> None:
         self.hashed += page.hashed
         if page.whole_body and page.arrays and not self.whole_body_arrays:
             self.whole_body_arrays = page.arrays
+
+    type_name: Callable[[str], str] = str  # the dialect's name of a column type
 
     def warning(self, integration: Integration, connector: Connector) -> str | None:
         """The hint a SUCCESS log carries, or None."""
@@ -90,6 +94,13 @@ class SyncNotes:
             found.append(
                 f"warning: {self.hashed} records lack the key field {config.key!r} and were keyed by "
                 f"a hash of their content (a changed record is stored again): syncctl edit {name} --key FIELD"
+            )
+        if self.table is not None and self.table.changes and not self.table.created:
+            from syncctl.tables import describe
+
+            found.append(
+                f"warning: the columns of table {integration.data_table} changed: "
+                f"{describe(self.table.changes, self.type_name)} (see them with: syncctl schema {name})"
             )
         if config.pagination.paginated and not connector.complete and not connector.not_modified:
             found.append(
@@ -138,7 +149,7 @@ def recover_orphans(
     recovered = []
     for log in store.unfinished_logs(integration_id):
         if not liveness.is_orphan(log.pid, log.owner, lease_expired=log.lease_expired,
-                                  leases_decide=store.LEASES_DECIDE):
+                                  leases_decide=store.dialect.leases_decide):
             continue
         if log.lease_expired and liveness.host_of(log.owner) != liveness.hostname():
             message, hint = lease_expired(log)
@@ -201,7 +212,8 @@ class Engine:
             integration = self.store.get_by_id(integration_id)
             return SyncResult(integration.name if integration else f"#{integration_id}", "SKIPPED")
         if isinstance(claimed, SyncLog):
-            return _busy(claimed, self.now(), self.store.path, self.settings.sync_timeout)
+            lock_file = self.store.path if self.store.dialect.has_lock_file else None
+            return _busy(claimed, self.now(), lock_file, self.settings.sync_timeout)
         return self.run_claimed(*claimed, cancel=cancel, started_clock=started_clock)
 
     def run_claimed(
@@ -227,6 +239,10 @@ class Engine:
         stamp = self.now()
         cursor = integration.cursor
         notes = SyncNotes()
+        table = None if integration.data_table is None else TableWrite(
+            integration.name, log_id, freeze=config.schema == "freeze"
+        )
+        notes.table, notes.type_name = table, self.store.dialect.type_name
         with deadlines.watching(cancel, deadline):  # a cancel ends blocked reads at once
             try:
                 connector = Connector(
@@ -244,10 +260,12 @@ class Engine:
                 for page in connector.pages():
                     if config.incremental:
                         advanced = later(cursor, page.cursor)
-                        self.store.upsert_records(integration.id, page.records, stamp, cursor=advanced)
+                        self.store.upsert_records(integration.id, page.records, stamp, cursor=advanced,
+                                                  objects=page.objects, table=table)
                         cursor = advanced
                     else:
-                        self.store.upsert_records(integration.id, page.records, stamp)
+                        self.store.upsert_records(integration.id, page.records, stamp, objects=page.objects,
+                                                  table=table)
                     count += len(page.records)
                     notes.see(page)
                 if not connector.not_modified:  # a 304 fetched nothing and changed nothing

@@ -189,6 +189,7 @@ class Page:
 
     number: int
     records: list[tuple[str, str]]  # (key, JSON)
+    objects: list[Any] | None = None  # the same records as parsed (secrets scrubbed), for the data table
     cursor: Any = None  # the largest incremental FIELD value among its records
     hashed: int = 0  # records keyed by a hash (they lack the key field)
     whole_body: bool = False  # the body was an object taken as one record
@@ -285,7 +286,7 @@ class Connector:
                 pairs = keyed(records, config.key, secrets)
             except RecursionError:  # parsed, but too deep to encode again for storage
                 raise self._too_deep(response.url, None) from None
-            page = Page(number, pairs, hashed=hashed_count(records, pairs, config.key))
+            page = Page(number, pairs, records, hashed=hashed_count(records, pairs, config.key))
             if where is None:
                 page.whole_body = True
                 page.arrays = arrays_of_objects(body)

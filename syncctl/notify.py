@@ -26,7 +26,10 @@ from syncctl.runlock import Holder
 from syncctl.secrets import Secrets, check_references
 from syncctl.store import Store
 
-EVENTS = ("failing", "disabled", "recovered", "stale", "stuck")
+EVENTS = ("failing", "disabled", "recovered", "stale", "stuck", "schema")  # schema: a data table changed (§15)
+# What a target hears without --events: whatever leaves data stale. A schema change is
+# news for dashboard authors, not an alarm: asked for by name (or with "all").
+DEFAULT_EVENTS = ("failing", "disabled", "recovered", "stale", "stuck")
 RETRY_FOR = timedelta(hours=1)  # a message not delivered by then is dropped
 STALE_REPEAT = timedelta(days=1)
 LEASE = timedelta(minutes=2)  # a claim by a process that died is taken over after this
@@ -39,8 +42,11 @@ _EPISODE = ("failing", "disabled", "stale")  # states a 'recovered' can end
 
 
 def parse_events(text: str | None) -> list[str]:
-    """``failing,disabled`` -> the events, in EVENTS order; None or 'all' -> every event."""
-    if text is None or text.strip().lower() == "all":
+    """``failing,disabled`` -> the events, in EVENTS order; None -> DEFAULT_EVENTS; 'all'
+    -> every event."""
+    if text is None:
+        return list(DEFAULT_EVENTS)
+    if text.strip().lower() == "all":
         return list(EVENTS)
     names = {e.strip().lower() for e in text.split(",") if e.strip()}
     unknown = sorted(names - set(EVENTS))

@@ -144,12 +144,14 @@ def _suspect(text: str) -> bool:
 def keyed(records: list[Any], key_field: str, secrets: Secrets | None = None) -> list[tuple[str, str]]:
     """(key, JSON) for each record as stored. A secret value the source echoes back is
     stored as ``[redacted]``: the page is checked once, and only the records holding a
-    secret are rewritten (the records/s budget: nothing per record without secrets)."""
+    secret are rewritten (the records/s budget: nothing per record without secrets), in
+    ``records`` too, so what is stored anywhere else comes from the scrubbed record."""
     pairs = [_pair(record, key_field) for record in records]
     if secrets is not None and secrets.in_records(data for _, data in pairs):
         for i, record in enumerate(records):
             if secrets.in_records((pairs[i][1],)):
-                pairs[i] = _pair(secrets.scrub(record), key_field)
+                records[i] = secrets.scrub(record)  # the data table gets the scrubbed one too
+                pairs[i] = _pair(records[i], key_field)
     return pairs
 
 

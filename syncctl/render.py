@@ -155,6 +155,7 @@ def log_json(log: SyncLog) -> dict[str, Any]:
         "error_hint": log.error_hint,
         "not_modified": log.not_modified,
         "records_deleted": log.records_deleted,
+        "schema_changes": log.schema_changes,
     }
 
 
@@ -165,6 +166,7 @@ def show_json(summary: dict[str, Any], integration: Integration, logs: list[Sync
         "interval": format_interval(integration.sync_interval),
         "config": integration.config.to_json(),
         "cursor": integration.cursor,
+        "table": integration.data_table,
         "created_at": format_ts(integration.created_at),
         "updated_at": format_ts(integration.updated_at),
         "logs": [log_json(log) for log in logs],
@@ -356,6 +358,8 @@ def show_text(integration: Integration, logs: list[SyncLog], now: datetime) -> N
     if hint:
         rows.append(("hint", _styled(hint, None)))
     rows += config_rows(cfg)
+    rows.append(("table", f"{integration.data_table} (--schema {cfg.schema}; columns: syncctl schema {integration.name})"
+                 if integration.data_table else "off (records only in the records table)"))
     if cfg.incremental:
         rows.append(("cursor", "none (the next sync is a full one)" if integration.cursor is None
                      else json.dumps(integration.cursor, ensure_ascii=False)))
@@ -615,3 +619,34 @@ def check_text(report: CheckReport, fix_prefix: str) -> None:
         print_error(f"problem: {problem.message}", fix)
     if report.ok:
         sys.stdout.write("ok: a sync would succeed without a warning\n")
+
+
+def schema_json(integration: Integration, table: str | None, columns: list[Any], type_name: Any) -> dict[str, Any]:
+    """``schema --json`` (spec §15): the data table and each column, with the field it
+    holds and when it was added (``_key`` and ``_synced_at`` first, with no field)."""
+    return {
+        "integration": integration.name,
+        "table": table,
+        "columns": [
+            {"name": c.name, "type": type_name(c.type), "path": c.dotted if c.path else None, "added_at": c.added_at}
+            for c in columns
+        ],
+    }
+
+
+def schema_text(document: dict[str, Any], exists: bool) -> None:
+    """``schema``: the table's columns as a table (what a dashboard author reads)."""
+    if document["table"] is None:
+        emit(f"{document['integration']} keeps no data table (--table off); turn it on with: "
+             f"syncctl edit {document['integration']} --table NAME")
+        return
+    from rich.table import Table
+
+    state = "" if exists else " (made by its first sync)"
+    table = Table(title=f"table {document['table']}{state}", title_justify="left", box=None, pad_edge=False)
+    for header in ("column", "type", "field", "added"):
+        table.add_column(header)
+    for column in document["columns"]:
+        table.add_row(*(_styled(str(v) if v is not None else "-", None)
+                        for v in (column["name"], column["type"], column["path"], column["added_at"])))  # fmt: skip
+    emit(table)

@@ -448,7 +448,7 @@ def run_due(
     report = RunReport()
     # The lock file means something on one host only: with PostgreSQL, hosts coordinate
     # through the database alone (claims skip what another host holds).
-    held = (runlock.hold(store.path, now(), settings.sync_timeout) if store.path is not None
+    held = (runlock.hold(store.path, now(), settings.sync_timeout) if store.dialect.has_lock_file
             else contextlib.nullcontext())
     with held as holder:
         previous_tick = store.last_tick_at()

@@ -33,11 +33,16 @@ from typing import Any
 
 from syncctl import liveness
 from syncctl.config import IntegrationConfig
+from syncctl.dialect import Dialect, quote
 from syncctl.errors import DatabaseError, UsageError
 from syncctl.models import Integration, Status, SyncLog, Trigger, dumps
 from syncctl.schedule import Plan, first_slot
+from syncctl.sql import UNFINISHED as _UNFINISHED
+from syncctl.store_notify import NotifyStore
+from syncctl.store_records import RecordStore
 from syncctl.timeutil import format_ts, parse_ts
 
+DATA_TABLES_STEP = 7  # the schema step that brought data tables (spec §15)
 APPLICATION_ID = 0x53594E43  # "SYNC" in the file header: marks a syncctl database
 BUSY_TIMEOUT = 120.0  # seconds a write waits for another writer before it gives up
 
@@ -51,13 +56,6 @@ def busy_timeout() -> float:
         return BUSY_TIMEOUT
 _STEP = re.compile(r"^-- step (\d+)\s*$", re.MULTILINE)
 SCHEMA_FILES = {"sqlite": "schema.sql", "postgres": "schema_postgres.sql"}
-_KEEP: Any = object()  # upsert_records: leave the cursor as it is
-# What storing a record that is already stored does (both dialects): the new data, and
-# a record seen again is no longer marked deleted.
-UPSERT_RECORD_SQL = (
-    "ON CONFLICT (integration_id, key) DO UPDATE SET data = excluded.data,"
-    " synced_at = excluded.synced_at, deleted_at = NULL"
-)
 
 
 def default_db_path() -> Path:
@@ -101,7 +99,6 @@ STATE_SQL = (
     " CASE WHEN disabled_reason = 'failures' THEN 'disabled' ELSE 'paused' END"
     " WHEN sync_interval IS NULL THEN 'manual' ELSE 'active' END"
 )
-_UNFINISHED = "status IN ('PENDING', 'RUNNING')"
 
 
 def integrations_sql(stale_at_sql: str) -> str:
@@ -159,10 +156,6 @@ def ended_log(log: SyncLog, values: dict[str, Any]) -> SyncLog:
     )  # fmt: skip
 
 
-def _cursor_json(cursor: Any) -> str | None:
-    return None if cursor is None else dumps(cursor)
-
-
 def _scheduled_trigger(integration: Integration) -> Trigger:
     return Trigger.RETRY if integration.consecutive_failures else Trigger.SCHEDULE
 
@@ -217,6 +210,7 @@ def _row_to_integration(row: dict[str, Any]) -> Integration:
         cursor=json.loads(row["cursor"]) if row.get("cursor") is not None else None,
         etag=row.get("etag"),
         last_modified=row.get("last_modified"),
+        data_table=row.get("data_table"),
     )
 
 
@@ -239,41 +233,31 @@ def _row_to_log(row: dict[str, Any]) -> SyncLog:
         lease_expired=bool(row.get("lease_expired")),
         not_modified=bool(row.get("not_modified")),
         records_deleted=row.get("records_deleted") or 0,
+        schema_changes=json.loads(row["schema_changes"]) if row.get("schema_changes") else [],
     )
 
 
-class Store:
+class Store(RecordStore, NotifyStore):
     """A connection to one syncctl database, SQLite or PostgreSQL (``Store.open``). Not
     shared between threads: use ``reopen``.
 
-    The dialect hooks a backend provides: ``transaction``, ``reopen``, ``close``,
-    ``_fault`` (a driver error named, or None), ``_insert_id``, ``_summaries_sql``,
-    ``_ids_param``, and the SQL fragments ``NOW_SQL`` and ``LEASE_SQL`` (the database's
-    clock), ``STALE_AT_SQL`` (staleness, spec §10, defined once per dialect),
-    ``INTEGRATIONS``, ``LOCK_SQL`` and ``SKIP_LOCKED_SQL`` (row locks on integrations;
-    SQLite's ``BEGIN IMMEDIATE`` needs none) and ``NOT_IN_IDS_SQL`` (``claim_next_due``).
+    What differs between the backends is asked of ``self.dialect`` (``syncctl.dialect``:
+    the database's clock, leases, row locks, types and the data tables' DDL). The hooks a
+    backend class provides besides: ``transaction``, ``reopen``, ``close``, ``_fault`` (a
+    driver error named, or None), ``_insert_id``, ``_summaries_sql`` and ``_ids_param``.
     Shared SQL uses ``?``, ``?N`` or ``:name`` placeholders, as sqlite3 does.
     """
 
-    backend = "?"
-    NOW_SQL = ""  # the database's clock, as a timestamp comparable with stored ones
-    LEASE_SQL = ""  # the database's clock plus ``?`` seconds
-    # Staleness (spec §10), defined once per dialect: the moment an integration becomes
-    # stale, that is its last success (or its creation) plus its max_staleness (default
-    # three intervals; none for manual-only unless set; at least a minute). NULL: never. It
-    # is stale when this moment is before now, in list --json (SQL) and on Integration rows.
-    STALE_AT_SQL = ""
-    INTEGRATIONS = ""  # integrations_sql(STALE_AT_SQL)
-    TEXT_TIMES = True  # timestamps come back as the stored text (SQLite), not as datetimes
-    LEASES_DECIDE = False  # an expired lease is proof of death, even on this host
-    NOT_IN_IDS_SQL = ""  # "id is none of ``?``" (a list of ids, passed through ``_ids_param``)
-    LOCK_SQL = ""  # ends a read of integrations that locks its row for the transaction
-    SKIP_LOCKED_SQL = ""  # claim_next_due's row lock, when the dialect has row locks
+    dialect: Dialect
+    INTEGRATIONS = ""  # integrations_sql(dialect.stale_at_sql), set by each backend class
     path: Path | None = None  # the SQLite file (its lock file sits beside it); None otherwise
     label = "?"  # how messages name the database (never with a password)
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
+        # What opening the database did that its user should hear of once (a migration's
+        # choices); the CLI prints them.
+        self.notices: list[str] = []
         # Asked between busy-wait slices: True makes a waiting write give up at once (a
         # run that was told to stop). Shared by the connections ``reopen`` makes.
         self.give_up: Callable[[], bool] = lambda: False
@@ -327,27 +311,66 @@ class Store:
         """Lock one integration's row for this transaction; False when it is gone, or, with
         ``skip_locked``, held by another transaction. Row locks are always taken in one
         order, the integration before its logs, so two writers never deadlock."""
-        lock = self.SKIP_LOCKED_SQL if skip_locked else self.LOCK_SQL
+        lock = self.dialect.skip_locked_sql if skip_locked else self.dialect.lock_sql
         row = self.conn.execute(f"SELECT 1 FROM integrations WHERE id = ?{lock}", (integration_id,))
         return row.fetchone() is not None
 
     def _ids_param(self, ids: list[int]) -> Any:
-        """``ids`` as the one parameter of ``NOT_IN_IDS_SQL``."""
+        """``ids`` as the one parameter of ``dialect.not_in_ids_sql``."""
         raise NotImplementedError
+
+    def _after_step(self, number: int) -> None:
+        """What a schema step needs besides its SQL, in its transaction."""
+        if number == DATA_TABLES_STEP:
+            self._adopt_data_tables()
+
+    def _adopt_data_tables(self) -> None:
+        """A database from before data tables: each integration gets its table (the
+        default name, or with ``_2``, ``_3``… when that is taken, said once), built from
+        the records it has."""
+        from syncctl import tables
+        from syncctl.timeutil import utcnow
+
+        now = format_ts(utcnow())
+        taken: set[str] = set()
+        for integration_id, name in self.conn.execute("SELECT id, name FROM integrations ORDER BY id").fetchall():
+            wanted = tables.default_table_name(name)
+            table, n = wanted, 1
+            while table in taken or tables.own_table_clash(table) or self._table_exists(table):
+                n += 1
+                table = wanted[: tables.MAX_NAME - len(f"_{n}")] + f"_{n}"
+            taken.add(table)
+            if table != wanted:
+                self.notices.append(
+                    f"the records of {name} are now also in table {table} ({wanted} was taken); "
+                    f"another name: syncctl edit {name} --table NAME"
+                )
+            self.conn.execute("UPDATE integrations SET data_table = ? WHERE id = ?", (table, integration_id))
+            if self.conn.execute("SELECT 1 FROM records WHERE integration_id = ? LIMIT 1", [integration_id]).fetchone():
+                self._build_table(integration_id, table, tables.Layout(), created_at=now)
 
     # -- integrations ----------------------------------------------------------------------
 
     def add_integration(
-        self, *, name: str, url: str, config: IntegrationConfig, interval: int | None, now: datetime
+        self, *, name: str, url: str, config: IntegrationConfig, interval: int | None, now: datetime,
+        table: str | None = None,
     ) -> Integration:
-        """Create an integration; the first sync is due at once (NULL for manual only)."""
+        """Create an integration; the first sync is due at once (NULL for manual only).
+        ``table``: its data table's name (None: none); its first sync creates it."""
         due = format_ts(first_slot(now)) if interval is not None else None
         with self.transaction():
+            if self._find_row(name) is None and table is not None:
+                problem = self.table_name_problem(table)
+                if problem:
+                    raise UsageError(
+                        f"cannot keep {name}'s records in table {table}: {problem}",
+                        f"pick another name with --table NAME (or --table off): syncctl add {name} … --table {table}_2",
+                    )
             added = self._insert_id(
                 "INSERT INTO integrations (name, url, config, sync_interval, sync_enabled,"
-                " next_sync_at, slot_at, created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)"
+                " next_sync_at, slot_at, created_at, updated_at, data_table) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (name) DO NOTHING",
-                (name, url, dumps(config.to_json()), interval, due, due, format_ts(now), format_ts(now)),
+                (name, url, dumps(config.to_json()), interval, due, due, format_ts(now), format_ts(now), table),
             )
             if added is None:
                 raise UsageError(
@@ -388,8 +411,8 @@ class Store:
 
     def get_by_id(self, integration_id: int, *, lock: bool = False) -> Integration | None:
         """The integration, or None when it is gone. With ``lock``, read and row-locked for
-        this transaction in one statement (``LOCK_SQL``; SQLite's transactions lock it all)."""
-        lock_sql = self.LOCK_SQL if lock else ""
+        this transaction in one statement (``dialect.lock_sql``; SQLite's transactions lock it all)."""
+        lock_sql = self.dialect.lock_sql if lock else ""
         rows = list(self._query(f"{self.INTEGRATIONS} WHERE id = ?{lock_sql}", [integration_id]))
         return _row_to_integration(rows[0]) if rows else None
 
@@ -443,7 +466,7 @@ class Store:
         return self.conn.execute(self._summaries_sql(where), {"now": format_ts(now), "name": name}).fetchone()[0]
 
     def remove_integration(self, integration_id: int) -> tuple[int, int] | SyncLog:
-        """Delete an integration with its logs and records; returns (logs, records) removed,
+        """Delete an integration with its logs, records and data table; returns (logs, records) removed,
         or, changing nothing, the running log of whoever is syncing it. One transaction: a
         claim either comes before (and is returned) or after (and finds nothing to sync)."""
         with self.transaction():
@@ -458,6 +481,10 @@ class Store:
             records = self.conn.execute(
                 "DELETE FROM records WHERE integration_id = ?", [integration_id]
             ).rowcount
+            table = self.data_table(integration_id)
+            if table is not None and self._table_exists(table):
+                self.conn.execute(f"DROP TABLE {quote(table)}")
+            self.conn.execute("DELETE FROM data_columns WHERE integration_id = ?", [integration_id])
             self.conn.execute("DELETE FROM integrations WHERE id = ?", [integration_id])
         return logs, records
 
@@ -618,7 +645,7 @@ class Store:
         transaction here; a dialect may do it in one statement."""
         with self.transaction():
             rows = list(self._query(
-                self.INTEGRATIONS + _NEXT_DUE.format(not_skipped=self.NOT_IN_IDS_SQL, lock=self.SKIP_LOCKED_SQL),
+                self.INTEGRATIONS + _NEXT_DUE.format(not_skipped=self.dialect.not_in_ids_sql, lock=self.dialect.skip_locked_sql),
                 (cutoff, self._ids_param(passed)),
             ))
             if not rows:
@@ -634,7 +661,7 @@ class Store:
         integration already has an unfinished one (the unique index decides)."""
         return self._insert_id(
             "INSERT INTO sync_logs (integration_id, trigger, status, attempt, started_at,"
-            f" pid, owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, {self.LEASE_SQL})"
+            f" pid, owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, {self.dialect.lease_sql})"
             f" ON CONFLICT (integration_id) WHERE {_UNFINISHED} DO NOTHING",
             (
                 integration.id,
@@ -661,7 +688,7 @@ class Store:
         process that is syncing); returns how many."""
         with self.transaction():
             return self.conn.execute(
-                f"UPDATE sync_logs SET lease_until = {self.LEASE_SQL} WHERE {_UNFINISHED} AND owner = ?",
+                f"UPDATE sync_logs SET lease_until = {self.dialect.lease_sql} WHERE {_UNFINISHED} AND owner = ?",
                 (liveness.lease_seconds(), owner),
             ).rowcount
 
@@ -669,7 +696,7 @@ class Store:
         """PENDING or RUNNING logs (of one integration, or all), each knowing whether its
         lease has expired on the database's clock."""
         sql = (
-            f"SELECT l.*, i.name, l.lease_until < {self.NOW_SQL} AS lease_expired FROM sync_logs l"
+            f"SELECT l.*, i.name, l.lease_until < {self.dialect.now_sql} AS lease_expired FROM sync_logs l"
             f" JOIN integrations i ON i.id = l.integration_id WHERE l.{_UNFINISHED}"
         )
         params: list[Any] = []
@@ -756,249 +783,6 @@ class Store:
                           {**values, "duration": ended.duration_ms})  # fmt: skip
         return ended
 
-    # -- freshness (spec §10) --------------------------------------------------------------
-
-    def record_tick(self, host: str, pid: int, now: datetime) -> None:
-        """The heartbeat: one row per host, rewritten by every run-due tick."""
-        with self.transaction():
-            self.conn.execute(
-                "INSERT INTO run_due_ticks (host, ticked_at, pid) VALUES (?, ?, ?)"
-                " ON CONFLICT (host) DO UPDATE SET ticked_at = excluded.ticked_at, pid = excluded.pid",
-                (host, format_ts(now), pid),
-            )
-
-    def last_tick_at(self) -> datetime | None:
-        """When run-due last ticked, on any host (None: never)."""
-        return parse_ts(self.conn.execute("SELECT max(ticked_at) FROM run_due_ticks").fetchone()[0])
-
-    def metrics_rows(self) -> list[tuple[Any, ...]]:
-        """Per integration, by name: name, enabled, last success, last sync finished, its
-        duration (ms), the records it returned, records stored, consecutive failures, syncs
-        succeeded, syncs failed, and when it goes stale (see STALE_AT_SQL). One lean query
-        (no config decoding): the metrics file is written after every tick. Timestamps as
-        stored text (ISO 8601, Z) on both backends."""
-        rows = self.conn.execute(
-            "SELECT name, sync_enabled, last_success_at, last_sync_at, last_duration_ms, last_records_count,"
-            " records_count,"
-            f" consecutive_failures, syncs_succeeded, syncs_failed, {self.STALE_AT_SQL}"
-            " FROM integrations ORDER BY name"
-        ).fetchall()
-        if self.TEXT_TIMES:
-            return rows
-        return [tuple(format_ts(v) if isinstance(v, datetime) else v for v in row) for row in rows]
-
-    def metrics_fingerprint(self) -> str:
-        """What every per-integration metric depends on but the clock: any change to an
-        integration (each stamps updated_at), one added or removed, a sync finished. One
-        cheap scan: the clock's part is :meth:`next_staleness_change`."""
-        count, changed, syncs = self.conn.execute(
-            "SELECT count(*), max(updated_at), coalesce(sum(syncs_succeeded + syncs_failed), 0) FROM integrations"
-        ).fetchone()
-        return f"{count} {format_ts(parse_ts(changed))} {int(syncs)}"
-
-    def next_staleness_change(self, now: datetime) -> datetime | None:
-        """The next moment an integration goes stale with time alone (None: none will).
-        Going fresh again takes a sync, which changes :meth:`metrics_fingerprint`."""
-        (at,) = self.conn.execute(
-            f"SELECT min(stale_at) FROM (SELECT {self.STALE_AT_SQL} AS stale_at FROM integrations) AS s"
-            " WHERE stale_at >= ?",
-            [format_ts(now)],
-        ).fetchone()
-        return parse_ts(at)
-
-    # -- notification targets and their delivery state --------------------------------------
-
-    def add_notify_target(self, url: str, events: list[str], after: int, now: datetime) -> int:
-        with self.transaction():
-            added = self._insert_id(
-                "INSERT INTO notify_targets (url, events, after, created_at) VALUES (?, ?, ?, ?)",
-                (url, ",".join(events), after, format_ts(now)),
-            )
-            return added  # no conflict clause: never None
-
-    def notify_targets(self) -> list[dict[str, Any]]:
-        """Every target: id, url (with its ${VAR} references), events (a list), after,
-        last_sent_at, last_error."""
-        rows = self._query(
-            "SELECT id, url, events, after, last_sent_at, last_error FROM notify_targets ORDER BY id"
-        )
-        return [{**r, "events": r["events"].split(",") if r["events"] else []} for r in rows]
-
-    def has_notify_targets(self) -> bool:
-        """Cheap: asked on every tick."""
-        return self.conn.execute("SELECT 1 FROM notify_targets LIMIT 1").fetchone() is not None
-
-    def remove_notify_target(self, target_id: int) -> bool:
-        with self.transaction():
-            return self.conn.execute("DELETE FROM notify_targets WHERE id = ?", [target_id]).rowcount > 0
-
-    def announce(
-        self, decide: Callable[[dict[str, Any], dict[tuple[int, str], dict[str, Any]]], list[dict[str, Any]]],
-        now: datetime,
-    ) -> None:
-        """One transaction: read every target and what each was last told, let ``decide``
-        return the changes, store them, and queue the messages they carry. So two
-        processes ticking at once never queue the same event twice.
-
-        ``decide(targets_by_id, states)`` returns dicts with target_id, subject, state,
-        announced, notified (bool: refresh notified_at), and message (None or (event,
-        title, body)); states are keyed by (target_id, subject)."""
-        stamp = format_ts(now)
-        with self.transaction():
-            targets = {t["id"]: t for t in self.notify_targets()}
-            states = {
-                (r["target_id"], r["subject"]): r
-                for r in self._query("SELECT * FROM notify_state")
-            }
-            for change in decide(targets, states):
-                key = (change["target_id"], change["subject"])
-                old = states.get(key)
-                if change["message"] is not None:
-                    self.queue_notification(change["target_id"], *change["message"], now=now)
-                if change["state"] is None:
-                    self.conn.execute("DELETE FROM notify_state WHERE target_id = ? AND subject = ?", key)
-                    continue
-                changed_at = old["changed_at"] if old and old["state"] == change["state"] else stamp
-                notified_at = stamp if change["notified"] else (old["notified_at"] if old else None)
-                self.conn.execute(
-                    "INSERT INTO notify_state (target_id, subject, state, announced, changed_at,"
-                    " notified_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (target_id, subject) DO UPDATE SET"
-                    " state = excluded.state, announced = excluded.announced, changed_at = excluded.changed_at,"
-                    " notified_at = excluded.notified_at",
-                    (*key, change["state"], int(change["announced"]), changed_at, notified_at),
-                )
-
-    def queue_notification(self, target_id: int, event: str, title: str, body: str, *, now: datetime) -> None:
-        with self.transaction():
-            self.conn.execute(
-                "INSERT INTO notify_outbox (target_id, event, title, body, created_at) VALUES (?, ?, ?, ?, ?)",
-                (target_id, event, title, body, format_ts(now)),
-            )
-
-    def claim_notifications(self, now: datetime, *, expire_before: datetime, lease_before: datetime) -> list[dict]:
-        """The queued notifications to deliver now, claimed for this process (another
-        process's claim older than ``lease_before`` is taken over). Those queued before
-        ``expire_before`` are dropped: their target keeps the last delivery error."""
-        with self.transaction():
-            self.conn.execute("DELETE FROM notify_outbox WHERE created_at < ?", [format_ts(expire_before)])
-            rows = list(self._query(
-                "SELECT o.id, o.target_id, o.event, o.title, o.body, o.attempts, t.url FROM notify_outbox o"
-                " JOIN notify_targets t ON t.id = o.target_id"
-                " WHERE o.claimed_at IS NULL OR o.claimed_at < ? ORDER BY o.id",
-                [format_ts(lease_before)],
-            ))
-            self.conn.executemany(
-                "UPDATE notify_outbox SET claimed_at = ?, attempts = attempts + 1 WHERE id = ?",
-                [(format_ts(now), r["id"]) for r in rows],
-            )
-        return rows
-
-    def notification_delivered(self, message_id: int | None, target_id: int, now: datetime) -> None:
-        with self.transaction():
-            if message_id is not None:
-                self.conn.execute("DELETE FROM notify_outbox WHERE id = ?", [message_id])
-            self.conn.execute(
-                "UPDATE notify_targets SET last_sent_at = ?, last_error = NULL WHERE id = ?",
-                (format_ts(now), target_id),
-            )
-
-    def notification_failed(self, message_id: int | None, target_id: int, error: str) -> None:
-        """Keep the message for a later tick (released from this process's claim)."""
-        with self.transaction():
-            if message_id is not None:
-                self.conn.execute("UPDATE notify_outbox SET claimed_at = NULL WHERE id = ?", [message_id])
-            self.conn.execute("UPDATE notify_targets SET last_error = ? WHERE id = ?", (error, target_id))
-
-    # -- records ---------------------------------------------------------------------------
-
-    def upsert_records(
-        self, integration_id: int, records: list[tuple[str, str]], now: datetime, *, cursor: Any = _KEEP
-    ) -> None:
-        """Insert or update (key, JSON) pairs; a second sync adds no duplicates, and a
-        record seen again is no longer marked deleted. ``cursor`` (the incremental
-        cursor these records advance it to) is stored in the same transaction, so a
-        failure on a later page resumes after the pages committed."""
-        self._upsert(integration_id, records, format_ts(now), cursor)
-
-    def _upsert(self, integration_id: int, records: list[tuple[str, str]], stamp: str, cursor: Any) -> None:
-        """``upsert_records``: one transaction here; a dialect may do it in one statement."""
-        with self.transaction():
-            self.conn.executemany(
-                "INSERT INTO records (integration_id, key, data, synced_at) VALUES (?, ?, ?, ?)"
-                f" {UPSERT_RECORD_SQL}",
-                ((integration_id, key, data, stamp) for key, data in records),
-            )
-            if cursor is not _KEEP:
-                self._set_cursor(integration_id, cursor)
-
-    def _set_cursor(self, integration_id: int, cursor: Any) -> None:
-        self.conn.execute("UPDATE integrations SET cursor = ? WHERE id = ?", (_cursor_json(cursor), integration_id))
-
-    def record_field_values(self, integration_id: int, field: str) -> Iterator[Any]:
-        """The ``field`` (dotted) of every live stored record: what seeds a new cursor."""
-        return self._json_field_values(integration_id, field)
-
-    def reset_sync_state(self, integration_id: int, now: datetime) -> None:
-        """Forget the incremental cursor and the conditional-request validators: the next
-        sync is a full one. Records stay."""
-        with self.transaction():
-            self.conn.execute(
-                "UPDATE integrations SET cursor = NULL, etag = NULL, last_modified = NULL, updated_at = ?"
-                " WHERE id = ?",
-                (format_ts(now), integration_id),
-            )
-
-    def unseen_records(self, integration_id: int, stamp: datetime) -> tuple[int, int]:
-        """(live records a sync stamped ``stamp`` did not see, live records): what a
-        deletion sweep would take, and out of how many."""
-        row = self.conn.execute(
-            "SELECT count(*), coalesce(sum(CASE WHEN synced_at <> ? THEN 1 ELSE 0 END), 0) FROM records"
-            " WHERE integration_id = ? AND deleted_at IS NULL",
-            (format_ts(stamp), integration_id),
-        ).fetchone()
-        return row[1], row[0]
-
-    def sweep_records(
-        self, integration_id: int, stamp: datetime, *, remove: bool, now: datetime, log_id: int | None = None
-    ) -> int:
-        """Mark (or remove) the records a complete sync stamped ``stamp`` did not see;
-        returns how many were newly marked or removed. With ``log_id``, only while that
-        sync still holds the integration: one reaped meanwhile (its lease expired: another
-        host may be syncing it now) deletes nothing."""
-        with self.transaction():
-            if log_id is not None and self._lock_integration(integration_id) and self.conn.execute(
-                f"SELECT 1 FROM sync_logs WHERE id = ? AND {_UNFINISHED}", (log_id,)
-            ).fetchone() is None:
-                return 0
-            if remove:
-                return self.conn.execute(
-                    "DELETE FROM records WHERE integration_id = ? AND synced_at != ?",
-                    (integration_id, format_ts(stamp)),
-                ).rowcount
-            return self.conn.execute(
-                "UPDATE records SET deleted_at = ? WHERE integration_id = ? AND synced_at != ?"
-                " AND deleted_at IS NULL",
-                (format_ts(now), integration_id, format_ts(stamp)),
-            ).rowcount
-
-    def stored_records(self, integration_id: int, *, limit: int, include_deleted: bool) -> list[dict[str, Any]]:
-        """The records' data objects, most recently synced first."""
-        where = "" if include_deleted else " AND deleted_at IS NULL"
-        rows = self.conn.execute(
-            f"SELECT data FROM records WHERE integration_id = ?{where} ORDER BY synced_at DESC, key LIMIT ?",
-            (integration_id, limit),
-        )
-        return [json.loads(row[0]) for row in rows]
-
-    def records(self, integration_id: int) -> dict[str, Any]:
-        """Every stored record of one integration, by key (for tests and ``show``)."""
-        return {
-            r["key"]: json.loads(r["data"])
-            for r in self._query(
-                "SELECT key, data FROM records WHERE integration_id = ? ORDER BY key", [integration_id]
-            )
-        }
-
     # -- logs ------------------------------------------------------------------------------
 
     def history(
@@ -1076,11 +860,12 @@ def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
 
 # Every public storage verb (not the transaction context manager, which translates as the
 # verbs using it unwind, nor ``open``, which does it itself).
-for _name, _member in list(vars(Store).items()):
-    if not _name.startswith("_") and inspect.isfunction(_member) and _name not in (
-        "transaction", "reopen", "close"
-    ):
-        setattr(Store, _name, _translating(_member))
+for _klass in (Store, RecordStore, NotifyStore):
+    for _name, _member in list(vars(_klass).items()):
+        if not _name.startswith("_") and inspect.isfunction(_member) and _name not in (
+            "transaction", "reopen", "close"
+        ):
+            setattr(Store, _name, _translating(_member))
 
 
 def split_sql(script: str) -> list[str]:

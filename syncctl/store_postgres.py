@@ -30,19 +30,17 @@ except ImportError:  # the extra is not installed: say how to get it (exit 3, on
 
 from syncctl import errors, liveness
 from syncctl import store as base
+from syncctl.dialect import POSTGRES
 from syncctl.errors import DatabaseError, UsageError
 from syncctl.models import Integration, SyncLog, dumps
+from syncctl.sql import UNFINISHED, UPSERT_RECORD_SQL
+from syncctl.store_records import KEEP, cursor_json
 from syncctl.timeutil import format_ts, parse_ts
 
 ADVISORY_LOCK = 0x53594E43  # "SYNC": held while one host migrates the schema
 CONNECT_TIMEOUT = 10  # seconds to reach the server, unless the URL says otherwise
 IDLE_IN_TRANSACTION = "60s"  # a host stopped inside a transaction releases its row locks
 _TIME = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-_LIMIT = "coalesce((config::jsonb ->> 'max_staleness')::float8, 3 * sync_interval)"
-_STALE_AT = (  # as SQLite's: max(60, NULL) is NULL there, greatest(60, NULL) 60 here
-    f"(coalesce(last_success_at, created_at) + CASE WHEN {_LIMIT} IS NULL THEN NULL"
-    f" ELSE make_interval(secs => greatest(60, {_LIMIT})) END)"
-)
 _ONLY_REFERENCES = re.compile(r"(?:\$\{[A-Za-z_][A-Za-z0-9_]*\})+")
 
 
@@ -146,16 +144,8 @@ def _os_user() -> str:
 class PostgresStore(base.Store):
     """One connection to a syncctl database on a PostgreSQL server."""
 
-    backend = "postgres"
-    NOW_SQL = "now()"
-    LEASE_SQL = "now() + make_interval(secs => ?)"
-    STALE_AT_SQL = _STALE_AT
-    INTEGRATIONS = base.integrations_sql(_STALE_AT)
-    TEXT_TIMES = False
-    LEASES_DECIDE = True
-    NOT_IN_IDS_SQL = "id <> ALL(?::bigint[])"
-    LOCK_SQL = " FOR UPDATE OF integrations"
-    SKIP_LOCKED_SQL = " FOR UPDATE OF integrations SKIP LOCKED"
+    dialect = POSTGRES
+    INTEGRATIONS = base.integrations_sql(POSTGRES.stale_at_sql)
 
     def __init__(self, conn: Any, target: Target) -> None:
         super().__init__(_Connection(conn))
@@ -257,6 +247,7 @@ class PostgresStore(base.Store):
                     for statement in base.split_sql(sql):
                         if statement:
                             self.conn.execute(statement)
+                    self._after_step(number)
                     applied.add(number)
             self.conn.execute(
                 "INSERT INTO syncctl_meta (key, value) VALUES ('schema_version', ?), ('steps', ?)"
@@ -284,7 +275,7 @@ class PostgresStore(base.Store):
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """``BEGIN`` … ``COMMIT`` (a savepoint when nested). Writers lock the rows they
-        read before writing (``LOCK_SQL``, ``_lock_integration``), not the database."""
+        read before writing (``dialect.lock_sql``, ``_lock_integration``), not the database."""
         with self.conn.raw.transaction():
             yield
 
@@ -312,11 +303,11 @@ class PostgresStore(base.Store):
         # another host is claiming this instant), insert the log, read the row back.
         rows = list(self._query(
             "WITH picked AS (SELECT id, consecutive_failures FROM integrations"
-            + base._NEXT_DUE.format(not_skipped=self.NOT_IN_IDS_SQL, lock=self.SKIP_LOCKED_SQL) + "),"
+            + base._NEXT_DUE.format(not_skipped=self.dialect.not_in_ids_sql, lock=self.dialect.skip_locked_sql) + "),"
             " claimed AS (INSERT INTO sync_logs (integration_id, trigger, status, attempt, started_at, pid,"
             f" owner, lease_until) SELECT id, {base.SCHEDULED_TRIGGER_SQL}, 'RUNNING', consecutive_failures + 1,"
-            f" ?::timestamptz, ?, ?, {self.LEASE_SQL} FROM picked"
-            f" ON CONFLICT (integration_id) WHERE {base._UNFINISHED} DO NOTHING RETURNING id)"
+            f" ?::timestamptz, ?, ?, {self.dialect.lease_sql} FROM picked"
+            f" ON CONFLICT (integration_id) WHERE {UNFINISHED} DO NOTHING RETURNING id)"
             f" SELECT claimed.id AS log_id, i.*, (SELECT xmin::text FROM integrations x WHERE x.id = picked.id)"
             f" AS row_version FROM picked JOIN ({self.INTEGRATIONS}) i ON i.id = picked.id LEFT JOIN claimed ON true",
             (cutoff, passed, format_ts(now), pid, owner, liveness.lease_seconds()),
@@ -353,7 +344,7 @@ class PostgresStore(base.Store):
         row = self.conn.execute(
             "WITH unchanged AS (SELECT id FROM integrations WHERE id = :iid AND xmin = :version::xid FOR UPDATE),"
             f" ended AS ({base._END_LOG.format(duration=':duration')} FROM unchanged WHERE sync_logs.id = :id"
-            f" AND sync_logs.integration_id = unchanged.id AND sync_logs.{base._UNFINISHED}"
+            f" AND sync_logs.integration_id = unchanged.id AND sync_logs.{UNFINISHED}"
             f" RETURNING sync_logs.id) {base._RECORD_OUTCOME} AND EXISTS (SELECT 1 FROM ended) RETURNING id",
             params,
         ).fetchone()
@@ -368,9 +359,9 @@ class PostgresStore(base.Store):
             "WITH moved AS (UPDATE integrations SET cursor = ?3 WHERE id = ?1 AND ?4)"
             " INSERT INTO records (integration_id, key, data, synced_at)"
             " SELECT ?1, page.key, page.data::jsonb, ?2::timestamptz FROM unnest(?5::text[], ?6::text[])"
-            f" AS page (key, data) {base.UPSERT_RECORD_SQL}",
-            (integration_id, stamp, None if cursor is base._KEEP else base._cursor_json(cursor),
-             cursor is not base._KEEP, list(latest), list(latest.values())),
+            f" AS page (key, data) {UPSERT_RECORD_SQL}",
+            (integration_id, stamp, None if cursor is KEEP else cursor_json(cursor),
+             cursor is not KEEP, list(latest), list(latest.values())),
         )
 
     def _end_log(self, log_id: int, values: dict[str, Any]) -> SyncLog | None:
@@ -379,7 +370,7 @@ class PostgresStore(base.Store):
         duration = "greatest(0, floor(extract(epoch FROM (:now::timestamptz - started_at)) * 1000))::bigint"
         rows = list(self._query(
             base._END_LOG.format(duration=duration) + " FROM integrations i WHERE sync_logs.id = :id"
-            f" AND i.id = sync_logs.integration_id AND sync_logs.{base._UNFINISHED}"
+            f" AND i.id = sync_logs.integration_id AND sync_logs.{UNFINISHED}"
             " RETURNING sync_logs.*, i.name",
             values,
         ))
@@ -395,7 +386,7 @@ class PostgresStore(base.Store):
             pairs.append(f"'{key}', {expression}")
         return (
             f"SELECT coalesce(json_agg(json_build_object({', '.join(pairs)}) ORDER BY name), '[]')"
-            f" FROM (SELECT *, {_STALE_AT} AS stale_at FROM integrations {where}) i"
+            f" FROM (SELECT *, {POSTGRES.stale_at_sql} AS stale_at FROM integrations {where}) i"
         )
 
     def _json_field_values(self, integration_id: int, field: str) -> Iterator[Any]:

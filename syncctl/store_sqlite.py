@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from syncctl import errors, liveness
 from syncctl import store as base
+from syncctl.dialect import SQLITE
 from syncctl.errors import DatabaseError
 
 if TYPE_CHECKING:
@@ -23,23 +24,11 @@ if TYPE_CHECKING:
 # SQLite's own busy wait runs in C, where no Python signal handler can run: wait in short
 # slices instead, so that SIGTERM / Ctrl-C (and a run's stop flag) are seen between them.
 _BUSY_SLICE_MS = 200
-_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-_STALENESS_LIMIT = "max(60, coalesce(json_extract(config, '$.max_staleness'), 3 * sync_interval))"
-_STALE_AT = (
-    "strftime('%Y-%m-%dT%H:%M:%fZ', coalesce(last_success_at, created_at),"
-    f" '+' || {_STALENESS_LIMIT} || ' seconds')"
-)
-
-
 class SqliteStore(base.Store):
     """One connection to a SQLite database file. Not shared between threads: ``reopen``."""
 
-    backend = "sqlite"
-    NOW_SQL = _NOW
-    LEASE_SQL = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || ? || ' seconds')"
-    STALE_AT_SQL = _STALE_AT
-    INTEGRATIONS = base.integrations_sql(_STALE_AT)
-    NOT_IN_IDS_SQL = "id NOT IN (SELECT value FROM json_each(?))"
+    dialect = SQLITE
+    INTEGRATIONS = base.integrations_sql(SQLITE.stale_at_sql)
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         super().__init__(conn)
@@ -204,6 +193,7 @@ class SqliteStore(base.Store):
                 return  # another process migrated it while we waited for the lock
             for statement in statements:
                 self.conn.execute(statement)
+            self._after_step(number)
             self.conn.execute("CREATE TABLE IF NOT EXISTS schema_steps (step INTEGER PRIMARY KEY)")
             self.conn.executemany(
                 "INSERT OR IGNORE INTO schema_steps (step) VALUES (?)", [(n,) for n in sorted(applied | {number})]
@@ -218,9 +208,18 @@ class SqliteStore(base.Store):
     def transaction(self) -> Iterator[None]:
         """``BEGIN IMMEDIATE`` … ``COMMIT``: take the write lock up front (waiting for it
         under the busy timeout) so a read-then-write never fails half way."""
-        if self.conn.in_transaction:
-            with self.db.atomic():  # nested: a savepoint
+        if self.conn.in_transaction:  # nested: a savepoint (no sqlite_utils import for it)
+            self.conn.execute("SAVEPOINT syncctl_nested")
+            try:
                 yield
+            except BaseException:
+                # SQLite may have ended the whole transaction already (disk full): then
+                # there is no savepoint left, and the error that did it is what matters.
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK TO syncctl_nested")
+                    self.conn.execute("RELEASE syncctl_nested")
+                raise
+            self.conn.execute("RELEASE syncctl_nested")
             return
         try:
             self._wait_for_lock("BEGIN IMMEDIATE")
@@ -256,8 +255,14 @@ class SqliteStore(base.Store):
             pairs.append(f"'{key}', {expression}")
         return (
             f"SELECT json_group_array(json_object({', '.join(pairs)}))"
-            f" FROM (SELECT *, {_STALE_AT} AS stale_at FROM integrations {where} ORDER BY name)"
+            f" FROM (SELECT *, {SQLITE.stale_at_sql} AS stale_at FROM integrations {where} ORDER BY name)"
         )
+
+    def _retype(self, table: str, columns: list[Any]) -> None:
+        # SQLite cannot change a column's type: sqlite-utils' transform rebuilds the table
+        # (new table, copy, drop, rename) inside our transaction (its atomic() nests as a
+        # savepoint). The values are written again from the records afterwards.
+        self.db[table].transform(types={c.name: self.dialect.type_name(c.type) for c in columns})
 
     def _json_field_values(self, integration_id: int, field: str) -> Iterator[Any]:
         path = "$" + "".join(f'."{part}"' for part in field.split("."))

@@ -194,6 +194,12 @@ def test_a_whole_object_body_holding_rows_and_records_without_keys_warn(cli, sou
 
     assert cli("edit", "ds", "--records-path", "rows", "--key", "pk").returncode == 0
     assert cli("sync", "ds").returncode == 0
+    # The rows' field is new to the data table (the first sync stored the whole body): said
+    # once, and nothing else is wrong any more.
+    assert history(cli, "ds")[0]["error_hint"] == (
+        "warning: the columns of table ds changed: new columns: pk INTEGER (see them with: syncctl schema ds)"
+    )
+    assert cli("sync", "ds").returncode == 0
     assert history(cli, "ds")[0]["error_hint"] is None
 
 

@@ -14,6 +14,7 @@ from tests.httpsources import hang, json_body, text_body
 HISTORY_KEYS = {
     "id", "integration", "trigger", "status", "attempt", "started_at", "completed_at", "duration_ms",
     "records_count", "error_message", "error_hint", "not_modified", "records_deleted",
+    "schema_changes",
 }
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

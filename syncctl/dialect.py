@@ -1,0 +1,135 @@
+"""What differs between the two backends, in one object a caller asks instead of testing
+which backend it has (``store.dialect``): the database's clock and leases, row locks,
+whether a lock file exists, identifier quoting, type names, and the DDL of the data
+tables (spec §15). The SQL the verbs share is written once in the store; a dialect holds
+the fragments and statements that cannot be.
+
+No driver is imported here: ``SQLITE`` and ``POSTGRES`` are plain values, so the CLI,
+runner and engine may ask them without loading psycopg.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from syncctl import tables
+
+# The lease and staleness rules, as each dialect writes them. Staleness (spec §10): the
+# moment an integration becomes stale, that is its last success (or its creation) plus
+# its max_staleness (default three intervals; none for manual-only unless set; at least
+# a minute). NULL: never.
+_SQLITE_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+_SQLITE_LIMIT = "max(60, coalesce(json_extract(config, '$.max_staleness'), 3 * sync_interval))"
+_PG_LIMIT = "coalesce((config::jsonb ->> 'max_staleness')::float8, 3 * sync_interval)"
+
+
+def quote(identifier: str) -> str:
+    """An SQL identifier, quoted (the same rule on both backends)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """One backend's differences. ``type_names`` maps a logical column type
+    (:data:`tables.TYPES`) to what the table declares."""
+
+    name: str  # "sqlite" | "postgres"
+    has_lock_file: bool  # run-due's lock file beside the database (one host only)
+    leases_decide: bool  # an expired lease is proof of death, even on this host
+    text_times: bool  # timestamps come back as the stored text, not as datetimes
+    timestamps: bool  # ISO 8601 strings with an offset get a timestamp column (spec §15)
+    now_sql: str  # the database's clock, comparable with stored timestamps
+    lease_sql: str  # the database's clock plus ``?`` seconds
+    stale_at_sql: str  # staleness: when an integration goes stale (NULL: never)
+    lock_sql: str  # ends a read of integrations that locks its row for the transaction
+    skip_locked_sql: str  # claim_next_due's row lock, where rows can be locked
+    not_in_ids_sql: str  # "id is none of ``?``" (a list of ids, see ``ids_param``)
+    type_names: dict[str, str] = field(default_factory=dict)
+
+    # -- data tables (spec §15) -------------------------------------------------------------
+
+    def type_name(self, logical: str) -> str:
+        return self.type_names[logical]
+
+    def create_table_sql(self, table: str, columns: list[tables.Column]) -> str:
+        stamp = "TEXT" if self.name == "sqlite" else "timestamptz"
+        defs = [f"{quote(tables.KEY_COLUMN)} TEXT PRIMARY KEY", f"{quote(tables.SYNCED_COLUMN)} {stamp} NOT NULL"]
+        defs += [f"{quote(c.name)} {self.type_name(c.type)}" for c in columns]
+        return f"CREATE TABLE {quote(table)} ({', '.join(defs)})"
+
+    def add_column_sql(self, table: str, column: tables.Column) -> str:
+        return f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column.name)} {self.type_name(column.type)}"
+
+    def retype_sql(self, table: str, column: tables.Column) -> list[str]:
+        """Statements that change one column's declared type, emptied (its values are
+        written again from the records). SQLite has no such statement: its store rebuilds
+        the table with sqlite-utils' ``transform`` instead."""
+        name, table_ = quote(column.name), quote(table)
+        return [f"ALTER TABLE {table_} ALTER COLUMN {name} TYPE {self.type_name(column.type)} USING NULL"]
+
+    def upsert_sql(self, table: str, columns: list[str]) -> str:
+        """One row of the data table, as the record is now: every column set (a field the
+        record no longer has becomes NULL)."""
+        names = [tables.KEY_COLUMN, tables.SYNCED_COLUMN, *columns]
+        marks = ", ".join(self.value_marks(columns))
+        updates = ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in names[1:])
+        return (
+            f"INSERT INTO {quote(table)} ({', '.join(quote(n) for n in names)}) VALUES (?, ?{', ' if marks else ''}"
+            f"{marks}) ON CONFLICT ({quote(tables.KEY_COLUMN)}) DO UPDATE SET {updates}"
+        )
+
+    def value_marks(self, columns: list[str]) -> list[str]:
+        return ["?"] * len(columns)
+
+    def table_exists_sql(self) -> str:
+        if self.name == "sqlite":
+            return "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?"
+        return "SELECT 1 FROM pg_catalog.pg_class WHERE relname = ? AND relnamespace = current_schema()::regnamespace"
+
+    def storable(self, value: Any, logical: str) -> Any:
+        """A record's value as the driver stores it in a column of type ``logical``."""
+        return tables.column_value(value, logical, native_booleans=self.name == "postgres")
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    has_lock_file=True,
+    leases_decide=False,
+    text_times=True,
+    timestamps=False,
+    now_sql=_SQLITE_NOW,
+    lease_sql="strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || ? || ' seconds')",
+    stale_at_sql=(
+        "strftime('%Y-%m-%dT%H:%M:%fZ', coalesce(last_success_at, created_at),"
+        f" '+' || {_SQLITE_LIMIT} || ' seconds')"
+    ),
+    lock_sql="",  # BEGIN IMMEDIATE locks the database: no row locks
+    skip_locked_sql="",
+    not_in_ids_sql="id NOT IN (SELECT value FROM json_each(?))",
+    type_names={
+        "integer": "INTEGER", "real": "REAL", "boolean": "INTEGER", "text": "TEXT",
+        "timestamp": "TEXT", "json": "TEXT", "null": "TEXT",
+    },  # fmt: skip
+)
+
+POSTGRES = Dialect(
+    name="postgres",
+    has_lock_file=False,  # hosts coordinate through the database alone
+    leases_decide=True,
+    text_times=False,
+    timestamps=True,
+    now_sql="now()",
+    lease_sql="now() + make_interval(secs => ?)",
+    stale_at_sql=(  # as SQLite's: max(60, NULL) is NULL there, greatest(60, NULL) 60 here
+        f"(coalesce(last_success_at, created_at) + CASE WHEN {_PG_LIMIT} IS NULL THEN NULL"
+        f" ELSE make_interval(secs => greatest(60, {_PG_LIMIT})) END)"
+    ),
+    lock_sql=" FOR UPDATE OF integrations",
+    skip_locked_sql=" FOR UPDATE OF integrations SKIP LOCKED",
+    not_in_ids_sql="id <> ALL(?::bigint[])",
+    type_names={
+        "integer": "bigint", "real": "double precision", "boolean": "boolean", "text": "text",
+        "timestamp": "timestamptz", "json": "jsonb", "null": "text",
+    },  # fmt: skip
+)
