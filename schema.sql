@@ -185,3 +185,9 @@ CREATE TABLE data_columns (
     PRIMARY KEY (integration_id, name)
 ) WITHOUT ROWID;
 ALTER TABLE sync_logs ADD COLUMN schema_changes TEXT;
+
+-- step 8
+-- A disabled integration's hint: how to turn it back on (health.resume_hint), written
+-- when it is disabled; list --json, show and health give it instead of the last
+-- sync's hint, which may promise a retry that will not happen.
+ALTER TABLE integrations ADD COLUMN disabled_hint TEXT;

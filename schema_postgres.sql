@@ -154,3 +154,7 @@ CREATE TABLE data_columns (
     PRIMARY KEY (integration_id, name)
 );
 ALTER TABLE sync_logs ADD COLUMN schema_changes text;
+
+-- step 8
+-- A disabled integration's hint (see schema.sql's step 8).
+ALTER TABLE integrations ADD COLUMN disabled_hint text;

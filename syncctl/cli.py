@@ -473,11 +473,12 @@ def show(
     _recover(store)
     integration = store.get(name)
     logs = store.history(integration_id=integration.id, limit=10)
+    running = next(iter(store.unfinished_logs(integration.id)), None)  # who is syncing it now
     if json_:
         summary = json.loads(store.summaries_json(name, now=_now()))[0]
-        render.print_json(render.show_json(summary, integration, logs))
+        render.print_json(render.show_json(summary, integration, logs, running))
     else:
-        render.show_text(integration, logs, _now())
+        render.show_text(integration, logs, _now(), running)
 
 
 @app.command("set-interval", epilog="Example: syncctl set-interval weather 30m")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from syncctl import liveness
 from syncctl.errors import DatabaseError, SyncctlError, SyncError
+from syncctl.health import resume_hint
 from syncctl.models import Integration, Status, SyncLog, SyncResult, Trigger
 from syncctl.schedule import RETRY_BASE_SECONDS, Plan, plan_after_sync
 from syncctl.store import Store
@@ -166,6 +167,7 @@ def recover_orphans(
             error_message=message,
             error_hint=hint,
             plan=outcome_plan(now, succeeded=False, rng=rng),
+            disabled_hint=resume_hint(log.integration, hint),
         )
         if done is not None:
             recovered.append(log)
@@ -357,7 +359,8 @@ class Engine:
             if signalled
             else outcome_plan(now, succeeded=False, rng=self.settings.rng, retry_after=retry_after)
         )
-        finished = self._finish(log_id, integration.id, Status.FAILED, now, count, error, plan)
+        finished = self._finish(log_id, integration.id, Status.FAILED, now, count, error, plan,
+                                disabled_hint=resume_hint(integration.name, error[1]))
         return self._result(integration, trigger, log_id, finished, Status.FAILED, count, error)
 
     def _finish(

@@ -40,6 +40,22 @@ class BusyError(SyncctlError):
     exit_code = 75
 
 
+# What the hint of a transient fault promises while the integration is scheduled; a
+# disabled one's hint drops it (health.resume_hint): that retry will not happen.
+RETRY_PROMISE = "syncctl will retry"
+
+
+def with_retry_promise(fix: str | None = None) -> str:
+    """A transient fault's hint: what may help (``fix``), and that syncctl retries."""
+    return f"{fix}; {RETRY_PROMISE}" if fix else RETRY_PROMISE
+
+
+def without_retry_promise(hint: str) -> str | None:
+    """``hint`` without the retry it promises (None when that was all it said)."""
+    parts = [p for p in hint.split("; ") if p != RETRY_PROMISE]
+    return "; ".join(parts) or None
+
+
 class SyncError(SyncctlError):
     """A sync failed. ``retryable`` faults are retried within the sync (backoff) and
     across runs; ``retry_after`` is the earliest time, in seconds from now, the source

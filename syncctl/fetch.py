@@ -28,7 +28,7 @@ import backoff
 import requests
 
 from syncctl.config import IntegrationConfig, PageSeen
-from syncctl.errors import SyncError
+from syncctl.errors import SyncError, with_retry_promise
 from syncctl.records import arrays_of_objects, hashed_count, keyed, page_cursor, records_at
 from syncctl.schedule import MAX_INTERVAL
 from syncctl.secrets import Secrets, uses_secret
@@ -490,7 +490,7 @@ class Connector:
         if isinstance(exc, requests.exceptions.ChunkedEncodingError):
             return SyncError(
                 f"connection to {host} broke while reading the response",
-                "the source closed the connection mid-body; syncctl will retry",
+                with_retry_promise("the source closed the connection mid-body"),
                 retryable=True,
             )
         if isinstance(exc, requests.exceptions.ConnectionError):
@@ -519,7 +519,7 @@ class Connector:
             if "reset" in text.lower() or "aborted" in text.lower():
                 return SyncError(
                     f"connection to {host} was reset",
-                    "the source dropped the connection; syncctl will retry",
+                    with_retry_promise("the source dropped the connection"),
                     retryable=True,
                 )
             return SyncError(
@@ -573,14 +573,14 @@ class Connector:
         if code == 429:
             return SyncError(
                 f"{what}: rate limited{asked}",
-                "syncctl will retry; to ask less often: syncctl edit {name} --rate-limit 1/s, or set-interval",
+                with_retry_promise("to ask less often: syncctl edit {name} --rate-limit 1/s, or set-interval"),
                 retryable=True,
                 retry_after=retry_after,
             )
         if code >= 500:
             return SyncError(
                 f"{what}: the source failed{asked}",
-                "a remote fault; syncctl will retry",
+                with_retry_promise("a remote fault"),
                 retryable=code in RETRY_STATUSES,
                 retry_after=retry_after,
             )

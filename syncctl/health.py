@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 
-from syncctl import runlock
+from syncctl import errors, runlock
 from syncctl.models import Integration
 from syncctl.runlock import Holder
 from syncctl.timeutil import human_duration, human_relative
@@ -117,13 +117,13 @@ def stuck_problem(now: datetime, holder: Holder | None, sync_timeout: float) -> 
     )
 
 
-def resume_hint(integration: Integration) -> str:
-    """What to do about a disabled integration: its last sync's hint (unless that one
-    promised a retry, which will not happen now), then how to turn it back on."""
-    then = f"then run: syncctl resume {integration.name}"
-    if integration.last_hint and "will retry" not in integration.last_hint:
-        return f"{integration.last_hint}; {then}"
-    return f"fix the cause, {then}"
+def resume_hint(name: str, sync_hint: str | None) -> str:
+    """What to do about an integration its failures disabled: what its last sync's hint
+    says to fix (without the retry it promised: none will happen now), then how to turn
+    it back on. Stored when it is disabled (store.HINT_SQL shows it for that state)."""
+    then = f"then run: syncctl resume {name}"
+    fix = errors.without_retry_promise(sync_hint) if sync_hint else None
+    return f"{fix}; {then}" if fix else f"fix the cause, {then}"
 
 
 def integration_problem(integration: Integration, now: datetime) -> Problem | None:
@@ -132,7 +132,7 @@ def integration_problem(integration: Integration, now: datetime) -> Problem | No
     integration is never reported stale here (``list`` still shows it stale)."""
     i = integration
     if i.state == "disabled":
-        hint = resume_hint(i)
+        hint = i.hint or resume_hint(i.name, i.last_hint)
         attempts = f"{i.consecutive_failures} failed attempt" + ("" if i.consecutive_failures == 1 else "s")
         return Problem(
             Kind.DISABLED, i.name, f"disabled after {attempts}: {i.last_error or 'no error recorded'}",

@@ -66,6 +66,7 @@ class Integration:
     etag: str | None = None  # the validators of the last full response (conditional requests)
     last_modified: str | None = None
     data_table: str | None = None  # its records' typed table (spec §15); None: --table off
+    hint: str | None = None  # the hint for its state (a disabled one's: how to resume it); store.HINT_SQL
 
     @property
     def max_retries(self) -> int:

@@ -159,10 +159,23 @@ def log_json(log: SyncLog) -> dict[str, Any]:
     }
 
 
-def show_json(summary: dict[str, Any], integration: Integration, logs: list[SyncLog]) -> dict[str, Any]:
-    """``show --json``: the ``list --json`` element, then the settings and the last logs."""
+def running_json(log: SyncLog | None) -> dict[str, Any] | None:
+    """The sync running now: when it started, and the process and host running it."""
+    if log is None:
+        return None
+    from syncctl.liveness import host_of
+
+    return {"started_at": format_ts(log.started_at), "pid": log.pid, "host": host_of(log.owner)}
+
+
+def show_json(
+    summary: dict[str, Any], integration: Integration, logs: list[SyncLog], running: SyncLog | None = None
+) -> dict[str, Any]:
+    """``show --json``: the ``list --json`` element, then the sync running now, the
+    settings and the last logs."""
     return {
         **summary,
+        "running": running_json(running),
         "interval": format_interval(integration.sync_interval),
         "config": integration.config.to_json(),
         "cursor": integration.cursor,
@@ -246,9 +259,7 @@ def shown_hint(integration: Integration) -> str | None:
     back on (the sync's own hint may promise a retry that will not happen)."""
     if integration.state != "disabled":
         return integration.last_hint
-    from syncctl.health import resume_hint
-
-    return f"disabled after {plural(integration.consecutive_failures, 'failed attempt')}: {resume_hint(integration)}"
+    return f"disabled after {plural(integration.consecutive_failures, 'failed attempt')}: {integration.hint}"
 
 
 def list_table(integrations: list[Integration], now: datetime) -> None:
@@ -321,7 +332,7 @@ def _records_cell(log: SyncLog) -> str:
     return f"{log.records_count}, {log.records_deleted} deleted" if log.records_deleted else str(log.records_count)
 
 
-def show_text(integration: Integration, logs: list[SyncLog], now: datetime) -> None:
+def show_text(integration: Integration, logs: list[SyncLog], now: datetime, running: SyncLog | None = None) -> None:
     from rich.table import Table
 
     info = Table.grid(padding=(0, 2))
@@ -351,7 +362,12 @@ def show_text(integration: Integration, logs: list[SyncLog], now: datetime) -> N
     ]
     if integration.running_since:
         started = human_relative(integration.running_since, now)
-        rows.insert(5, ("syncing", _styled(f"now, started {started}", "yellow")))
+        where = ""
+        if running is not None:
+            from syncctl.liveness import host_of
+
+            where = f" by pid {running.pid} on {host_of(running.owner) or 'this host'}"
+        rows.insert(5, ("syncing", _styled(f"now, started {started}{where}", "yellow")))
     if integration.last_error:
         rows.append(("last error", _styled(integration.last_error, "red")))
     hint = shown_hint(integration)

@@ -43,6 +43,7 @@ from syncctl.store_records import RecordStore
 from syncctl.timeutil import format_ts, parse_ts
 
 DATA_TABLES_STEP = 7  # the schema step that brought data tables (spec §15)
+DISABLED_HINT_STEP = 8  # the one that stores a disabled integration's hint
 APPLICATION_ID = 0x53594E43  # "SYNC" in the file header: marks a syncctl database
 BUSY_TIMEOUT = 120.0  # seconds a write waits for another writer before it gives up
 
@@ -101,12 +102,31 @@ STATE_SQL = (
 )
 
 
+# The hint that applies to an integration's state: a disabled one's is how to turn it
+# back on (health.resume_hint, stored when it was disabled), never its last sync's
+# "will retry". list --json's last_hint and Integration.hint both read it.
+HINT_SQL = (
+    "CASE WHEN disabled_reason = 'failures' AND sync_enabled = 0 THEN coalesce(disabled_hint, last_hint)"
+    " ELSE last_hint END"
+)
+# When the sync running now started (NULL: none runs): an index probe per integration.
+RUNNING_SINCE_SQL = (
+    f"(SELECT min(started_at) FROM sync_logs l WHERE l.integration_id = integrations.id AND l.{_UNFINISHED})"
+)
+
+
 def integrations_sql(stale_at_sql: str) -> str:
     """Integration rows with what the store derives: state, stale_at, running_since."""
     return (
-        f"SELECT integrations.*, {STATE_SQL} AS state, {stale_at_sql} AS stale_at, (SELECT min(started_at)"
-        f" FROM sync_logs l WHERE l.integration_id = integrations.id AND l.{_UNFINISHED})"
-        " AS running_since FROM integrations"
+        f"SELECT integrations.*, {STATE_SQL} AS state, {HINT_SQL} AS hint, {stale_at_sql} AS stale_at,"
+        f" {RUNNING_SINCE_SQL} AS running_since FROM integrations"
+    )
+
+
+def summary_rows_sql(stale_at_sql: str, where: str) -> str:
+    """The rows ``list --json`` is built from (each dialect's ``_summaries_sql``)."""
+    return (
+        f"SELECT *, {stale_at_sql} AS stale_at, {RUNNING_SINCE_SQL} AS running_since FROM integrations {where}"
     )
 
 
@@ -122,6 +142,7 @@ _RECORD_OUTCOME = (
     " disabled_reason = CASE WHEN :disable = 1 THEN 'failures' ELSE disabled_reason END,"
     " disable_notice = CASE WHEN :disable = 1 THEN 1 ELSE disable_notice END,"
     " disabled_at = CASE WHEN :disable = 1 THEN :now ELSE disabled_at END,"
+    " disabled_hint = CASE WHEN :disable = 1 THEN :disabled_hint ELSE disabled_hint END,"
     " last_success_at = CASE WHEN :ok = 1 THEN :now ELSE last_success_at END,"
     " failing_since = CASE WHEN :failures = 0 THEN NULL ELSE coalesce(failing_since, :now) END,"
     " syncs_succeeded = syncs_succeeded + :ok, syncs_failed = syncs_failed + 1 - :ok,"
@@ -171,12 +192,13 @@ SUMMARY_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("interval_seconds", "sync_interval", "int"),
     ("sync_enabled", "sync_enabled <> 0", "bool"),
     ("next_sync_at", "next_sync_at", "time"),
-    ("last_sync_at", "last_sync_at", "time"),
-    ("last_status", "last_status", "text"),
+    # A sync running now shows as RUNNING since it started (spec §5: is it syncing?).
+    ("last_sync_at", "coalesce(running_since, last_sync_at)", "time"),
+    ("last_status", "CASE WHEN running_since IS NOT NULL THEN 'RUNNING' ELSE last_status END", "text"),
     ("consecutive_failures", "consecutive_failures", "int"),
     ("records_count", "records_count", "int"),
     ("last_error", "last_error", "text"),
-    ("last_hint", "last_hint", "text"),
+    ("last_hint", HINT_SQL, "text"),
     ("stale", "stale_at < :now", "bool"),  # :now, the caller's clock; stale_at, the dialect's
     ("last_success_at", "last_success_at", "time"),
 )
@@ -197,6 +219,7 @@ def _row_to_integration(row: dict[str, Any]) -> Integration:
         last_status=row["last_status"],
         last_error=row["last_error"],
         last_hint=row["last_hint"],
+        hint=row.get("hint"),
         consecutive_failures=row["consecutive_failures"],
         records_count=row["records_count"],
         created_at=parse_ts(row["created_at"]),
@@ -323,6 +346,15 @@ class Store(RecordStore, NotifyStore):
         """What a schema step needs besides its SQL, in its transaction."""
         if number == DATA_TABLES_STEP:
             self._adopt_data_tables()
+        elif number == DISABLED_HINT_STEP:  # integrations disabled before it: their hint now
+            from syncctl.health import resume_hint
+
+            for integration_id, name, hint in self.conn.execute(
+                "SELECT id, name, last_hint FROM integrations WHERE disabled_reason = 'failures'"
+            ).fetchall():
+                self.conn.execute(
+                    "UPDATE integrations SET disabled_hint = ? WHERE id = ?", (resume_hint(name, hint), integration_id)
+                )
 
     def _adopt_data_tables(self) -> None:
         """A database from before data tables: each integration gets its table (the
@@ -520,7 +552,7 @@ class Store(RecordStore, NotifyStore):
                 if integration is None:
                     continue
                 self.conn.execute(
-                    "UPDATE integrations SET sync_enabled = 1, disabled_reason = NULL, disable_notice = 0,"
+                    "UPDATE integrations SET sync_enabled = 1, disabled_reason = NULL, disable_notice = 0, disabled_hint = NULL,"
                     " consecutive_failures = 0, failing_since = NULL, disabled_at = NULL,"
                     " next_sync_at = ?, updated_at = ? WHERE id = ?",
                     (format_ts(plan(integration)), format_ts(now), integration_id),
@@ -721,6 +753,7 @@ class Store(RecordStore, NotifyStore):
         not_modified: bool = False,
         records_deleted: int = 0,
         validators: tuple[str | None, str | None] | None = None,
+        disabled_hint: str | None = None,
     ) -> SyncLog | None:
         """End a RUNNING log and move its integration's schedule, in one transaction: the
         log's status and what it tells (a 304, records deleted), the integration's outcome,
@@ -746,7 +779,7 @@ class Store(RecordStore, NotifyStore):
                 "next": format_ts(decided.next_sync_at), "slot": format_ts(decided.slot_at),
                 "disable": int(decided.disable), "duration": log.duration_ms, "validate": int(validators is not None),
                 "etag": validators[0] if validators else None, "modified": validators[1] if validators else None,
-                "iid": integration_id,
+                "iid": integration_id, "disabled_hint": disabled_hint,
             }  # fmt: skip
 
         done = self._finish_unchanged(log_id, integration_id, values, outcome)

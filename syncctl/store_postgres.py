@@ -386,7 +386,7 @@ class PostgresStore(base.Store):
             pairs.append(f"'{key}', {expression}")
         return (
             f"SELECT coalesce(json_agg(json_build_object({', '.join(pairs)}) ORDER BY name), '[]')"
-            f" FROM (SELECT *, {POSTGRES.stale_at_sql} AS stale_at FROM integrations {where}) i"
+            f" FROM ({base.summary_rows_sql(POSTGRES.stale_at_sql, where)}) i"
         )
 
     def _json_field_values(self, integration_id: int, field: str) -> Iterator[Any]:

@@ -255,7 +255,7 @@ class SqliteStore(base.Store):
             pairs.append(f"'{key}', {expression}")
         return (
             f"SELECT json_group_array(json_object({', '.join(pairs)}))"
-            f" FROM (SELECT *, {SQLITE.stale_at_sql} AS stale_at FROM integrations {where} ORDER BY name)"
+            f" FROM ({base.summary_rows_sql(SQLITE.stale_at_sql, where)} ORDER BY name)"
         )
 
     def _retype(self, table: str, columns: list[Any]) -> None:

@@ -234,7 +234,11 @@ def _walk(objects: list[dict[str, Any]], prefix: tuple[str, ...], out: dict[Path
     for name in dict.fromkeys(chain.from_iterable(objects)):
         path = prefix + (name,)
         values = list(map(dict.get, objects, repeat(name)))  # C-level: no Python frame per record
-        if len(path) < MAX_DEPTH and dict in set(map(type, values)):
+        kinds = set(map(type, values))
+        if len(path) < MAX_DEPTH and dict in kinds:
+            if kinds == {dict}:  # the usual case: an object in every record
+                _walk(values, path, out)
+                continue
             scalars = [None if type(v) is dict else v for v in values]
             if set(map(type, scalars)) - {_NONE}:
                 out[path if prefix else name] = scalars
