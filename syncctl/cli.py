@@ -14,10 +14,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from syncctl import __version__, render, runlock
+from syncctl import __version__, manifest, render, runlock, settings
 from syncctl.config import (
-    DEFAULTS,
-    IntegrationConfig,
     IntegrationOptions,
     build_config,
     validate_name,
@@ -54,7 +52,7 @@ app = typer.Typer(
 
 # The commands that create the database when it is missing (spec §2). Every other one
 # refuses a missing file (exit 3): a crontab line with a mistyped path must be loud.
-CREATES_DATABASE = frozenset({"add"})
+CREATES_DATABASE = frozenset({"add", "apply"})  # apply: a host provisioned from its file alone
 
 
 @dataclass
@@ -139,63 +137,9 @@ def _names_or_all(names: list[str] | None, all_: bool, command: str) -> None:
 
 
 UrlOption = Annotated[str, typer.Option("--url", metavar="URL", help="The http(s) URL to GET.")]
-HeaderOption = Annotated[
-    list[str],
-    typer.Option("--header", "-H", metavar="'NAME: VALUE'", help="A header (repeatable); secrets as ${VAR}."),
-]
-ParamOption = Annotated[
-    list[str],
-    typer.Option("--param", "-p", metavar="KEY=VALUE", help="A query parameter (repeatable); secrets as ${VAR}."),
-]
-RecordsPathOption = Annotated[
-    str | None, typer.Option(metavar="PATH", help="Dotted path to the array of records, e.g. data.items.")
-]
-KeyOption = Annotated[
-    str | None, typer.Option(metavar="FIELD", help=f"The record field that identifies it [default: {DEFAULTS.key}].")
-]
-PaginateOption = Annotated[
-    str | None,
-    typer.Option(metavar="MODE", help="none, link, next-url:PATH, cursor:PATH:PARAM or page:PARAM [default: none]."),
-]
-MaxPagesOption = Annotated[
-    int | None, typer.Option(metavar="N", help=f"Never fetch more pages than this [default: {DEFAULTS.max_pages}].")
-]
-TimeoutOption = Annotated[
-    float | None, typer.Option(metavar="SECONDS", help=f"Seconds per request [default: {DEFAULTS.timeout:g}].")
-]
-RateLimitOption = Annotated[str | None, typer.Option(metavar="RATE", help="At most N/s, N/m or N/h requests.")]
-MaxRetriesOption = Annotated[
-    int | None,
-    typer.Option(metavar="N", help=f"Failed scheduled retries before it is disabled [default: {DEFAULTS.max_retries}]."),
-]
-IncrementalOption = Annotated[
-    str | None,
-    typer.Option(metavar="FIELD:PARAM", help="Fetch only what changed: send the largest FIELD stored so far as PARAM."),
-]
-LookbackOption = Annotated[
-    str | None, typer.Option(metavar="DURATION", help="Take this off a timestamp cursor (late writes), e.g. 10m.")
-]
-DeletesOption = Annotated[
-    str | None,
-    typer.Option(metavar="keep|mark|remove", help="Records the source no longer returns [default: keep]."),
-]
-MaxDeleteOption = Annotated[
-    float | None,
-    typer.Option(metavar="PCT", help=f"Refuse a sweep deleting more than this % of records [default: {DEFAULTS.max_delete:g}]."),
-]
-MaxStalenessOption = Annotated[
-    str | None, typer.Option(metavar="DURATION", help="Stale when not synced for this long [default: three intervals].")
-]
-MinRecordsOption = Annotated[
-    int | None, typer.Option(metavar="N", help=f"Fail a sync returning fewer records [default: {DEFAULTS.min_records}].")
-]
 TableOption = Annotated[
     str | None,
     typer.Option(metavar="NAME|off", help="The typed table of its records [default: the name, - and . as _]."),
-]
-SchemaOption = Annotated[
-    str | None,
-    typer.Option(metavar="evolve|freeze", help="New fields add columns, or fail the sync [default: evolve]."),
 ]
 
 
@@ -204,6 +148,7 @@ SchemaOption = Annotated[
     "--interval 15m --header 'Authorization: Bearer ${WEATHER_TOKEN}' "
     "--records-path data.items --paginate link"
 )
+@settings.options("add")
 def add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="A lowercase slug: [a-z0-9][a-z0-9._-]{0,63}.")],
@@ -212,32 +157,12 @@ def add(
         str,
         typer.Option(metavar="INTERVAL", help="5m, 15m, 1h, 1d, '2 hours', hourly, daily, weekly, or manual."),
     ] = "1h",
-    header: HeaderOption = [],  # noqa: B006 - Typer reads the default, never mutates it
-    param: ParamOption = [],  # noqa: B006
-    records_path: RecordsPathOption = None,
-    key: KeyOption = None,
-    paginate: PaginateOption = None,
-    max_pages: MaxPagesOption = None,
-    timeout: TimeoutOption = None,
-    rate_limit: RateLimitOption = None,
-    max_retries: MaxRetriesOption = None,
-    incremental: IncrementalOption = None,
-    lookback: LookbackOption = None,
-    deletes: DeletesOption = None,
-    max_delete: MaxDeleteOption = None,
-    max_staleness: MaxStalenessOption = None,
-    min_records: MinRecordsOption = None,
     table: TableOption = None,
-    schema: SchemaOption = None,
+    options: IntegrationOptions | None = None,
 ) -> None:
     """Register an integration; its first sync is due at once."""
     seconds = parse_interval(interval)
-    config = build_config(IntegrationOptions(
-        headers=header, params=param, records_path=records_path, key=key, paginate=paginate,
-        max_pages=max_pages, timeout=timeout, rate_limit=rate_limit, max_retries=max_retries,
-        incremental=incremental, lookback=lookback, deletes=deletes, max_delete=max_delete,
-        max_staleness=max_staleness, min_records=min_records, schema=schema,
-    ))
+    config = build_config(options)
     validate_name(name)
     table_name = parse_table(table) if table is not None else default_table_name(name)
     store = _state(ctx).store()
@@ -250,27 +175,13 @@ def add(
 
 
 @app.command(epilog="Example: syncctl edit weather --timeout 60 --records-path data.items")
+@settings.options("edit")
 def edit(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME")],
     url: Annotated[str | None, typer.Option("--url", metavar="URL", help="The http(s) URL to GET.")] = None,
-    header: HeaderOption = [],  # noqa: B006
-    param: ParamOption = [],  # noqa: B006
-    records_path: RecordsPathOption = None,
-    key: KeyOption = None,
-    paginate: PaginateOption = None,
-    max_pages: MaxPagesOption = None,
-    timeout: TimeoutOption = None,
-    rate_limit: RateLimitOption = None,
-    max_retries: MaxRetriesOption = None,
-    incremental: IncrementalOption = None,
-    lookback: LookbackOption = None,
-    deletes: DeletesOption = None,
-    max_delete: MaxDeleteOption = None,
-    max_staleness: MaxStalenessOption = None,
-    min_records: MinRecordsOption = None,
     table: TableOption = None,
-    schema: SchemaOption = None,
+    options: IntegrationOptions | None = None,
 ) -> None:
     """Change an integration's settings, keeping its logs, records and schedule.
 
@@ -282,68 +193,36 @@ def edit(
     """
     store = _state(ctx).store()
     integration = store.get(name)
-    given = IntegrationOptions(
-        headers=header or None, params=param or None, records_path=records_path, key=key,
-        paginate=paginate, max_pages=max_pages, timeout=timeout, rate_limit=rate_limit,
-        max_retries=max_retries, incremental=incremental, lookback=lookback, deletes=deletes,
-        max_delete=max_delete, max_staleness=max_staleness, min_records=min_records, schema=schema,
-    )
+    given = options
     if url is None and not given.given() and table is None:
         raise UsageError("edit needs at least one option to change", "see: syncctl edit --help")
     config = build_config(integration.config.to_options().merged(given))
     new_url = validate_url(url if url is not None else integration.url)
-    table_name = None if table is None else (parse_table(table) if table else default_table_name(name))
-    if table_name is not None:  # renamed, dropped (off) or made from the records stored
-        store.set_data_table(integration.id, None if table_name == TABLE_OFF else table_name, _now())
-    if url is not None or given.given():
-        store.update_integration(
-            integration.id, url=new_url, config=config, now=_now(),
-            cursor=_new_cursor(store, integration.id, integration.config, config),
-        )
+    table_name = integration.data_table
+    if table is not None:  # renamed, dropped (off) or made from the records stored
+        chosen = parse_table(table) if table else default_table_name(name)
+        table_name = None if chosen == TABLE_OFF else chosen
+    manifest.change_integration(store, integration, url=new_url, config=config, table=table_name, now=_now())
     sys.stdout.write(f"updated {name}\n")
-
-
-def _new_cursor(store: Store, integration_id: int, old: IntegrationConfig, new: IntegrationConfig):  # noqa: ANN202
-    """How an edit changes the incremental cursor: seeded from the stored records when
-    --incremental is added (or its FIELD changes), forgotten when it is removed, else
-    kept (None)."""
-    before = old.incremental.field if old.incremental else None
-    after = new.incremental.field if new.incremental else None
-    if before == after:
-        return None
-    if after is None:
-        return lambda: None
-    from syncctl.records import max_cursor
-
-    return lambda: max_cursor(store.record_field_values(integration_id, after))
 
 
 @app.command(
     epilog="Examples: syncctl check crm; syncctl check --url 'http://127.0.0.1:8001/db/items.json' --json"
 )
+@settings.options("check")
 def check(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(metavar="[NAME]", help="An integration to try.")] = None,
     url: Annotated[str | None, typer.Option("--url", metavar="URL", help="Try this URL with add's options.")] = None,
-    header: HeaderOption = [],  # noqa: B006
-    param: ParamOption = [],  # noqa: B006
-    records_path: RecordsPathOption = None,
-    key: KeyOption = None,
-    paginate: PaginateOption = None,
-    max_pages: MaxPagesOption = None,
-    timeout: TimeoutOption = None,
-    rate_limit: RateLimitOption = None,
     json_: JsonOption = False,
+    options: IntegrationOptions | None = None,
 ) -> None:
     """A dry run: fetch the first page (and the second), write nothing, and say what a
     sync would find and which option fixes each problem. Exit 1 if a sync would fail or
     warn. With --url it needs no database."""
     from syncctl.check import report_json, run_check
 
-    given = IntegrationOptions(
-        headers=header or None, params=param or None, records_path=records_path, key=key,
-        paginate=paginate, max_pages=max_pages, timeout=timeout, rate_limit=rate_limit,
-    )
+    given = options
     if (name is None) == (url is None):
         raise UsageError("check takes an integration NAME or --url URL (one of the two)",
                          "e.g. syncctl check crm, or syncctl check --url https://api.example.com/items")
@@ -359,6 +238,105 @@ def check(
     else:
         render.check_text(report, fix)
     if not report.ok:
+        raise typer.Exit(1)
+
+
+# -- integrations as code (spec §17) ---------------------------------------------------------
+
+
+FileArg = Annotated[str, typer.Argument(metavar="FILE|-", help="A TOML file of [integrations.NAME] tables, or - for stdin.")]
+
+
+def _read_manifest(path: str) -> manifest.Document:
+    """The file (or stdin), parsed and validated; any problem is one line, exit 2."""
+    if path == "-":
+        text, source = sys.stdin.read(), "stdin"
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise UsageError(f"cannot read {path}: {reason}", "pass a TOML file written by syncctl export, or -") from None
+        source = path
+    return manifest.parse(text, source)
+
+
+@app.command(epilog="Example: syncctl export -o integrations.toml   (or: syncctl export weather crm)")
+def export(
+    ctx: typer.Context,
+    names: NamesArg = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", metavar="FILE", help="Write here, not stdout.")] = None,
+) -> None:
+    """Write integrations (all, or those named) and notification targets as TOML for
+    syncctl apply: defaults left out, secrets only as their ${VAR} references."""
+    store = _state(ctx).store()
+    chosen = store.resolve(names or [], all_=not names)
+    text = manifest.export(chosen, store.notify_targets() if not names else [])
+    if output is None:
+        sys.stdout.write(text)
+        return
+    target = Path(output)
+    temporary = target.with_name(f".{target.name}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(target)
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}", "pass a writable path with -o") from None
+
+
+@app.command(epilog="Example: syncctl apply integrations.toml --dry-run; syncctl export | syncctl apply -")
+def apply(
+    ctx: typer.Context,
+    file: FileArg,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    prune: Annotated[bool, typer.Option("--prune", help="Remove integrations and targets not in the file.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="With --prune: do not ask.")] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Make the database's integrations and notification targets match the file, in one
+    transaction, and print the plan carried out (+ created, ~ changed, - removed).
+    Paused, disabled, failures, next sync and cursors are left alone."""
+    document = _read_manifest(file)
+    store = _state(ctx).store()
+    _recover(store)
+    plan = manifest.plan_for(store, document, prune=prune)
+    if plan.remove and not dry_run and not yes:
+        if not (render.is_terminal(sys.stdin) and render.is_terminal(sys.stderr)) or file == "-":
+            raise UsageError(
+                f"refusing to remove {', '.join(plan.remove)} without confirmation",
+                f"check with: syncctl apply {file} --prune --dry-run; then add --yes",
+            )
+        if not typer.confirm(f"Remove {', '.join(plan.remove)} with their logs and records?", err=True):
+            raise typer.Exit(1)
+    if not dry_run and not plan.empty:
+        manifest.carry_out(store, document, plan, _now())
+    if json_:
+        render.print_json({**plan.to_json(), "dry_run": dry_run})
+        return
+    for line in plan.lines():
+        sys.stdout.write(line + "\n")
+    if dry_run:
+        sys.stdout.write("dry run: nothing was changed\n")
+
+
+@app.command(epilog="Example: syncctl export | syncctl diff - && echo in step")
+def diff(
+    ctx: typer.Context,
+    file: FileArg,
+    prune: Annotated[bool, typer.Option("--prune", help="Count integrations not in the file as differences.")] = False,
+    json_: JsonOption = False,
+) -> None:
+    """The plan apply would carry out, changing nothing. Exit 0 when the database
+    matches the file, 1 when it does not, 2 for an invalid file."""
+    document = _read_manifest(file)
+    store = _state(ctx).store()
+    plan = manifest.plan_for(store, document, prune=prune)
+    if json_:
+        render.print_json(plan.to_json())
+    else:
+        for line in plan.lines():
+            sys.stdout.write(line + "\n")
+    if not plan.empty:
         raise typer.Exit(1)
 
 

@@ -17,6 +17,7 @@ from syncctl.errors import UsageError
 from syncctl.records import lookup
 from syncctl.schedule import MAX_INTERVAL, MIN_INTERVAL, parse_duration
 from syncctl.secrets import check_references, header_problem, is_credential_name, suggested_variable
+from syncctl.settings import SETTINGS
 
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -299,27 +300,10 @@ class IntegrationConfig:
 DEFAULTS = IntegrationConfig()
 
 
-@dataclass
-class IntegrationOptions:
+class _Options:
     """``add``/``edit``'s options as typed, before validation; None: not given (the
-    default, see :class:`IntegrationConfig`)."""
-
-    headers: list[str] | None = None
-    params: list[str] | None = None
-    records_path: str | None = None
-    key: str | None = None
-    paginate: str | None = None
-    max_pages: int | None = None
-    timeout: float | None = None
-    rate_limit: str | None = None
-    max_retries: int | None = None
-    incremental: str | None = None
-    lookback: str | None = None
-    deletes: str | None = None
-    max_delete: float | None = None
-    max_staleness: str | None = None
-    min_records: int | None = None
-    schema: str | None = None
+    default, see :class:`IntegrationConfig`). Its fields are the settings of
+    ``settings.SETTINGS``, one each."""
 
     def merged(self, given: IntegrationOptions) -> IntegrationOptions:
         """These options with each one ``given`` replacing its own; ``''`` (or an empty
@@ -333,6 +317,18 @@ class IntegrationOptions:
 
     def given(self) -> bool:
         return any(getattr(self, f.name) is not None for f in dataclasses.fields(self))
+
+    def values(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+IntegrationOptions = dataclasses.make_dataclass(
+    "IntegrationOptions",
+    [(s.name, list[str] | None if s.repeatable else s.type | None, dataclasses.field(default=None))
+     for s in SETTINGS],
+    bases=(_Options,),
+)  # fmt: skip
+
 
 def validate_name(name: str) -> str:
     if not NAME.fullmatch(name):

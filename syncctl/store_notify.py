@@ -87,6 +87,12 @@ class NotifyStore:
         """Cheap: asked on every tick."""
         return self.conn.execute("SELECT 1 FROM notify_targets LIMIT 1").fetchone() is not None
 
+    def update_notify_target(self, target_id: int, events: list[str], after: int) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE notify_targets SET events = ?, after = ? WHERE id = ?", (",".join(events), after, target_id)
+            )
+
     def remove_notify_target(self, target_id: int) -> bool:
         with self.transaction():
             return self.conn.execute("DELETE FROM notify_targets WHERE id = ?", [target_id]).rowcount > 0
