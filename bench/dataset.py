@@ -216,6 +216,13 @@ def build_due(path: Path, base_url: str, count: int) -> Path:
     return path
 
 
+def data_table_name(integration: str) -> str:
+    """The data table ``syncctl add`` gives an integration by default (spec §15)."""
+    from syncctl.tables import default_table_name
+
+    return default_table_name(integration)
+
+
 def build_records(path: Path, url: str, name: str = "feed") -> Path:
     """One manual integration reading ``url`` with RFC 8288 link pagination."""
     _remove(path)
@@ -226,6 +233,7 @@ def build_records(path: Path, url: str, name: str = "feed") -> Path:
         config=IntegrationConfig.from_json(json.loads(config("link", headers={})) | {"params": {}}),
         interval=None,
         now=datetime.now(timezone.utc),
+        table=data_table_name(name),
     )
     _finish(store)
     return path

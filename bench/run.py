@@ -5,6 +5,8 @@ warm-up, medians and ratios. Never timed assertions in the test suite.
                                    # 1,000,000-log database, ~1 minute, then cached)
     python bench/run.py --quick    # fewer repetitions, 100 instead of 200 pages for the
                                    # 10x-records run (~1.5 minutes once the database is cached)
+    python bench/run.py --quick --peers-only   # only spec §14/§18's peers, the 304 and the
+                                               # dashboard queries (bench/peers.py)
 
 Prints one table (figure, measured, target, met) and writes it as Markdown to
 ``bench/results/latest.md`` (git-ignored). Everything runs on 127.0.0.1.
@@ -310,6 +312,9 @@ def bench_records(
             stored = conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
         if stored != pages * PAGE_RECORDS:
             sys.exit(f"bench: stored {stored} records, expected {pages * PAGE_RECORDS}")
+        table = peers.data_table(db)  # spec §15, when this syncctl keeps data tables
+        if table and peers._one(db, f"SELECT count(*) FROM {table}")[0] != stored:
+            sys.exit(f"bench: the data table {table} does not hold the {stored} records")
         if record:
             samples.add(f"sync {pages} pages", result)
 
@@ -369,6 +374,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (~1.5 minutes)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (for debugging)")
     parser.add_argument("--reads-only", action="store_true", help="only the idle tick and the reads")
+    parser.add_argument("--peers-only", action="store_true",
+                        help="only the records beside their peers, the 304 and the dashboard queries (spec §14, §18)")
     parser.add_argument("--postgres", action="store_true",
                         help="also spec §14's PostgreSQL row: 2,000 due, three run-due vs one (needs postgresql)")
     args = parser.parse_args()
@@ -388,18 +395,23 @@ def main() -> None:
     try:
         db = work / "big.db"
         dataset.copy_db(big, db)
-        log(f"reads and idle tick: {reads_reps} interleaved repetitions")
-        reads = bench_reads(syncctl, env, db, reads_reps, scratch)
-        if args.reads_only:
-            _report_reads(reads)
-            return
+        reads = due = records = None
+        if not args.peers_only:
+            log(f"reads and idle tick: {reads_reps} interleaved repetitions")
+            reads = bench_reads(syncctl, env, db, reads_reps, scratch)
+            if args.reads_only:
+                _report_reads(reads)
+                return
+            log(
+                f"throughput: {DUE} due, {SLOW_SECONDS * 1000:.0f} ms each, --concurrency {CONCURRENCY}, {due_reps} reps"
+            )
+            due = bench_throughput(syncctl, env, source, work, due_reps, scratch)
+            log(f"records: 20 pages x {reps_text(rec_reps)}, {big_pages} pages x {reps_text(big_reps)}")
+            records = bench_records(syncctl, env, source, work, rec_reps, big_reps, big_pages, scratch)
         log(
-            f"throughput: {DUE} due, {SLOW_SECONDS * 1000:.0f} ms each, --concurrency {CONCURRENCY}, {due_reps} reps"
+            "records beside the floors, dlt and curl | sqlite-utils, a 304 beside the idle tick,"
+            f" dashboard queries (spec §14, §18): {max(rec_reps, 5)} runs"
         )
-        due = bench_throughput(syncctl, env, source, work, due_reps, scratch)
-        log(f"records: 20 pages x {reps_text(rec_reps)}, {big_pages} pages x {reps_text(big_reps)}")
-        records = bench_records(syncctl, env, source, work, rec_reps, big_reps, big_pages, scratch)
-        log(f"records beside the floor and dlt, and a 304 beside the idle tick (spec §14): {max(rec_reps, 5)} runs")
         side = peers.bench_records_peers(
             run, check, Samples(), syncctl, env, source.base, work, db, max(rec_reps, 5), reads_reps, scratch, log
         )
@@ -412,11 +424,49 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    rows = read_rows(reads)
-    idle = reads.median("run-due")
+    rows = [] if args.peers_only else read_rows(reads) + other_rows(due, records, big_pages, reads.median("run-due"))
+    if postgres is not None:
+        one, three = postgres.median("postgres: 1 run-due"), postgres.median("postgres: 3 run-due")
+        rows.append(Row(
+            f"PostgreSQL: {PG_DUE:,} due, 3 × `run-due --concurrency {CONCURRENCY}` / 1 × (each synced once)",
+            f"1/{one / three:.2f} ({three:.2f} s vs {one:.2f} s)",
+            "≤ 1/2.5",
+            one / three >= 2.5,
+        ))
+    rows += peers.rows(side, Row)
+    measured = [s for s in (reads, due, records, side.samples, postgres) if s is not None]
+    detail = [
+        f"- `{name}`: median {ms(samples.median(name))}, range {samples.spread(name)}"
+        for samples in measured
+        for name in samples.runs
+    ] + peers.detail(side)
+    body = "\n".join(
+        [
+            f"# syncctl benchmark ({'quick' if args.quick else 'full'}{', peers only' if args.peers_only else ''})"
+            f" — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+            "",
+            table(rows),
+            "",
+            "Machine: " + "  \n".join(machine()),
+            "",
+            "Medians of interleaved whole-process runs after a warm-up:",
+            "",
+            *detail,
+            "",
+            f"(bench took {time.perf_counter() - started:.0f} s)",
+            "",
+        ]
+    )
+    (RESULTS / "latest.md").write_text(body)
+    sys.stdout.write(body)
+    log(f"written to {RESULTS / 'latest.md'}")
+
+
+def other_rows(due: Samples, records: Samples, big_pages: int, idle: float) -> list[Row]:
+    """The throughput and records rows (spec §8)."""
     wall, curl = due.median("run-due 500"), due.median("xargs curl")
     ideal = DUE * SLOW_SECONDS / CONCURRENCY + idle
-    rows += [
+    rows = [
         Row(
             f"throughput: `run-due --concurrency {CONCURRENCY}`, {DUE} due / ideal ({ideal:.2f} s)",
             f"{wall / ideal:.2f}× ({wall:.2f} s)",
@@ -458,39 +508,7 @@ def main() -> None:
             growth < 0.2,
         ),
     ]
-    if postgres is not None:
-        one, three = postgres.median("postgres: 1 run-due"), postgres.median("postgres: 3 run-due")
-        rows.append(Row(
-            f"PostgreSQL: {PG_DUE:,} due, 3 × `run-due --concurrency {CONCURRENCY}` / 1 × (each synced once)",
-            f"1/{one / three:.2f} ({three:.2f} s vs {one:.2f} s)",
-            "≤ 1/2.5",
-            one / three >= 2.5,
-        ))
-    rows += peers.rows(side, Row)
-    detail = [
-        f"- `{name}`: median {ms(samples.median(name))}, range {samples.spread(name)}"
-        for samples in (reads, due, records, side.samples, *([postgres] if postgres else []))
-        for name in samples.runs
-    ]
-    body = "\n".join(
-        [
-            f"# syncctl benchmark ({'quick' if args.quick else 'full'}) — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-            "",
-            table(rows),
-            "",
-            "Machine: " + "  \n".join(machine()),
-            "",
-            "Medians of interleaved whole-process runs after a warm-up:",
-            "",
-            *detail,
-            "",
-            f"(bench took {time.perf_counter() - started:.0f} s)",
-            "",
-        ]
-    )
-    (RESULTS / "latest.md").write_text(body)
-    sys.stdout.write(body)
-    log(f"written to {RESULTS / 'latest.md'}")
+    return rows
 
 
 def read_rows(reads: Samples) -> list[Row]:

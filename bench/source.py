@@ -26,19 +26,22 @@ PAGE_SIZE = 10_000
 MAX_PAGES = 1_000
 
 _RECORD = (
-    b'{"id":%d,"name":"record %d","status":"active","score":%d.5,"tags":["alpha","beta"],'
+    b'{"id":%d,"name":"record %d","status":"%s","score":%d.5,"tags":["alpha","beta"],'
     b'"owner":{"id":%d,"email":"owner@example.com"},"updated_at":"2026-11-22T10:15:00.000Z"}'
 )
+# Four statuses of one length (the pages stay the same size): a column with few distinct
+# values for the dashboard queries' GROUP BY (bench/dashboard.py).
+STATUSES = (b"active", b"paused", b"closed", b"queued")
 _PAGE = b"[" + b",".join([_RECORD] * PAGE_SIZE) + b"]"
 ETAG = '"bench-1"'
-_ETAG_BODY = b"[" + b",".join(_RECORD % (n, n, n % 1000, n % 97) for n in range(1, 101)) + b"]"
+_ETAG_BODY = b"[" + b",".join(_RECORD % (n, n, STATUSES[n % 4], n % 1000, n % 97) for n in range(1, 101)) + b"]"
 
 
 def page_body(page: int) -> bytes:
     first = (page - 1) * PAGE_SIZE + 1
     values = []
     for n in range(first, first + PAGE_SIZE):
-        values += (n, n, n % 1000, n % 97)
+        values += (n, n, STATUSES[n % 4], n % 1000, n % 97)
     return _PAGE % tuple(values)
 
 
