@@ -1,9 +1,12 @@
 -- syncctl database schema: the one source of truth.
 --
 -- The file is a sequence of numbered steps. Each "-- step N" section is applied once, in
--- order, in its own transaction, and PRAGMA user_version records the last step applied.
--- A fresh database runs every step; an older one runs the steps it has not seen yet.
--- Never edit a released step: add a new one at the end.
+-- order of its number, in its own transaction (with what the code does for that step
+-- besides its SQL: store.Store._after_step). The table schema_steps lists the steps a
+-- database has (numbers are reserved as work starts, so step 5 may land before step 4);
+-- PRAGMA user_version holds the highest, and a database whose version is newer than this
+-- file's last step is refused. A fresh database runs every step; an older one runs the
+-- steps it lacks. Never edit a released step: add a new one at the end.
 
 -- step 1
 CREATE TABLE integrations (

@@ -12,7 +12,7 @@ from typing import Any
 
 from syncctl.config import IntegrationConfig
 from syncctl.errors import SyncError
-from syncctl.records import has_key, lookup
+from syncctl.records import has_key, hashed_warning, lookup, whole_body_warning
 
 CHECK_TIMEOUT = 120.0  # seconds for the whole dry run
 _NEXT_URL_FIELDS = ("next_url", "next", "nextUrl", "next_page_url", "links.next", "paging.next", "meta.next")
@@ -123,20 +123,14 @@ def _judge(report: CheckReport, config: IntegrationConfig) -> None:
     if report.error is not None:
         return
     if report.records_at is None and report.other_arrays:
-        path, length = report.other_arrays[0]
-        report.problems.append(Problem(
-            f"the body is an object stored as one record, but it holds an array of {length} objects at {path!r}",
-            f"--records-path {path}",
-        ))
+        report.problems.append(Problem(*whole_body_warning(*report.other_arrays[0])))
     elif report.records and report.records_with_key < report.records:
         records = report.first_records
         candidates = [k for k in _KEY_CANDIDATES if records and all(has_key(r, k) for r in records)]
         missing = report.records - report.records_with_key
-        report.problems.append(Problem(
-            f"{missing} of {report.records} records lack the key field {config.key!r}: they would be keyed "
-            "by a hash of their content (a changed record is stored again)",
-            f"--key {candidates[0]}" if candidates else "--key FIELD",
-        ))
+        report.problems.append(Problem(*hashed_warning(
+            missing, config.key, of=report.records, candidate=candidates[0] if candidates else None
+        )))
     detected = report.detected_pagination
     if detected and not config.pagination.paginated:
         report.problems.append(Problem(f"the response points at a next page ({detected})", f"--paginate {detected}"))

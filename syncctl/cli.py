@@ -24,6 +24,8 @@ from syncctl.config import (
 from syncctl.errors import BusyError, SyncctlError, UsageError
 from syncctl.models import SyncLog
 from syncctl.schedule import (
+    SYNC_TIMEOUT,
+    checked_sync_timeout,
     format_interval,
     parse_age,
     parse_duration,
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="syncctl",
-    help="Keep dashboard data fresh: sync HTTP/JSON APIs into SQLite, from cron.",
+    help="Keep dashboard data fresh: sync HTTP/JSON APIs into SQLite or PostgreSQL, from cron.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -508,12 +510,13 @@ def resume(ctx: typer.Context, names: NamesArg = None, all_: AllOption = False) 
 
 # -- syncing -------------------------------------------------------------------------------
 
+SyncTimeoutOption = Annotated[float, typer.Option(metavar="SECONDS", help="Seconds one sync may take in all.")]
+
 
 def _settings(sync_timeout: float, max_rps: float | None = None) -> SyncSettings:
     from syncctl.engine import SyncSettings
 
-    if not 0 < sync_timeout <= 86400:
-        raise UsageError(f"invalid --sync-timeout {sync_timeout:g}", "use a number of seconds up to 86400")
+    checked_sync_timeout(sync_timeout)
     limiter = None
     if max_rps is not None:
         if not 0 < max_rps <= 100_000:
@@ -529,9 +532,7 @@ def sync(
     ctx: typer.Context,
     names: NamesArg = None,
     all_: AllOption = False,
-    sync_timeout: Annotated[
-        float, typer.Option(metavar="SECONDS", help="Seconds one sync may take in all.")
-    ] = 300.0,
+    sync_timeout: SyncTimeoutOption = SYNC_TIMEOUT,
     allow_mass_delete: Annotated[
         bool, typer.Option("--allow-mass-delete", help="This once, delete more than --max-delete allows.")
     ] = False,
@@ -583,9 +584,7 @@ def run_due(
     max_rps: Annotated[
         float | None, typer.Option(metavar="RPS", help="Requests per second, all syncs together.")
     ] = None,
-    sync_timeout: Annotated[
-        float, typer.Option(metavar="SECONDS", help="Seconds one sync may take in all.")
-    ] = 300.0,
+    sync_timeout: SyncTimeoutOption = SYNC_TIMEOUT,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print a summary and notes.")] = False,
     ping: Annotated[
         str | None,
@@ -770,7 +769,7 @@ def health(
     json_: JsonOption = False,
     sync_timeout: Annotated[
         float, typer.Option(metavar="SECONDS", help="run-due's --sync-timeout (a run-due is stuck after 2× this + 5m).")
-    ] = 300.0,
+    ] = SYNC_TIMEOUT,
 ) -> None:
     """A Nagios/Icinga-style check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
@@ -780,8 +779,7 @@ def health(
     from syncctl import health as rules
     from syncctl.errors import DatabaseError
 
-    if not 0 < sync_timeout <= 86400:
-        raise UsageError(f"invalid --sync-timeout {sync_timeout:g}", "use a number of seconds up to 86400")
+    checked_sync_timeout(sync_timeout)
     state = _state(ctx)
     now = _now()
     try:

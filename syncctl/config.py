@@ -16,7 +16,13 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 from syncctl.errors import UsageError
 from syncctl.records import lookup
 from syncctl.schedule import MAX_INTERVAL, MIN_INTERVAL, parse_duration
-from syncctl.secrets import check_references, header_problem, is_credential_name, suggested_variable
+from syncctl.secrets import (
+    check_references,
+    header_problem,
+    holds_reference,
+    is_credential_name,
+    suggested_variable,
+)
 from syncctl.settings import SETTINGS
 
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -83,7 +89,7 @@ class Pagination:
         args = rest.split(":") if rest else []
         kind = _PAGINATIONS.get(mode)
         if kind is None or len(args) != kind.arity or not all(a.strip() for a in args):
-            raise UsageError(f"invalid pagination {text!r}", f"use {PAGINATE_HELP}")
+            raise UsageError(f"invalid --paginate {text!r}", f"use {PAGINATE_HELP}")
         return kind(*args)
 
     arity: ClassVar[int] = 0
@@ -353,7 +359,7 @@ def _check_text(text: str | None, what: str) -> None:
 def _refuse_literal_secret(name: str, value: str, what: str) -> None:
     """A credential (by its name, see secrets.is_credential_name) only as a reference:
     a literal value would put a secret in the database."""
-    if value and "${" not in value and is_credential_name(name):
+    if value and not holds_reference(value) and is_credential_name(name):
         variable = suggested_variable(name)
         if what == "header":
             scheme = value.split()[0] if len(value.split()) > 1 and value.split()[0].isalpha() else ""
@@ -380,9 +386,9 @@ def validate_url(url: str) -> str:
         raise UsageError(f"invalid URL {url!r}: {exc}", hint) from None
     if parts.scheme not in ("http", "https"):
         raise UsageError(f"invalid URL {url!r}: the scheme must be http or https", hint)
-    if not parts.hostname or "${" in parts.netloc.split("@")[-1]:
+    if not parts.hostname or holds_reference(parts.netloc.split("@")[-1]):
         raise UsageError(f"invalid URL {url!r}: no host", hint)
-    if parts.password and "${" not in parts.password:
+    if parts.password and not holds_reference(parts.password):
         raise UsageError(
             "the URL holds a password; syncctl stores secrets only as ${VAR} references",
             "write it as https://user:${API_PASSWORD}@host/… or use a header",

@@ -16,7 +16,7 @@ from syncctl import liveness
 from syncctl.errors import DatabaseError, SyncctlError, SyncError
 from syncctl.health import resume_hint
 from syncctl.models import Integration, Status, SyncLog, SyncResult, Trigger
-from syncctl.schedule import RETRY_BASE_SECONDS, Plan, plan_after_sync
+from syncctl.schedule import RETRY_BASE_SECONDS, SYNC_TIMEOUT, Plan, plan_after_sync
 from syncctl.store import Store
 from syncctl.store_records import TableWrite
 
@@ -35,7 +35,7 @@ INTERRUPTED_HINT = (
 class SyncSettings:
     """What every sync in one command shares."""
 
-    sync_timeout: float = 300.0
+    sync_timeout: float = SYNC_TIMEOUT
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     clock: Callable[[], datetime] | None = None
     rng: random.Random = field(default_factory=random.Random)
@@ -83,19 +83,14 @@ class SyncNotes:
 
     def warning(self, integration: Integration, connector: Connector) -> str | None:
         """The hint a SUCCESS log carries, or None."""
+        from syncctl.records import hashed_warning, whole_body_warning
+
         name, config = integration.name, integration.config
         found = []
         if self.whole_body_arrays:
-            path, length = self.whole_body_arrays[0]
-            found.append(
-                f"warning: each page was stored as one record, but the body holds an array of "
-                f"{length} objects at {path!r}: syncctl edit {name} --records-path {path}"
-            )
+            found.append(_warning(name, *whole_body_warning(*self.whole_body_arrays[0])))
         if self.hashed:
-            found.append(
-                f"warning: {self.hashed} records lack the key field {config.key!r} and were keyed by "
-                f"a hash of their content (a changed record is stored again): syncctl edit {name} --key FIELD"
-            )
+            found.append(_warning(name, *hashed_warning(self.hashed, config.key)))
         if self.table is not None and self.table.changes and not self.table.created:
             from syncctl.tables import describe
 
@@ -109,6 +104,11 @@ class SyncNotes:
                 f"syncctl edit {name} --max-pages N"
             )
         return "; ".join(found) or None
+
+
+def _warning(name: str, problem: str, option: str) -> str:
+    """A SUCCESS log's warning: what is wrong, and the edit that fixes it."""
+    return f"warning: {problem}: syncctl edit {name} {option}"
 
 
 def interrupted_by(signal_name: str | None) -> tuple[str, str]:

@@ -16,6 +16,7 @@ from enum import Enum
 from syncctl import errors, runlock
 from syncctl.models import Integration
 from syncctl.runlock import Holder
+from syncctl.schedule import SYNC_TIMEOUT
 from syncctl.timeutil import human_duration, human_relative
 
 NO_TICK_AFTER = timedelta(minutes=3)
@@ -126,6 +127,20 @@ def resume_hint(name: str, sync_hint: str | None) -> str:
     return f"{fix}; {then}" if fix else f"fix the cause, {then}"
 
 
+def staleness(integration: Integration, now: datetime) -> tuple[str, str]:
+    """How freshness is worded everywhere (list, show, health, notifications): since when
+    (``last success 3h ago``) and the limit (``45m``). Only for an integration that can go
+    stale (``stale_at`` set)."""
+    basis = integration.last_success_at or integration.created_at
+    limit = human_duration((integration.stale_at - basis).total_seconds())  # type: ignore[operator]
+    since = (
+        f"last success {human_relative(integration.last_success_at, now)}"
+        if integration.last_success_at
+        else f"no successful sync since it was added {human_relative(integration.created_at, now)}"
+    )
+    return since, limit
+
+
 def integration_problem(integration: Integration, now: datetime) -> Problem | None:
     """The one problem an integration has now, most urgent first: disabled, paused for
     more than 7 days, stale, failing. A pause is the admin's decision: a paused
@@ -148,13 +163,7 @@ def integration_problem(integration: Integration, now: datetime) -> Problem | No
             i.disabled_at,
         )
     if i.is_stale(now):
-        basis = i.last_success_at or i.created_at
-        limit = human_duration((i.stale_at - basis).total_seconds())  # type: ignore[operator]
-        since = (
-            f"last success {human_relative(i.last_success_at, now)}"
-            if i.last_success_at
-            else f"no successful sync since it was added {human_relative(i.created_at, now)}"
-        )
+        since, limit = staleness(i, now)
         if i.consecutive_failures and i.last_error:
             hint = f"it is failing: {i.last_error}" + (f" ({i.last_hint})" if i.last_hint else "")
         elif i.state == "manual":
@@ -179,7 +188,7 @@ def check(
     integrations: list[Integration],
     last_tick_at: datetime | None,
     holder: Holder | None,
-    sync_timeout: float = 300.0,
+    sync_timeout: float = SYNC_TIMEOUT,
 ) -> Report:
     """The health check: every problem, run-due's first, then integrations by name."""
     problems = [

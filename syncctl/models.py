@@ -23,6 +23,9 @@ class Status(str, Enum):
     FAILED = "FAILED"
 
 
+UNFINISHED_STATUSES = (Status.PENDING, Status.RUNNING)  # a sync not finished (sql.UNFINISHED)
+
+
 class Trigger(str, Enum):
     """What started a sync, stored verbatim."""
 

@@ -180,6 +180,29 @@ def _storable(record: Any, key: str) -> tuple[str, str]:
     return key, data
 
 
+# -- what makes a success look wrong (spec §11: warnings, and check's problems) -----------
+
+
+def whole_body_warning(path: str, length: int) -> tuple[str, str]:
+    """(what is wrong, the option that fixes it): an object body taken as one record
+    while it holds an array of objects."""
+    return (
+        f"the body is an object stored as one record, but it holds an array of {length} objects at {path!r}",
+        f"--records-path {path}",
+    )
+
+
+def hashed_warning(missing: int, key_field: str, of: int | None = None, candidate: str | None = None) -> tuple[str, str]:
+    """(what is wrong, the option that fixes it): records without their key field, keyed
+    by a hash of their content."""
+    counted = f"{missing} of {of} records lack" if of is not None else f"{missing} records lack"
+    return (
+        f"{counted} the key field {key_field!r} and are keyed by a hash of their content (a changed record is "
+        "stored again)",
+        f"--key {candidate or 'FIELD'}",
+    )
+
+
 # -- incremental cursors -----------------------------------------------------------------
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")

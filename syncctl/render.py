@@ -416,13 +416,9 @@ def freshness(integration: Integration, now: datetime) -> str:
     """``stale: last success 3h ago (max staleness 45m)`` or ``fresh (…)`` for ``show``."""
     if integration.stale_at is None:
         return "never stale (manual only; set --max-staleness to watch it)"
-    basis = integration.last_success_at or integration.created_at
-    limit = human_duration((integration.stale_at - basis).total_seconds())
-    since = (
-        f"last success {human_relative(integration.last_success_at, now)}"
-        if integration.last_success_at
-        else f"no success since it was added {human_relative(integration.created_at, now)}"
-    )
+    from syncctl.health import staleness
+
+    since, limit = staleness(integration, now)
     if integration.is_stale(now):
         return _styled(f"stale: {since} (max staleness {limit})", "red")
     return f"fresh: {since} (stale after {limit} without a success)"

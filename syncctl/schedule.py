@@ -198,3 +198,18 @@ def plan_on_new_interval(
     if last_sync_at is None:
         return first_slot(now)
     return first_slot(max(last_sync_at + timedelta(seconds=interval), now))
+
+
+# -- how long one sync may take ---------------------------------------------------------------
+
+SYNC_TIMEOUT = 300.0  # seconds: run-due's, sync's and health's --sync-timeout default
+MAX_SYNC_TIMEOUT = 86400.0
+
+
+def checked_sync_timeout(seconds: float) -> float:
+    """``--sync-timeout`` as given, if it is one (UsageError, exit 2, if not)."""
+    from syncctl.errors import UsageError
+
+    if not 0 < seconds <= MAX_SYNC_TIMEOUT:
+        raise UsageError(f"invalid --sync-timeout {seconds:g}", f"use a number of seconds up to {MAX_SYNC_TIMEOUT:g}")
+    return seconds

@@ -25,6 +25,17 @@ from syncctl.errors import SyncError, UsageError
 VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ANY_REFERENCE = re.compile(r"\$\{([^}]*)\}")  # to name a malformed one in the refusal
+_ONLY_REFERENCES = re.compile(rf"(?:{REFERENCE.pattern})+")
+
+
+def holds_reference(text: str) -> bool:
+    """Does ``text`` refer to a variable (``${VAR}``), so that no secret is in it?"""
+    return REFERENCE.search(text) is not None
+
+
+def only_references(text: str) -> bool:
+    """Is ``text`` nothing but ``${VAR}`` references (a password given as one)?"""
+    return _ONLY_REFERENCES.fullmatch(text) is not None
 
 
 def uses_secret(template: str) -> bool:

@@ -35,8 +35,9 @@ from syncctl import liveness
 from syncctl.config import IntegrationConfig
 from syncctl.dialect import Dialect, quote
 from syncctl.errors import DatabaseError, UsageError
-from syncctl.models import Integration, Status, SyncLog, Trigger, dumps
+from syncctl.models import UNFINISHED_STATUSES, Integration, Status, SyncLog, Trigger, dumps
 from syncctl.schedule import Plan, first_slot
+from syncctl.sql import DUE
 from syncctl.sql import UNFINISHED as _UNFINISHED
 from syncctl.store_notify import NotifyStore
 from syncctl.store_records import RecordStore
@@ -159,7 +160,7 @@ _END_LOG = (
 # claim_next_due's pick: the oldest due integration without an unfinished log. Its
 # dialect fills in how ids are passed over and how the row is locked.
 _NEXT_DUE = (  # after integrations_sql(...): the row claim_next_due starts
-    " WHERE sync_enabled = 1 AND sync_interval IS NOT NULL AND next_sync_at <= ? AND {not_skipped}"
+    f" WHERE {DUE} AND {{not_skipped}}"
     " AND NOT EXISTS (SELECT 1 FROM sync_logs l WHERE l.integration_id = integrations.id"
     f" AND l.{_UNFINISHED}) ORDER BY next_sync_at LIMIT 1{{lock}}"
 )
@@ -590,8 +591,7 @@ class Store(RecordStore, NotifyStore):
     def due_integrations(self, now: datetime) -> list[Integration]:
         """Enabled, scheduled and ``next_sync_at <= now``: oldest slot first (index-only)."""
         rows = self._query(
-            f"{self.INTEGRATIONS} WHERE sync_enabled = 1 AND sync_interval IS NOT NULL"
-            " AND next_sync_at <= ? ORDER BY next_sync_at",
+            f"{self.INTEGRATIONS} WHERE {DUE} ORDER BY next_sync_at",
             [format_ts(now)],
         )
         return [_row_to_integration(r) for r in rows]
@@ -621,13 +621,10 @@ class Store(RecordStore, NotifyStore):
             integration = self.get_by_id(integration_id)
             if integration is None:
                 return None
-            if not manual and not (
-                integration.sync_enabled
-                and integration.sync_interval is not None
-                and integration.next_sync_at is not None
-                and integration.next_sync_at <= now
-            ):
-                return None
+            if not manual and self.conn.execute(
+                f"SELECT 1 FROM integrations WHERE id = ? AND {DUE}", (integration_id, format_ts(now))
+            ).fetchone() is None:
+                return None  # no longer due (another run synced it, an admin paused it)
             trigger = Trigger.MANUAL if manual else _scheduled_trigger(integration)
             log_id = self._insert_running_log(integration, trigger, now=now, pid=pid, owner=owner)
             if log_id is None:
@@ -710,8 +707,7 @@ class Store(RecordStore, NotifyStore):
     def has_due(self, now: datetime) -> bool:
         """Is anything due? One index probe: what an idle tick asks before starting a pool."""
         return self.conn.execute(
-            "SELECT 1 FROM integrations WHERE sync_enabled = 1 AND sync_interval IS NOT NULL"
-            " AND next_sync_at <= ? LIMIT 1",
+            f"SELECT 1 FROM integrations WHERE {DUE} LIMIT 1",
             [format_ts(now)],
         ).fetchone() is not None
 
@@ -809,7 +805,7 @@ class Store(RecordStore, NotifyStore):
         finished, or None when it was already finished and nothing changed. A read and a
         write here; a dialect may do it in one statement."""
         log = self.history_entry(log_id)
-        if log is None or log.status not in (Status.RUNNING, Status.PENDING):
+        if log is None or log.status not in UNFINISHED_STATUSES:
             return None
         ended = ended_log(log, values)
         self.conn.execute(_END_LOG.format(duration=":duration") + " WHERE id = :id",
@@ -865,7 +861,7 @@ class Store(RecordStore, NotifyStore):
             for (integration_id,) in candidates:
                 count = self.conn.execute(
                     "DELETE FROM sync_logs WHERE integration_id = ? AND started_at < ?"
-                    " AND status NOT IN ('PENDING', 'RUNNING') AND id NOT IN"
+                    f" AND NOT ({_UNFINISHED}) AND id NOT IN"
                     " (SELECT id FROM sync_logs WHERE integration_id = ? ORDER BY id DESC LIMIT ?)",
                     (integration_id, stamp, integration_id, keep),
                 ).rowcount

@@ -33,6 +33,7 @@ from syncctl import store as base
 from syncctl.dialect import POSTGRES
 from syncctl.errors import DatabaseError, UsageError
 from syncctl.models import Integration, SyncLog, dumps
+from syncctl.secrets import only_references
 from syncctl.sql import UNFINISHED, UPSERT_RECORD_SQL
 from syncctl.store_records import KEEP, cursor_json
 from syncctl.timeutil import format_ts, parse_ts
@@ -41,7 +42,6 @@ ADVISORY_LOCK = 0x53594E43  # "SYNC": held while one host migrates the schema
 CONNECT_TIMEOUT = 10  # seconds to reach the server, unless the URL says otherwise
 IDLE_IN_TRANSACTION = "60s"  # a host stopped inside a transaction releases its row locks
 _TIME = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-_ONLY_REFERENCES = re.compile(r"(?:\$\{[A-Za-z_][A-Za-z0-9_]*\})+")
 
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
@@ -112,7 +112,7 @@ class Target:
         self.port = str(port or query.get("port") or env.get("PGPORT") or 5432)
         self.dbname = unquote(parts.path.lstrip("/")) or query.get("dbname") or env.get("PGDATABASE") or self.user
         self.label = f"{self.user}@{self.host}:{self.port}/{self.dbname}"
-        literal = parts.password is not None and not _ONLY_REFERENCES.fullmatch(parts.password)
+        literal = parts.password is not None and not only_references(parts.password)
         if literal or "password" in query:
             raise UsageError(
                 f"the database URL {self.label} holds a password in plain text (refused: it would "

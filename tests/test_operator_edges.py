@@ -42,15 +42,16 @@ def failing_integration(cli, name: str = LONG_ERROR_NAME) -> None:
 def test_at_80_columns_list_and_history_keep_every_column_and_the_whole_error(cli, db_path):
     failing_integration(cli)
 
-    for command in (("list",), ("history",)):
-        screen = on_terminal(db_path, *command)
+    # The whole error and the hint for the state are there, wrapped under the row: list
+    # tells how to resume the disabled integration, history the log's own hint.
+    for command, hint in (("list", f"syncctl resume {LONG_ERROR_NAME}"), ("history", "hint: is the service running?")):
+        screen = on_terminal(db_path, command)
         lines = screen.splitlines()
         assert all(len(line) <= 80 for line in lines), screen
         assert "…" not in lines[0], screen  # no header cut short
         joined = " ".join(line.strip() for line in lines)
-        # The whole error and its hint are there, wrapped under the row.
         assert "connection refused by 127.0.0.1" in joined, screen
-        assert "syncctl resume" in joined or "hint:" in joined, screen
+        assert hint in joined.replace("- ", "-"), f"{command} must show the hint {hint!r}: {screen}"
     history = on_terminal(db_path, "history").splitlines()
     assert history[0].split() == ["ID", "INTEGRATION", "STATUS", "TRIGGER", "STARTED", "DURATION", "RECORDS"]
 
