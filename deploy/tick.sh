@@ -23,6 +23,14 @@ if [ "${1:-}" = "--health" ]; then
     exit $?
 fi
 
+# Provisioned from a file (spec §17): a mounted /etc/syncctl/integrations.toml is applied
+# at start, so the integrations and notification targets are what the file says. A file
+# that does not apply stops the container with its one-line reason.
+manifest="${SYNCCTL_MANIFEST:-/etc/syncctl/integrations.toml}"
+if [ -f "$manifest" ]; then
+    syncctl apply "$manifest" || exit $?
+fi
+
 stop() {
     trap '' TERM INT
     kill -TERM 0 2>/dev/null  # every run-due of ours (and the sleep): our process group

@@ -54,7 +54,7 @@ app = typer.Typer(
 
 # The commands that create the database when it is missing (spec §2). Every other one
 # refuses a missing file (exit 3): a crontab line with a mistyped path must be loud.
-CREATES_DATABASE = frozenset({"add", "apply"})  # apply: a host provisioned from its file alone
+CREATES_DATABASE = frozenset({"add"})
 
 
 @dataclass
@@ -299,9 +299,15 @@ def apply(
     transaction, and print the plan carried out (+ created, ~ changed, - removed).
     Paused, disabled, failures, next sync and cursors are left alone."""
     document = _read_manifest(file)
-    store = _state(ctx).store()
-    _recover(store)
-    plan = manifest.plan_for(store, document, prune=prune)
+    state = _state(ctx)
+    if dry_run and isinstance(state.db_path, Path) and not state.db_path.exists():
+        plan = manifest.plan({}, {n: d.form() for n, d in document.integrations.items()}, prune=prune,
+                             file_targets={u: t.form() for u, t in document.targets.items()})  # fmt: skip
+        store = None  # a dry run creates no database: the plan is against an empty one
+    else:
+        store = state.store(create=True)  # a host provisioned from its file alone
+        _recover(store)
+        plan = manifest.plan_for(store, document, prune=prune)
     if plan.remove and not dry_run and not yes:
         if not (render.is_terminal(sys.stdin) and render.is_terminal(sys.stderr)) or file == "-":
             raise UsageError(
@@ -310,7 +316,7 @@ def apply(
             )
         if not typer.confirm(f"Remove {', '.join(plan.remove)} with their logs and records?", err=True):
             raise typer.Exit(1)
-    if not dry_run and not plan.empty:
+    if not dry_run and not plan.empty and store is not None:
         manifest.carry_out(store, document, plan, _now())
     if json_:
         render.print_json({**plan.to_json(), "dry_run": dry_run})

@@ -197,16 +197,17 @@ def export(integrations: list[Integration], targets: list[dict[str, Any]]) -> st
     document: dict[str, Any] = {}
     if integrations:
         document["integrations"] = {i.name: entry(from_database(i)) for i in sorted(integrations, key=lambda i: i.name)}
-    if targets:
-        document["notify"] = []
-        for target in sorted(targets, key=lambda t: (t["url"], t["id"])):
-            item: dict[str, Any] = {"url": target["url"]}
-            if tuple(target["events"]) != DEFAULT_EVENTS:
-                item["events"] = list(target["events"])
-            if target["after"] != 1:
-                item["after"] = target["after"]
-            document["notify"].append(item)
-    return tomli_w.dumps(document)
+    text = tomli_w.dumps(document)
+    # [[notify]] entries, one table each (tomli-w would write short ones inline), one per
+    # URL: targets are matched by URL, so a duplicate added by hand is the same target.
+    for target in sorted(_targets_by_url(targets).values(), key=lambda t: t["url"]):
+        item: dict[str, Any] = {"url": target["url"]}
+        if tuple(target["events"]) != DEFAULT_EVENTS:
+            item["events"] = list(target["events"])
+        if target["after"] != 1:
+            item["after"] = target["after"]
+        text += ("\n" if text else "") + "[[notify]]\n" + tomli_w.dumps(item)
+    return text
 
 
 # -- the plan (pure) ------------------------------------------------------------------------
@@ -307,7 +308,7 @@ def plan_for(store: Store, document: Document, *, prune: bool) -> Plan:
 
 def _targets_by_url(targets: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
-    for target in targets:
+    for target in sorted(targets, key=lambda t: t["id"]):
         found.setdefault(target["url"], target)  # the first of duplicates added by hand
     return found
 

@@ -210,3 +210,35 @@ def test_the_compose_file_is_valid_and_runs_two_workers_on_postgresql():
     assert "- syncctl-tick" in config and "- --health" in config
     # `up --build` builds the image from the checkout itself, as `docker build` does.
     assert f"context: {ROOT}\n" in config and "dockerfile: deploy/Containerfile" in config
+
+
+def test_the_container_is_provisioned_from_a_mounted_file_alone(image, pg_url, tmp_path):
+    manifest = tmp_path / "integrations.toml"
+    manifest.write_text('[integrations.items]\nurl = "http://127.0.0.1:9/items"\ninterval = "15m"\n\n'
+                        '[[notify]]\nurl = "json://127.0.0.1:9/hook"\nevents = ["failing"]\n')
+    mount = ["-v", f"{manifest}:/etc/syncctl/integrations.toml:ro,Z"]
+    name = f"syncctl-provisioned-{uuid.uuid4().hex[:8]}"
+    podman("run", "-d", "--name", name, "--network", "host", *LIMITS, "-e", f"SYNCCTL_DB={pg_url}", *mount, image)
+    try:
+        listed: list = []
+        deadline = time.monotonic() + 120
+        while not listed and time.monotonic() < deadline:  # apply runs before the first tick
+            shown = podman("run", "--rm", "--no-healthcheck", "--network", "host", *LIMITS, "-e", f"SYNCCTL_DB={pg_url}",
+                           "--entrypoint", "syncctl", image, "list", "--json", check=False)
+            listed = json.loads(shown.stdout) if shown.returncode == 0 else []
+            time.sleep(0 if listed else 2)
+        exported = podman("run", "--rm", "--no-healthcheck", "--network", "host", *LIMITS, "-e", f"SYNCCTL_DB={pg_url}",
+                          "--entrypoint", "syncctl", image, "export")
+    finally:
+        podman("rm", "-f", name, check=False)
+    assert [(r["name"], r["interval_seconds"]) for r in listed] == [("items", 900)], "the file's integration"
+    assert 'events = [\n    "failing",\n]' in exported.stdout, exported.stdout  # and its notification target
+
+
+def test_a_mounted_file_that_does_not_apply_stops_the_container_with_its_reason(image, tmp_path):
+    manifest = tmp_path / "integrations.toml"
+    manifest.write_text('[integrations.items]\nurl = "http://127.0.0.1:9/items"\nintervall = "15m"\n')
+    ran = podman("run", "--rm", "--no-healthcheck", *LIMITS, "-v", f"{manifest}:/etc/syncctl/integrations.toml:ro,Z",
+                 image, check=False, timeout=120)
+    assert ran.returncode == 2, ran.stderr
+    assert "unknown key 'intervall'" in ran.stderr and "did you mean 'interval'" in ran.stderr, ran.stderr
