@@ -194,3 +194,20 @@ ALTER TABLE sync_logs ADD COLUMN schema_changes TEXT;
 -- when it is disabled; list --json, show and health give it instead of the last
 -- sync's hint, which may promise a retry that will not happen.
 ALTER TABLE integrations ADD COLUMN disabled_hint TEXT;
+
+-- step 9
+-- OAuth2 tokens (spec §16), only encrypted (syncctl.tokens): the access token and its
+-- expiry, the latest refresh token of a rotating chain, an HMAC of the refresh token the
+-- chain began with (a new one in ${VAR} wins), the key's id, and a lease held while one
+-- process asks the token endpoint (one refresh at a time, across processes and hosts).
+CREATE TABLE oauth_tokens (
+    integration_id   INTEGER PRIMARY KEY REFERENCES integrations (id) ON DELETE CASCADE,
+    key_id           TEXT,
+    seed             TEXT,
+    access_token     TEXT,
+    expires_at       TEXT,
+    refresh_token    TEXT,
+    refreshing_until TEXT,
+    refreshing_owner TEXT,
+    updated_at       TEXT    NOT NULL
+);

@@ -158,3 +158,17 @@ ALTER TABLE sync_logs ADD COLUMN schema_changes text;
 -- step 8
 -- A disabled integration's hint (see schema.sql's step 8).
 ALTER TABLE integrations ADD COLUMN disabled_hint text;
+
+-- step 9
+-- OAuth2 tokens, only encrypted (see schema.sql's step 9).
+CREATE TABLE oauth_tokens (
+    integration_id   bigint      PRIMARY KEY REFERENCES integrations (id) ON DELETE CASCADE,
+    key_id           text,
+    seed             text,
+    access_token     text,
+    expires_at       timestamptz,
+    refresh_token    text,
+    refreshing_until timestamptz,
+    refreshing_owner text,
+    updated_at       timestamptz NOT NULL
+);

@@ -41,6 +41,7 @@ class CheckReport:
     key: str = "id"
     records_with_key: int = 0
     pagination: str = "none"
+    auth: str | None = None  # how the request proved who sent it (never a token)
     detected_pagination: str | None = None
     sample: Any = None
     error: tuple[str, str | None] | None = None
@@ -52,7 +53,9 @@ class CheckReport:
         return self.error is None and not self.problems
 
 
-def run_check(url: str, config: IntegrationConfig, env: Mapping[str, str] | None = None) -> CheckReport:
+def run_check(
+    url: str, config: IntegrationConfig, env: Mapping[str, str] | None = None, tokens: Any = None
+) -> CheckReport:
     """Fetch page 1 (and 2) as a sync would, store nothing, and report."""
     from syncctl.fetch import Cancel, Connector, new_session
     from syncctl.models import dumps
@@ -65,8 +68,9 @@ def run_check(url: str, config: IntegrationConfig, env: Mapping[str, str] | None
     try:
         connector = Connector(
             url, config, session=session, secrets=secrets, deadline=time.monotonic() + CHECK_TIMEOUT,
-            cancel=Cancel(), keep_bodies=True,
+            cancel=Cancel(), keep_bodies=True, tokens=tokens,
         )
+        report.auth = connector.auth.describe() if connector.auth is not None else None
         for page in connector.pages():
             report.pages_fetched += 1
             if page.number == 1:
@@ -75,6 +79,9 @@ def run_check(url: str, config: IntegrationConfig, env: Mapping[str, str] | None
                 break
     except SyncError as exc:
         report.error = (secrets.redact(exc.message), secrets.redact(exc.hint) if exc.hint else None)
+        if report.error[1] and "{name}" in report.error[1]:
+            report.error = (report.error[0], report.error[1].replace("syncctl edit {name}", "syncctl edit NAME")
+                            .replace("{name}", "NAME"))
     except Exception as exc:  # noqa: BLE001 - a dry run reports whatever happened
         from syncctl.fetch import Cancelled
 
@@ -150,6 +157,7 @@ def report_json(report: CheckReport) -> dict[str, Any]:
         "key": report.key,
         "records_with_key": report.records_with_key,
         "pagination": report.pagination,
+        "auth": report.auth,
         "detected_pagination": report.detected_pagination,
         "sample": report.sample,
         "error": {"message": report.error[0], "hint": report.error[1]} if report.error else None,

@@ -228,13 +228,23 @@ def check(
     if (name is None) == (url is None):
         raise UsageError("check takes an integration NAME or --url URL (one of the two)",
                          "e.g. syncctl check crm, or syncctl check --url https://api.example.com/items")
+    tokens = None
     if name is not None:
-        integration = _state(ctx).store().get(name)
+        store = _state(ctx).store()
+        integration = store.get(name)
         config = build_config(integration.config.to_options().merged(given))
         target, fix = integration.url, f"syncctl edit {name}"
+        if config.auth is not None and config.auth.kind == "oauth2" and config.auth == integration.config.auth:
+            from syncctl.auth import keeper_for
+            from syncctl.errors import SyncError
+
+            try:  # the held token and the one-refresh rule, shared with syncs
+                tokens = keeper_for(integration.id, store, os.environ, {}, _now)
+            except SyncError as exc:
+                raise UsageError(exc.message, exc.hint) from None
     else:
         config, target, fix = build_config(given), validate_url(url), "add to syncctl add:"
-    report = run_check(target, config)
+    report = run_check(target, config, tokens=tokens)
     if json_:
         render.print_json(report_json(report))
     else:

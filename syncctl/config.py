@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 from syncctl.errors import UsageError
+from syncctl.models import dumps
 from syncctl.records import lookup
 from syncctl.schedule import MAX_INTERVAL, MIN_INTERVAL, parse_duration
 from syncctl.secrets import (
@@ -28,7 +29,7 @@ from syncctl.settings import SETTINGS
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-PAGINATE_HELP = "none, link, next-url:PATH, cursor:PATH:PARAM or page:PARAM"
+PAGINATE_HELP = "none, link, next-url:PATH, cursor:PATH:PARAM or page:PARAM (PARAM may be body:PATH)"
 
 
 class Deletes(str, Enum):
@@ -48,7 +49,7 @@ class PageRequest:
     the incremental PARAM); ``params`` are added to it. A followed URL is used as given."""
 
     url: str | None = None
-    params: tuple[tuple[str, str], ...] = ()
+    params: tuple[tuple[str, Any], ...] = ()  # a body:PATH name sets that field of the JSON body
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,11 @@ class Pagination:
     def parse(text: str) -> Pagination:
         mode, _, rest = text.strip().partition(":")
         args = rest.split(":") if rest else []
+        # body:DOTTED.PATH names a field of the JSON body where a query PARAM would go.
+        for i in range(len(args) - 1):
+            if args[i] == "body":
+                args[i:i + 2] = [f"body:{args[i + 1]}"]
+                break
         kind = _PAGINATIONS.get(mode)
         if kind is None or len(args) != kind.arity or not all(a.strip() for a in args):
             raise UsageError(f"invalid --paginate {text!r}", f"use {PAGINATE_HELP}")
@@ -140,7 +146,10 @@ class CursorPagination(Pagination):
         cursor = lookup(page.body, self.path) if isinstance(page.body, dict) else None
         if cursor in (None, "", False):
             return None
-        return PageRequest(None, ((self.param, str(cursor)),))
+        if isinstance(cursor, (dict, list)):  # not a cursor a query could carry: its JSON text
+            cursor = json.dumps(cursor, separators=(",", ":"))
+        # Sent as it came (a query string makes it text; a JSON body keeps its type).
+        return PageRequest(None, ((self.param, cursor),))
 
 
 @dataclass(frozen=True)
@@ -156,10 +165,10 @@ class PagePagination(Pagination):
         return f"{self.mode}:{self.param}"
 
     def first(self) -> PageRequest:
-        return PageRequest(None, ((self.param, "1"),))
+        return PageRequest(None, ((self.param, 1),))
 
     def next(self, page: PageSeen) -> PageRequest | None:
-        return None if page.empty else PageRequest(None, ((self.param, str(page.number + 1)),))
+        return None if page.empty else PageRequest(None, ((self.param, page.number + 1),))
 
 
 _PAGINATIONS: dict[str, type[Pagination]] = {
@@ -202,6 +211,52 @@ class Incremental:
         return Incremental(field_.strip(), param.strip())
 
 
+# -- authentication and request bodies (spec §16) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Auth:
+    """``--auth basic:USER:PASSWORD`` or ``--auth oauth2`` with its token endpoint and
+    client (secrets only as ${VAR})."""
+
+    kind: str  # "basic" | "oauth2"
+    user: str = ""
+    password: str = ""
+    token_url: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    scopes: tuple[str, ...] = ()
+    token_params: tuple[tuple[str, str], ...] = ()
+    client_auth: str = "basic"  # basic | body: how the client authenticates to the token endpoint
+    refresh_token: str | None = None
+
+    @property
+    def text(self) -> str:
+        return f"basic:{self.user}:{self.password}" if self.kind == "basic" else "oauth2"
+
+    @property
+    def grant(self) -> str:
+        return "refresh_token" if self.refresh_token else "client_credentials"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "user": self.user, "password": self.password, "token_url": self.token_url,
+            "client_id": self.client_id, "client_secret": self.client_secret, "scopes": list(self.scopes),
+            "token_params": [list(p) for p in self.token_params], "client_auth": self.client_auth,
+            "refresh_token": self.refresh_token,
+        }  # fmt: skip
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Auth:
+        return Auth(**{**data, "scopes": tuple(data.get("scopes") or ()),
+                       "token_params": tuple(tuple(p) for p in data.get("token_params") or ())})  # fmt: skip
+
+    def references(self) -> str:
+        """Every text of it that may refer to a ${VAR} (to learn their values)."""
+        return " ".join([self.user, self.password, self.client_id, self.client_secret, self.refresh_token or "",
+                         *(v for _, v in self.token_params)])  # fmt: skip
+
+
 # -- the typed integration config -------------------------------------------------------
 
 
@@ -227,6 +282,9 @@ class IntegrationConfig:
     max_staleness: int | None = None  # seconds; None: the default rule (issue 9)
     min_records: int = 0
     schema: str = "evolve"  # evolve | freeze: may a sync change its data table's columns?
+    auth: Auth | None = None
+    method: str = "GET"
+    body: Any = None  # the JSON body sent (POST), ${VAR} in its strings expanded at sync time
 
     @classmethod
     def from_json(cls, text: str | dict[str, Any] | None) -> IntegrationConfig:
@@ -251,6 +309,12 @@ class IntegrationConfig:
             kwargs["deletes"] = Deletes(data["deletes"])
         if data.get("schema"):
             kwargs["schema"] = data["schema"]
+        if data.get("auth"):
+            kwargs["auth"] = Auth.from_json(data["auth"])
+        if data.get("method"):
+            kwargs["method"] = data["method"]
+        if data.get("body") is not None:
+            kwargs["body"] = data["body"]
         return cls(**kwargs)
 
     def to_json(self) -> dict[str, Any]:
@@ -274,6 +338,9 @@ class IntegrationConfig:
             "max_staleness": self.max_staleness,
             "min_records": self.min_records,
             "schema": self.schema,
+            "auth": self.auth.to_json() if self.auth else None,
+            "method": self.method,
+            "body": self.body,
         }
 
     def to_options(self) -> IntegrationOptions:
@@ -300,6 +367,16 @@ class IntegrationConfig:
             max_staleness=f"{self.max_staleness}s" if self.max_staleness is not None else None,
             min_records=self.min_records,
             schema=self.schema,
+            auth=self.auth.text if self.auth else None,
+            token_url=self.auth.token_url or None if self.auth else None,
+            client_id=self.auth.client_id or None if self.auth else None,
+            client_secret=self.auth.client_secret or None if self.auth else None,
+            scope=list(self.auth.scopes) if self.auth else [],
+            token_param=[f"{k}={v}" for k, v in self.auth.token_params] if self.auth else [],
+            client_auth=self.auth.client_auth if self.auth and self.auth.kind == "oauth2" else None,
+            refresh_token=self.auth.refresh_token if self.auth else None,
+            method=self.method,
+            body=dumps(self.body) if self.body is not None else None,
         )
 
 
@@ -422,6 +499,102 @@ def _parse_deletes(text: str) -> Deletes:
         raise UsageError(f"invalid --deletes {text!r}", "use keep, mark or remove") from None
 
 
+def _parse_body(text: str) -> Any:
+    """``--body JSON`` or ``--body @FILE`` (read now, stored in the config)."""
+    source = "--body"
+    if text.startswith("@"):
+        path = text[1:]
+        try:
+            with open(path, encoding="utf-8") as file:
+                text = file.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise UsageError(f"cannot read --body @{path}: {reason}", "pass a JSON file: --body @query.json") from None
+        source = f"--body @{path}"
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{source} is not valid JSON: {exc}", "e.g. --body '{\"query\": \"{ items { id } }\"}'") from None
+    if isinstance(body, str):
+        check_references(body, "--body")
+    else:
+        check_references(json.dumps(body), "--body")
+    return body
+
+
+def _parse_auth(options: IntegrationOptions) -> Auth | None:
+    """``--auth`` and the options that go with it (spec §16); secrets only as ${VAR}."""
+    oauth_options = {
+        "--token-url": options.token_url, "--client-id": options.client_id, "--client-secret": options.client_secret,
+        "--scope": options.scope, "--token-param": options.token_param, "--client-auth": options.client_auth,
+        "--refresh-token": options.refresh_token,
+    }  # fmt: skip
+    given = [flag for flag, value in oauth_options.items() if value]
+    text = (options.auth or "").strip()
+    if not text:
+        if given:
+            raise UsageError(f"{given[0]} needs --auth oauth2", "add --auth oauth2 (with --token-url, --client-id …)")
+        return None
+    if text.startswith("basic:"):
+        if given:
+            raise UsageError(f"{given[0]} goes with --auth oauth2, not basic", "leave it out, or use --auth oauth2")
+        user, sep, password = text[len("basic:"):].partition(":")
+        if not sep or not user or not password:
+            raise UsageError(f"invalid --auth {_shown_auth(text)}", "use basic:USER:PASSWORD, e.g. basic:alice:${API_PASSWORD}")
+        check_references(user, "--auth's user")
+        check_references(password, "--auth's password")
+        if not holds_reference(password):
+            raise UsageError(
+                "--auth basic: the password is written out; syncctl stores secrets only as ${VAR} references",
+                "export it in syncctl's environment and pass basic:USER:${API_PASSWORD}",
+            )
+        return Auth("basic", user=user, password=password)
+    if text != "oauth2":
+        raise UsageError(f"invalid --auth {_shown_auth(text)}", "use basic:USER:${PASSWORD} or oauth2")
+    for flag in ("--token-url", "--client-id", "--client-secret"):
+        if not oauth_options[flag]:
+            raise UsageError(f"--auth oauth2 needs {flag}",
+                             "e.g. --token-url https://login.example.com/oauth2/token --client-id ID "
+                             "--client-secret '${CLIENT_SECRET}'")  # fmt: skip
+    token_url = validate_url(options.token_url)
+    for flag in ("--client-secret", "--refresh-token"):
+        value = oauth_options[flag]
+        if value:
+            check_references(value, flag)
+            if not only_one_reference(value):
+                raise UsageError(
+                    f"{flag} must be a ${{VAR}} reference: syncctl stores secrets only as references",
+                    f"export the value in syncctl's environment and pass {flag} '${{{suggested_variable(flag.strip('-'))}}}'",
+                )
+    check_references(options.client_id, "--client-id")
+    client_auth = (options.client_auth or "basic").strip().lower()
+    if client_auth not in ("basic", "body"):
+        raise UsageError(f"invalid --client-auth {options.client_auth!r}", "use basic (the default) or body")
+    params = []
+    for raw in options.token_param or []:
+        name, sep, value = raw.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"invalid --token-param {raw!r}", "write it as key=value, e.g. --token-param audience=api")
+        check_references(value, f"--token-param {name}")
+        params.append((name.strip(), value))
+    scopes = tuple(s for raw in options.scope or [] for s in raw.split())
+    return Auth("oauth2", token_url=token_url, client_id=options.client_id, client_secret=options.client_secret,
+                scopes=scopes, token_params=tuple(params), client_auth=client_auth,
+                refresh_token=options.refresh_token or None)  # fmt: skip
+
+
+def _shown_auth(text: str) -> str:
+    """``--auth`` as a message may show it: a password written out is not repeated."""
+    kind, _, rest = text.partition(":")
+    return f"{kind}:…" if rest else repr(text)
+
+
+def only_one_reference(text: str) -> bool:
+    from syncctl.secrets import only_references
+
+    return only_references(text.strip())
+
+
 SCHEMA_MODES = ("evolve", "freeze")
 
 
@@ -500,6 +673,12 @@ def build_config(options: IntegrationOptions) -> IntegrationConfig:
     if not 0 <= min_records <= 1_000_000_000:
         raise UsageError(f"invalid --min-records {min_records}", "use 0 or more, e.g. 1")
     incremental = Incremental.parse(options.incremental) if options.incremental else None
+    body = _parse_body(options.body) if options.body else None
+    method = (options.method or ("POST" if body is not None else d.method)).strip().upper()
+    if method not in ("GET", "POST"):
+        raise UsageError(f"invalid --method {options.method!r}", "use GET or POST")
+    if body is not None and method == "GET":
+        raise UsageError("--body needs POST: a GET sends no body", "leave out --method (a body implies POST)")
     lookback = _parse_lookback(options.lookback) if options.lookback else d.lookback
     if lookback and incremental is None:
         raise UsageError("--lookback needs --incremental", "e.g. --incremental updated_at:since --lookback 10m")
@@ -520,4 +699,7 @@ def build_config(options: IntegrationOptions) -> IntegrationConfig:
         max_staleness=_parse_staleness(options.max_staleness) if options.max_staleness else d.max_staleness,
         min_records=min_records,
         schema=_parse_schema(options.schema) if options.schema else d.schema,
+        auth=_parse_auth(options),
+        method=method,
+        body=body,
     )

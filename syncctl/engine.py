@@ -41,6 +41,9 @@ class SyncSettings:
     rng: random.Random = field(default_factory=random.Random)
     global_limiter: RateLimiter | None = None
     allow_mass_delete: bool = False  # sync --allow-mass-delete: the safety valve off, once
+    # OAuth2 access tokens this command obtained, by integration (without SYNCCTL_SECRET_KEY
+    # they are kept only for the run).
+    token_cache: dict[Any, Any] = field(default_factory=dict)
 
 
 def outcome_plan(
@@ -98,6 +101,9 @@ class SyncNotes:
                 f"warning: the columns of table {integration.data_table} changed: "
                 f"{describe(self.table.changes, self.type_name)} (see them with: syncctl schema {name})"
             )
+        if connector.graphql_errors:
+            found.append(f"warning: the source answered with records and errors: {'; '.join(connector.graphql_errors[:3])}")
+        found += connector.auth_warnings
         if config.pagination.paginated and not connector.complete and not connector.not_modified:
             found.append(
                 f"warning: stopped at --max-pages {config.max_pages} with more pages to fetch: "
@@ -250,6 +256,7 @@ class Engine:
                 connector = Connector(
                     integration.url,
                     config,
+                    tokens=self._tokens(integration),
                     session=self.session,
                     secrets=secrets,
                     deadline=deadline,
@@ -301,6 +308,15 @@ class Engine:
             validators=connector.validators if connector.conditional and not connector.not_modified else None,
         )
         return self._result(integration, trigger, log_id, finished, Status.SUCCESS, count, None)
+
+    def _tokens(self, integration: Integration) -> Any:
+        """The OAuth2 token keeper of an integration that uses one (None otherwise): the
+        database holds its tokens, encrypted, when SYNCCTL_SECRET_KEY is set."""
+        if integration.config.auth is None or integration.config.auth.kind != "oauth2":
+            return None
+        from syncctl.auth import keeper_for
+
+        return keeper_for(integration.id, self.store, self.settings.env, self.settings.token_cache, self.now)
 
     def _sweep(self, integration: Integration, connector: Connector, stamp: datetime, log_id: int) -> int:
         """After a complete full sync, mark or remove the records it did not see, unless

@@ -226,6 +226,7 @@ class Connector:
         cursor: str | None = None,
         validators: tuple[str | None, str | None] = (None, None),
         keep_bodies: bool = False,
+        tokens: Any = None,
     ) -> None:
         self.config = config
         self.session = session
@@ -249,18 +250,27 @@ class Connector:
         ]
         if config.incremental and cursor is not None:  # no cursor, no PARAM
             self.params.append((config.incremental.param, cursor))
+        self.method = config.method
+        self.body = _expand_body(config.body, secrets) if config.body is not None else None
         self.origin = _origin(self.url)
+        self.auth = _auth(config, secrets, tokens, self._token_request)
         # Conditional requests only where one request is the whole answer: no pages, and
         # no cursor that changes the query from one sync to the next.
-        self.conditional = not config.pagination.paginated and config.incremental is None
+        self.conditional = not config.pagination.paginated and config.incremental is None and self.method == "GET"
         self.sent_validators = validators if self.conditional else (None, None)
         self.keep_bodies = keep_bodies
         self.complete = False
         self.not_modified = False
         self.validators: tuple[str | None, str | None] = (None, None)
+        self.graphql_errors: list[str] = []  # the errors a body with records carried (a warning)
 
     def redact(self, text: str) -> str:
         return self.secrets.redact(text)
+
+    @property
+    def auth_warnings(self) -> list[str]:
+        keeper = getattr(self.auth, "keeper", None)
+        return list(keeper.warnings) if keeper is not None else []
 
     def pages(self) -> Iterator[Page]:
         config = self.config
@@ -281,7 +291,7 @@ class Connector:
                 return
             if self.conditional:
                 self.validators = (response.headers.get("ETag"), response.headers.get("Last-Modified"))
-            records, where = records_at(body, config.records_path)
+            records, where = self._records(body)
             try:
                 pairs = keyed(records, config.key, secrets)
             except RecursionError:  # parsed, but too deep to encode again for storage
@@ -305,7 +315,26 @@ class Connector:
             seen.add(following)
             request = following
 
-    # -- one GET, with retries within the sync ---------------------------------------------
+    def _records(self, body: Any) -> tuple[list[Any], str | None]:
+        """The page's records; a GraphQL-style ``errors`` array fails the page when it
+        holds no records, and is kept as a warning when it does."""
+        messages = _error_messages(body)
+        if not messages:
+            return records_at(body, self.config.records_path)
+        try:
+            records, where = records_at(body, self.config.records_path)
+        except SyncError:
+            records, where = [], None
+        if not records or where is None:
+            raise SyncError(
+                f"the source answered with errors: {self.redact(messages[0])}"
+                + (f" (and {len(messages) - 1} more)" if len(messages) > 1 else ""),
+                "check the query and its variables in --body (syncctl show {name}); try it with: syncctl check {name}",
+            )
+        self.graphql_errors += [self.redact(m) for m in messages if m not in self.graphql_errors]
+        return records, where
+
+    # -- one request, with retries within the sync -----------------------------------------
 
     def _get(
         self, url: str, params: list[tuple[str, str]], extra_headers: Mapping[str, str] | None = None
@@ -384,30 +413,32 @@ class Connector:
     def _send(
         self, url: str, params: list[tuple[str, str]], extra_headers: Mapping[str, str] | None = None
     ) -> requests.Response:
-        """GET, following redirects by hand so secret headers never leave the origin."""
+        """One request, its credentials and its redirects (httpx's layering): a 401 from
+        the source gets one fresh credential and one retry (OAuth2)."""
+        response = self._send_handling_redirects(url, params, extra_headers)
+        if response.status_code == 401 and self.auth is not None and self.auth.refreshable:
+            response.close()
+            self.auth.refresh()
+            response = self._send_handling_redirects(url, params, extra_headers)
+        return response
+
+    def _send_handling_redirects(
+        self, url: str, params: list[tuple[str, Any]], extra_headers: Mapping[str, str] | None = None
+    ) -> requests.Response:
+        """Follow redirects by hand so that credentials (${VAR} headers, Basic, a bearer
+        token) never leave the integration's origin; a 307/308 keeps a POST and its body."""
+        query = [(k, v) for k, v in params if not k.startswith(BODY_PARAM)]
+        body = _with_body_params(self.body, params) if self.method == "POST" else None
+        method = self.method
         for _ in range(MAX_REDIRECTS + 1):
             self._check_cancel()
-            timeout = max(0.001, min(self.timeout, self._remaining()))
             headers = {**self.headers, **(extra_headers or {})}
             if _origin(url) != self.origin:
                 for name in self.secret_headers:
                     headers.pop(name, None)
-            _active.cancel = self.cancel
-            try:
-                response = self.session.get(
-                    url,
-                    params=params or None,
-                    headers=headers,
-                    timeout=timeout,
-                    allow_redirects=False,
-                    stream=True,
-                    **_from_environment(*_scheme_and_host(url)),
-                )
-            except requests.RequestException as exc:
-                self._check_cancel()
-                raise self._transport_error(exc, url) from None
-            finally:
-                _active.cancel = None
+            elif self.auth is not None:
+                headers.update(self.auth.headers())
+            response = self._send_single_request(method, url, query, body, headers)
             if response.status_code in REDIRECT_STATUSES:
                 location = response.headers.get("Location", "").strip()
                 response.close()
@@ -418,12 +449,82 @@ class Connector:
                         "the source redirects without saying where to: check the URL (curl -i shows the "
                         "response) and fix it with: syncctl edit {name} --url URL, or fix the source",
                     )
-                url, params = urljoin(response.url, location), []
+                url, query = urljoin(response.url, location), []
+                if response.status_code not in (307, 308):
+                    method, body = "GET", None
                 continue
             return response
         raise SyncError(
             f"too many redirects from {self._show(url)}", "check the URL: the source redirects in a loop"
         )
+
+    def _send_single_request(
+        self, method: str, url: str, query: list[tuple[str, Any]], body: Any, headers: dict[str, str]
+    ) -> requests.Response:
+        timeout = max(0.001, min(self.timeout, self._remaining()))
+        _active.cancel = self.cancel
+        try:
+            return self.session.request(
+                method,
+                url,
+                params=query or None,
+                json=body,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+                stream=True,
+                **_from_environment(*_scheme_and_host(url)),
+            )
+        except requests.RequestException as exc:
+            self._check_cancel()
+            raise self._transport_error(exc, url) from None
+        finally:
+            _active.cancel = None
+
+    def _token_request(self, url: str, form: dict[str, str], basic: tuple[str, str] | None) -> dict[str, Any]:
+        """POST a token request (RFC 6749 §4.4, §6): the endpoint's JSON answer, its
+        refusals included; its faults (connection, timeout, 5xx) retried like the source's."""
+        from urllib.parse import quote
+
+        from requests.auth import HTTPBasicAuth
+
+        self._check_cancel()
+        # RFC 6749 §2.3.1: the client id and secret are form-encoded before Basic encoding.
+        auth = HTTPBasicAuth(quote(basic[0], safe=""), quote(basic[1], safe="")) if basic else None
+        timeout = max(0.001, min(self.timeout, self._remaining()))
+        _active.cancel = self.cancel
+        try:
+            response = self.session.post(url, data=form, auth=auth, headers={"Accept": "application/json"},
+                                         timeout=timeout, allow_redirects=False, stream=True,
+                                         **_from_environment(*_scheme_and_host(url)))  # fmt: skip
+        except requests.RequestException as exc:
+            self._check_cancel()
+            raise self._transport_error(exc, url) from None
+        finally:
+            _active.cancel = None
+        try:
+            if response.status_code >= 500 or response.status_code == 429:
+                raise SyncError(
+                    f"the token endpoint {self._show(url)} failed: HTTP {response.status_code}",
+                    with_retry_promise("a fault of the token endpoint"),
+                    retryable=True,
+                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                )
+            body = self._read(response)
+        finally:
+            response.close()
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise SyncError(
+                f"the token endpoint {self._show(url)} answered HTTP {response.status_code} without a JSON object",
+                "check --token-url: it should be the provider's OAuth2 token endpoint",
+            )
+        if response.status_code >= 400 and "error" not in answer:
+            answer["error"] = f"HTTP {response.status_code}"
+        return answer
 
     def _read(self, response: requests.Response) -> bytes:
         """The body, at most 64 MiB, cut off by the deadline or a cancel."""
@@ -621,6 +722,67 @@ class Connector:
             f"JSON from {self._show(url)} is nested too deep{levels}",
             "no API nests records this deep (a retry gets the same): check the URL and the source",
         )
+
+
+BODY_PARAM = "body:"  # a pagination or incremental PARAM that names a field of the JSON body
+
+
+def _expand_body(value: Any, secrets: Secrets) -> Any:
+    """The body with ${VAR} in its strings expanded: as JSON strings when it is sent, so
+    a value is data, never JSON structure."""
+    if isinstance(value, str):
+        return secrets.expand_param(value)
+    if isinstance(value, list):
+        return [_expand_body(v, secrets) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand_body(v, secrets) for k, v in value.items()}
+    return value
+
+
+def _with_body_params(body: Any, params: list[tuple[str, Any]]) -> Any:
+    """The body with each ``body:DOTTED.PATH`` parameter set at its path (objects made on
+    the way); the stored body is never changed."""
+    chosen = [(k[len(BODY_PARAM):], v) for k, v in params if k.startswith(BODY_PARAM)]
+    if not chosen:
+        return body
+    body = json.loads(json.dumps(body if body is not None else {}))
+    for path, value in chosen:
+        target = body
+        *parents, last = path.split(".")
+        for part in parents:
+            if not isinstance(target.get(part), dict):
+                target[part] = {}
+            target = target[part]
+        target[last] = value
+    return body
+
+
+def _error_messages(body: Any) -> list[str]:
+    """The messages of a GraphQL-style top-level ``errors`` array (empty: none)."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list) or not errors:
+        return []
+    return [str(e.get("message")) if isinstance(e, dict) and e.get("message") else json.dumps(e)[:200]
+            for e in errors]  # fmt: skip
+
+
+def _auth(config: IntegrationConfig, secrets: Secrets, tokens: Any, request: Any) -> Any:
+    """The integration's auth object (syncctl.auth), or None."""
+    if config.auth is None:
+        return None
+    from syncctl import auth
+
+    if config.auth.kind == "basic":
+        return auth.BasicAuth(config.auth, secrets)
+    if tokens is None:
+        tokens = auth.TokenKeeper(None, None, None, {}, "", _utcnow)
+    return auth.OAuth2(config.auth, secrets, tokens, request)
+
+
+def _utcnow() -> Any:
+    from syncctl.timeutil import utcnow
+
+    return utcnow()
 
 
 def _too_large(size: int) -> SyncError:

@@ -607,6 +607,8 @@ def _csv_cell(value: Any) -> str:
 def check_text(report: CheckReport, fix_prefix: str) -> None:
     """``check``: what a sync would find, then each problem with the command that fixes it."""
     lines = [f"url: {report.url}"]
+    if report.auth:
+        lines.append(f"auth: {report.auth}")
     if report.status is not None:
         lines.append(f"response: HTTP {report.status}, {report.content_type or 'no content type'}"
                      f" ({plural(report.pages_fetched, 'page')} fetched)")

@@ -185,6 +185,11 @@ class Secrets:
             self._add(value)
         return value
 
+    def add(self, value: str) -> None:
+        """A secret that is not a variable's value (a token an endpoint gave): redacted from
+        messages and records like one."""
+        self._add(value)
+
     def _add(self, value: str) -> None:
         if len(value) >= 3:
             self.values.add(value)

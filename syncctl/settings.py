@@ -67,6 +67,23 @@ SETTINGS: tuple[Setting, ...] = (
             "intervals]."),
     Setting("min_records", "--min-records", "N", "Fail a sync returning fewer records [default: 0].", int),
     Setting("schema", "--schema", "evolve|freeze", "New fields add columns, or fail the sync [default: evolve]."),
+    Setting("auth", "--auth", "basic:USER:PASSWORD|oauth2", "HTTP Basic (the password as ${VAR}) or OAuth2.",
+            secrets=True, check=True),
+    Setting("token_url", "--token-url", "URL", "OAuth2: the token endpoint.", check=True),
+    Setting("client_id", "--client-id", "ID", "OAuth2: the client id.", secrets=True, check=True),
+    Setting("client_secret", "--client-secret", "${VAR}", "OAuth2: the client secret, as ${VAR}.", secrets=True,
+            check=True),
+    Setting("scope", "--scope", "SCOPE", "OAuth2: a scope to ask for (repeatable).", repeatable=True, check=True,
+            toml="scopes"),
+    Setting("token_param", "--token-param", "KEY=VALUE", "OAuth2: a field added to the token request (repeatable).",
+            repeatable=True, secrets=True, check=True, toml="token_params"),
+    Setting("client_auth", "--client-auth", "basic|body", "OAuth2: client credentials as HTTP Basic or in the "
+            "form body [default: basic].", check=True),
+    Setting("refresh_token", "--refresh-token", "${VAR}", "OAuth2: a refresh token, as ${VAR} (the refresh-token "
+            "grant; a rotated one is kept, encrypted).", secrets=True, check=True),
+    Setting("method", "--method", "GET|POST", "The request method [default: GET; POST with --body].", check=True),
+    Setting("body", "--body", "JSON|@FILE", "A JSON body to POST (read from FILE with @); ${VAR} in its strings.",
+            secrets=True, check=True),
 )  # fmt: skip
 BY_NAME = {s.name: s for s in SETTINGS}
 DURATIONS = ("lookback", "max_staleness")  # seconds stored, written back as 10m, 1h…
@@ -137,6 +154,10 @@ def to_toml(values: dict[str, Any]) -> dict[str, Any]:
             for n, _, v in (p.partition("=") for p in value):
                 table[n] = [*table[n], v] if isinstance(table.get(n), list) else ([table[n], v] if n in table else v)
             out[s.key] = table
+        elif s.name == "scope":
+            out[s.key] = list(value)
+        elif s.name == "token_param":
+            out[s.key] = {n: v for n, _, v in (p.partition("=") for p in value)}
         elif s.name in DURATIONS:
             from syncctl.schedule import parse_duration
 
@@ -176,6 +197,14 @@ def _option_value(s: Setting, value: Any, where: str) -> Any:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise wrong("a table of header names and text values, e.g. headers = {Accept = \"application/json\"}")
         return [f"{n}: {v}" for n, v in value.items()]
+    if s.name == "scope":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise wrong("a list of scopes, e.g. scopes = [\"read\"]")
+        return value
+    if s.name == "token_param":
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise wrong("a table of text values, e.g. token_params = {audience = \"api\"}")
+        return [f"{n}={v}" for n, v in value.items()]
     if s.name == "params":
         if not isinstance(value, dict):
             raise wrong("a table of parameters, e.g. params = {limit = \"100\"}")

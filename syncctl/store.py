@@ -41,6 +41,7 @@ from syncctl.sql import DUE
 from syncctl.sql import UNFINISHED as _UNFINISHED
 from syncctl.store_notify import NotifyStore
 from syncctl.store_records import RecordStore
+from syncctl.store_tokens import TokenStore
 from syncctl.timeutil import format_ts, parse_ts
 
 DATA_TABLES_STEP = 7  # the schema step that brought data tables (spec §15)
@@ -261,7 +262,7 @@ def _row_to_log(row: dict[str, Any]) -> SyncLog:
     )
 
 
-class Store(RecordStore, NotifyStore):
+class Store(RecordStore, NotifyStore, TokenStore):
     """A connection to one syncctl database, SQLite or PostgreSQL (``Store.open``). Not
     shared between threads: use ``reopen``.
 
@@ -342,6 +343,11 @@ class Store(RecordStore, NotifyStore):
     def _ids_param(self, ids: list[int]) -> Any:
         """``ids`` as the one parameter of ``dialect.not_in_ids_sql``."""
         raise NotImplementedError
+
+    def _durably(self) -> contextlib.AbstractContextManager[None]:
+        """Around a transaction whose commit must survive a power cut (a rotated refresh
+        token): the backend's durable commit. PostgreSQL's commits are."""
+        return contextlib.nullcontext()
 
     def _after_step(self, number: int) -> None:
         """What a schema step needs besides its SQL, in its transaction."""
@@ -889,7 +895,7 @@ def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
 
 # Every public storage verb (not the transaction context manager, which translates as the
 # verbs using it unwind, nor ``open``, which does it itself).
-for _klass in (Store, RecordStore, NotifyStore):
+for _klass in (Store, RecordStore, NotifyStore, TokenStore):
     for _name, _member in list(vars(_klass).items()):
         if not _name.startswith("_") and inspect.isfunction(_member) and _name not in (
             "transaction", "reopen", "close"

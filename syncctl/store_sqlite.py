@@ -258,6 +258,15 @@ class SqliteStore(base.Store):
             f" FROM ({base.summary_rows_sql(SQLITE.stale_at_sql, where)} ORDER BY name)"
         )
 
+    @contextlib.contextmanager
+    def _durably(self) -> Iterator[None]:
+        # synchronous=NORMAL (every other commit) may lose the last commits on a power cut.
+        self.conn.execute("PRAGMA synchronous = FULL")
+        try:
+            yield
+        finally:
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+
     def _retype(self, table: str, columns: list[Any]) -> None:
         # SQLite cannot change a column's type: sqlite-utils' transform rebuilds the table
         # (new table, copy, drop, rename) inside our transaction (its atomic() nests as a

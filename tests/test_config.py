@@ -65,7 +65,7 @@ def test_every_option_round_trips_through_json_and_back_to_options():
     ({"max_staleness": "30s"}, "smallest is 1 minute"),
     ({"max_staleness": "soon"}, "--max-staleness"),
     ({"min_records": -1}, "--min-records"),
-    ({"paginate": "cursor:next"}, "pagination"),
+    ({"paginate": "cursor:next"}, "--paginate"),
 ])  # fmt: skip
 def test_invalid_options_are_refused_with_a_hint(options, wrong):
     with pytest.raises(UsageError) as refused:
@@ -101,11 +101,17 @@ def test_each_pagination_mode_produces_the_next_request():
     assert cursor.next(seen({"meta": {"next": "abc"}})) == PageRequest(None, (("after", "abc"),))
     assert cursor.next(seen({"meta": {"next": ""}})) is None
     page = Pagination.parse("page:p")
-    assert isinstance(page, PagePagination) and page.first() == PageRequest(None, (("p", "1"),))
-    assert page.next(seen([1], number=3)) == PageRequest(None, (("p", "4"),))
+    # Page numbers are numbers: a query string writes them as text, a JSON body keeps them numbers.
+    assert isinstance(page, PagePagination) and page.first() == PageRequest(None, (("p", 1),))
+    assert page.next(seen([1], number=3)) == PageRequest(None, (("p", 4),))
     assert page.next(seen([], number=3, empty=True)) is None
     assert [Pagination.parse(t).text for t in ("none", "link", "next-url:a.b", "cursor:c:d", "page:p")] == [
         "none", "link", "next-url:a.b", "cursor:c:d", "page:p"]
+    # body:PATH in place of a query PARAM (spec §16), and back to the same text.
+    in_body = Pagination.parse("cursor:data.pageInfo.endCursor:body:variables.after")
+    assert in_body.next(seen({"data": {"pageInfo": {"endCursor": 7}}})) == PageRequest(None, (("body:variables.after", 7),))
+    assert in_body.text == "cursor:data.pageInfo.endCursor:body:variables.after"
+    assert Pagination.parse("page:body:variables.page").first() == PageRequest(None, (("body:variables.page", 1),))
 
 
 # -- through the CLI --------------------------------------------------------------------------
