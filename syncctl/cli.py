@@ -10,11 +10,11 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from syncctl import __version__, manifest, render, runlock, settings
+from syncctl import __version__, render, runlock, settings
 from syncctl.config import (
     IntegrationOptions,
     build_config,
@@ -193,6 +193,8 @@ def edit(
     --table NAME renames the data table (or builds it from the records stored, when it
     was off); --table off drops it.
     """
+    from syncctl import manifest
+
     store = _state(ctx).store()
     integration = store.get(name)
     given = options
@@ -259,8 +261,10 @@ def check(
 FileArg = Annotated[str, typer.Argument(metavar="FILE|-", help="A TOML file of [integrations.NAME] tables, or - for stdin.")]
 
 
-def _read_manifest(path: str) -> manifest.Document:
+def _read_manifest(path: str) -> Any:
     """The file (or stdin), parsed and validated; any problem is one line, exit 2."""
+    from syncctl import manifest
+
     if path == "-":
         text, source = sys.stdin.read(), "stdin"
     else:
@@ -281,6 +285,8 @@ def export(
 ) -> None:
     """Write integrations (all, or those named) and notification targets as TOML for
     syncctl apply: defaults left out, secrets only as their ${VAR} references."""
+    from syncctl import manifest
+
     store = _state(ctx).store()
     chosen = store.resolve(names or [], all_=not names)
     text = manifest.export(chosen, store.notify_targets() if not names else [])
@@ -308,6 +314,8 @@ def apply(
     """Make the database's integrations and notification targets match the file, in one
     transaction, and print the plan carried out (+ created, ~ changed, - removed).
     Paused, disabled, failures, next sync and cursors are left alone."""
+    from syncctl import manifest
+
     document = _read_manifest(file)
     state = _state(ctx)
     if dry_run and isinstance(state.db_path, Path) and not state.db_path.exists():
@@ -346,6 +354,8 @@ def diff(
 ) -> None:
     """The plan apply would carry out, changing nothing. Exit 0 when the database
     matches the file, 1 when it does not, 2 for an invalid file."""
+    from syncctl import manifest
+
     document = _read_manifest(file)
     store = _state(ctx).store()
     plan = manifest.plan_for(store, document, prune=prune)
@@ -659,31 +669,18 @@ def run_due(
         )
         finish_tick(stopped.report)
         runner.flush_and_exit(128 + signum)
-    if report.locked_by is not None:
-        # Busy is normal and silent; held far past any possible sync (spec §9) is loud,
-        # on every tick, and fails the /fail ping with the same line.
-        holder = report.holder
-        stuck = holder is not None and holder.stuck(_now(), settings.sync_timeout)
-        if stuck:
-            error = holder.stuck_error(runlock.lock_path(store.path), _now(), settings.sync_timeout)
-            complain(error.message, error.hint)
-        elif verbose:
-            render.print_error(f"note: another run-due is running ({report.locked_by}); nothing to do")
-        finish_tick(report)
-        if stuck:
-            raise typer.Exit(1)
-        return
-    for integration in report.disabled:
-        complain(
-            f"{integration.name} is now disabled after "
-            f"{render.plural(integration.consecutive_failures, 'failed attempt')}; last error: {integration.last_error}",
-            f"fix the cause, then run: syncctl resume {integration.name}",
-        )
-    finish_tick(report)
+    verdict = runner.verdict(report, now=_now(), sync_timeout=settings.sync_timeout,
+                             lock_file=store.path if store.dialect.has_lock_file else None)  # fmt: skip
+    for message, hint in verdict.complaints:
+        complain(message, hint)
     if verbose:
+        for note in verdict.notes:
+            render.print_error(f"note: {note}")
+    finish_tick(report)
+    if verbose and report.locked_by is None:
         render.run_summary(report)
-    if report.failed or report.disabled:
-        raise typer.Exit(1)
+    if verdict.exit_code:
+        raise typer.Exit(verdict.exit_code)
 
 
 def _pinger(url: str | None):  # noqa: ANN202

@@ -52,6 +52,42 @@ class RunReport:
         return [r for r in self.results if r.status == "BUSY"]
 
 
+@dataclass
+class TickVerdict:
+    """What a finished tick tells cron (spec §6, §9): the lines for stderr (cron mails
+    them; the /fail ping carries them), the notes only ``-v`` shows, and the exit code."""
+
+    complaints: list[tuple[str, str | None]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    exit_code: int = 0
+
+
+def verdict(report: RunReport, *, now: datetime, sync_timeout: float, lock_file: Path | None) -> TickVerdict:
+    """The tick's policy, in one place: a busy lock is normal and silent, unless it has
+    been held past any possible sync (loud on every tick, exit 1); each integration
+    disabled by this tick is one line with how to resume it; any failure is exit 1. The
+    failed syncs themselves were told as they finished."""
+    result = TickVerdict()
+    if report.locked_by is not None:
+        holder = report.holder
+        if holder is not None and holder.stuck(now, sync_timeout):
+            error = holder.stuck_error(runlock.lock_path(lock_file) if lock_file else None, now, sync_timeout)
+            result.complaints.append((error.message, error.hint))
+            result.exit_code = 1
+        else:
+            result.notes.append(f"another run-due is running ({report.locked_by}); nothing to do")
+        return result
+    for integration in report.disabled:
+        attempts = f"{integration.consecutive_failures} failed attempt" + ("" if integration.consecutive_failures == 1 else "s")
+        result.complaints.append((
+            f"{integration.name} is now disabled after {attempts}; last error: {integration.last_error}",
+            integration.hint or f"fix the cause, then run: syncctl resume {integration.name}",
+        ))  # fmt: skip
+    if report.failed or report.disabled:
+        result.exit_code = 1
+    return result
+
+
 class Stopped(Exception):
     """Raised when a signal ended the run; carries the report so far."""
 
