@@ -106,6 +106,22 @@ def _kill_loop_source(source: HTTPSource, rng: random.Random) -> list[list[str]]
     return adds
 
 
+def assert_table_is_live_records(db_path, integration_id: int, table: str) -> None:  # noqa: ANN001
+    """The data table's rows are the live records, column for column (spec §15)."""
+    from syncctl.tables import column_value, flatten_columns
+
+    live = query(db_path, "SELECT key, data FROM live_records WHERE integration_id = ? ORDER BY key", (integration_id,))
+    rows = {r["_key"]: r for r in query(db_path, f'SELECT * FROM "{table}"')}
+    assert sorted(rows) == [r["key"] for r in live], f"{table}: exactly the keys of live_records"
+    columns = {tuple(json.loads(c["path"])): (c["name"], c["type"]) for c in query(
+        db_path, "SELECT name, type, path FROM data_columns WHERE integration_id = ?", (integration_id,))}
+    for record in live:
+        fields = flatten_columns([json.loads(record["data"])])
+        for path, (name, type_) in columns.items():
+            value = fields.get(path[0] if len(path) == 1 else path, [None])[0]
+            assert rows[record["key"]][name] == column_value(value, type_), f"{table}.{name} of {record['key']}"
+
+
 @pytest.mark.slow
 def test_kill_loop_loses_nothing_and_leaves_no_running_row(cli, spawn, db_path, source):
     """SIGKILL run-due at 50 random moments: afterwards no RUNNING row, an intact
@@ -168,6 +184,20 @@ def test_kill_loop_loses_nothing_and_leaves_no_running_row(cli, spawn, db_path, 
     assert set(statuses.values()) == {"SUCCESS"}
     for row in query(db_path, "SELECT data FROM records"):
         json.loads(row["data"])
+    # Spec §15: each data table holds exactly the keys of live_records, with its records' values.
+    tables = query(db_path, "SELECT id, data_table FROM integrations WHERE data_table IS NOT NULL")
+    assert len(tables) == len(statuses), "every integration kept its data table"
+    for table in tables:
+        assert_table_is_live_records(db_path, table["id"], table["data_table"])
+    # Spec §15: each data table holds exactly the keys of live_records, with its record's values.
+    for integration in query(db_path, "SELECT id, name, data_table FROM integrations"):
+        live = {r["key"]: json.loads(r["data"]) for r in query(
+            db_path, "SELECT key, data FROM live_records WHERE integration_id = ?", (integration["id"],))}
+        table = {r["_key"]: r for r in query(db_path, f'SELECT _key, id, gen, name FROM "{integration["data_table"]}"')}
+        assert sorted(table) == sorted(live), f"{integration['name']}: its table holds the keys of live_records"
+        for key, record in live.items():
+            assert (table[key]["id"], table[key]["gen"], table[key]["name"]) == (
+                record["id"], record["gen"], record["name"]), f"{integration['name']}[{key}]: the record's values"
 
 
 # -- fault matrix ----------------------------------------------------------------------------
