@@ -386,7 +386,7 @@ class Store(RecordStore, NotifyStore, TokenStore):
                 )
             self.conn.execute("UPDATE integrations SET data_table = ? WHERE id = ?", (table, integration_id))
             if self.conn.execute("SELECT 1 FROM records WHERE integration_id = ? LIMIT 1", [integration_id]).fetchone():
-                self._build_table(integration_id, table, tables.Layout(), created_at=now)
+                self._build_table(integration_id, table, created_at=now)
 
     # -- integrations ----------------------------------------------------------------------
 

@@ -122,12 +122,11 @@ class RecordStore:
             exists = old is not None and self._table_exists(old)
             if old is not None and name is not None and exists:
                 self.conn.execute(f"ALTER TABLE {quote(old)} RENAME TO {quote(name)}")
-            elif exists:
+            elif exists:  # its columns stay remembered: made again, it names them alike
                 self.conn.execute(f"DROP TABLE {quote(old)}")
-                self.conn.execute("DELETE FROM data_columns WHERE integration_id = ?", [integration_id])
             self.conn.execute("UPDATE integrations SET data_table = ? WHERE id = ?", (name, integration_id))
             if name is not None and not self._table_exists(name):
-                self._build_table(integration_id, name, Layout(), created_at=format_ts(now))
+                self._build_table(integration_id, name, created_at=format_ts(now))
 
     def _table_exists(self, name: str) -> bool:
         return self.conn.execute(self.dialect.table_exists_sql(), [name]).fetchone() is not None
@@ -155,7 +154,7 @@ class RecordStore:
         if not self._table_exists(name):  # the first write, or records stored before it existed
             # Columns in the order the source sent the fields (jsonb keeps its own order).
             first = tables.flatten_columns(tables.as_objects(objects))
-            changes = self._build_table(integration_id, name, Layout(), created_at=stamp, seen=first)
+            changes = self._build_table(integration_id, name, created_at=stamp, seen=first)
             self._upsert_rows(name, self._layout(integration_id), keys, first, stamp, len(objects))
             write.created = True
             self._note_changes(integration_id, write, changes, news=False)
@@ -211,30 +210,32 @@ class RecordStore:
                 self.conn.execute(statement)
 
     def _build_table(
-        self, integration_id: int, table: str, layout: Layout, *, created_at: str, seen: dict | None = None
+        self, integration_id: int, table: str, *, created_at: str, seen: dict | None = None
     ) -> list[Change]:
         """Create the data table from the integration's live records (backfill): the
         columns every stored record asks for (those of ``seen`` first), then their rows.
-        Returns its columns as changes ("added")."""
-        changes: list[Change] = []
+        A table made again (``--table off``, then on) keeps the names its columns had, so
+        clashing fields are named as the first sync named them (PostgreSQL's jsonb does
+        not keep the source's key order). Returns its columns as changes ("added")."""
+        remembered = self._layout(integration_id)
+        layout = Layout({path: Column(c.name, "null", path) for path, c in remembered.columns.items()})
+        planned = []
         if seen is not None:  # a page being written: its rows are the caller's to write
-            changes = layout.plan(seen, timestamps=self.dialect.timestamps)
-            layout.apply(changes, created_at)
+            planned.append(seen)
         skip = created_at if seen is not None else None
+        for batch in planned:
+            layout.apply(layout.plan(batch, timestamps=self.dialect.timestamps), created_at)
         for _keys, objects, _stamps in self._stored_batches(integration_id, skip):
-            found = layout.plan(tables.flatten_columns(tables.as_objects(objects)), timestamps=self.dialect.timestamps)
-            layout.apply(found, created_at)
-            changes += [c for c in found if c.change == "added"]
-        # The final types: what every added column ended up as.
-        changes = [Change(c.column, "added", layout.columns[c.path].type, None, c.path) for c in changes]
-        stamp = created_at
+            batch = tables.flatten_columns(tables.as_objects(objects))
+            layout.apply(layout.plan(batch, timestamps=self.dialect.timestamps), created_at)
+        changes = [Change(c.name, "added", c.type, None, c.path) for c in layout.columns.values()]
         layout = Layout()
-        layout.apply(changes, stamp)
+        layout.apply(changes, created_at)
         self.conn.execute("DELETE FROM data_columns WHERE integration_id = ?", [integration_id])
         self.conn.execute(self.dialect.create_table_sql(table, list(layout.columns.values())))
         self.conn.executemany(
             "INSERT INTO data_columns (integration_id, name, type, path, position, added_at) VALUES (?, ?, ?, ?, ?, ?)",
-            [(integration_id, c.name, c.type, tables.path_to_json(c.path), i, stamp)
+            [(integration_id, c.name, c.type, tables.path_to_json(c.path), i, created_at)
              for i, c in enumerate(layout.columns.values())],
         )
         self._fill_table(integration_id, table, layout, skip)

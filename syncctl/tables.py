@@ -168,7 +168,7 @@ def observed_type(values: list[Any], *, timestamps: bool) -> str | None:
         ints = [v for v in values if type(v) is int]
         if min(ints) < _INT64[0] or max(ints) > _INT64[1]:
             logical = (logical - {"integer"}) | {"text"}
-    if timestamps and logical == {"text"} and all(is_timestamp(v) for v in values if v is not None):
+    if timestamps and kinds == {str} and all(is_timestamp(v) for v in values if v is not None):
         return "timestamp"
     found = "null"
     for kind in sorted(logical):
