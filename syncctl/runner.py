@@ -530,9 +530,10 @@ def after_tick(
     sync_timeout: float,
     metrics_file: Path | None,
     env: dict[str, str],
+    status_dir: Path | None = None,
 ) -> list[str]:
     """What every tick does last, lock-busy ones too (spec §10): send the notifications
-    that are due, rewrite the metrics file. Returns the problems met, as error lines for
+    that are due, rewrite the metrics file and the status page (spec §19). Returns the problems met, as error lines for
     stderr: a notification that cannot be delivered is not one (it is retried, and
     ``notify list`` shows its error)."""
     from syncctl.errors import SyncctlError
@@ -554,5 +555,15 @@ def after_tick(
             problems.append((
                 f"cannot write the metrics file {metrics_file}: {exc.strerror or exc}",
                 "check that its folder exists and syncctl may write there (--metrics-file PATH)",
+            ))
+    if status_dir is not None:  # spec §19: beside the metrics file, lock-busy ticks too
+        from syncctl import status_page
+
+        try:
+            status_page.write(store, status_dir, now, details=False)
+        except OSError as exc:
+            problems.append((
+                f"cannot write the status page to {status_dir}: {exc.strerror or exc}",
+                "check that syncctl may create and write files there (--status-dir DIR, SYNCCTL_STATUS_DIR)",
             ))
     return problems
