@@ -157,6 +157,7 @@ class OAuth2:
     def headers(self) -> dict[str, str]:
         token = self.current if self._fresh(self.current) else (self.keeper.held(self.key) or self._renew(None))
         self.current = token
+        self.secrets.add(token.access)  # held from an earlier run or another process: a secret here too
         return {"Authorization": f"Bearer {token.access}"}
 
     def refresh(self) -> None:
@@ -176,7 +177,8 @@ class OAuth2:
             return token
         store, iid = keeper.store, keeper.integration_id
         waited_since = time.monotonic()
-        while not store.claim_token_refresh(iid, keeper.owner, LEASE_SECONDS, keeper.clock()):
+        dead = None
+        while not store.claim_token_refresh(iid, keeper.owner, LEASE_SECONDS, keeper.clock(), dead=dead):
             # Another process is asking right now: use what it gets (never two requests
             # with one refresh token: a server that detects reuse revokes the family).
             keeper.sleep(WAIT_STEP)
@@ -184,6 +186,7 @@ class OAuth2:
             token = keeper.held(self.key)
             if token is not None and (refused is None or token.access != refused.access):
                 return token
+            dead = _dead_holder(store.load_token(iid))  # killed mid-refresh: no need to wait out its lease
             if time.monotonic() - waited_since > LEASE_SECONDS + 5:
                 raise SyncError(
                     "another process has been renewing this integration's OAuth2 token for too long",
@@ -221,7 +224,10 @@ class OAuth2:
             return self.seed_token
         if row.get("seed") != vault.mac(self.seed_token):
             return self.seed_token
-        return vault.decrypt(row["refresh_token"]) or self.seed_token
+        chained = vault.decrypt(row["refresh_token"])
+        if chained:
+            self.secrets.add(chained)
+        return chained or self.seed_token
 
     def _ask(self, refresh_token: str | None) -> tuple[Token, str | None]:
         """One token request; (the access token, the refresh token to keep)."""
@@ -272,6 +278,20 @@ class OAuth2:
         else:
             hint = "check --token-url, --scope and --token-param against the provider's documentation"
         return SyncError(f"the token endpoint refused the {grant} grant: {text}", hint)
+
+
+def _dead_holder(row: dict[str, Any] | None) -> str | None:
+    """The lease holder of ``row`` when it is a process of this host that has ended."""
+    from syncctl import liveness
+
+    owner = (row or {}).get("refreshing_owner")
+    if not owner or liveness.host_of(owner) != liveness.hostname():
+        return None
+    try:
+        pid = int(owner.rsplit(":", 3)[2])
+    except (ValueError, IndexError):
+        return None
+    return owner if not liveness.is_alive(pid, owner) else None
 
 
 def _variables(template: str | None) -> str:

@@ -25,10 +25,12 @@ class TokenStore:
             row[name] = parse_ts(value) if isinstance(value, str) else value
         return row
 
-    def claim_token_refresh(self, integration_id: int, owner: str, seconds: float, now: datetime) -> bool:
+    def claim_token_refresh(
+        self, integration_id: int, owner: str, seconds: float, now: datetime, *, dead: str | None = None
+    ) -> bool:
         """Take the lease to ask the token endpoint for this integration (True), unless
         another process holds it (False). A lease whose holder died expires on the
-        database's clock."""
+        database's clock; ``dead``, a holder known to be gone (on this host), loses it at once."""
         with self.transaction():
             self.conn.execute(
                 "INSERT INTO oauth_tokens (integration_id, updated_at) VALUES (?, ?) ON CONFLICT (integration_id)"
@@ -38,8 +40,8 @@ class TokenStore:
             return self.conn.execute(
                 f"UPDATE oauth_tokens SET refreshing_until = {self.dialect.lease_sql}, refreshing_owner = ?"
                 f" WHERE integration_id = ? AND (refreshing_until IS NULL OR refreshing_until < {self.dialect.now_sql}"
-                " OR refreshing_owner = ?)",
-                (seconds, owner, integration_id, owner),
+                " OR refreshing_owner = ? OR refreshing_owner = ?)",
+                (seconds, owner, integration_id, owner, dead or owner),
             ).rowcount == 1
 
     def save_token(
