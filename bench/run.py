@@ -182,6 +182,13 @@ def bench_reads(syncctl: list[str], env: dict, db: Path, reps: int, scratch: Pat
     }
     import json
 
+    # Spec §18: a file of 1,000 integrations that already match (exported from this
+    # database) applied to it; and the same file creating them in an empty database.
+    manifest = scratch / "integrations-1000.toml"
+    names = [f"integration-{n:05d}" for n in range(1, 1001)]
+    manifest.write_text(check("export", run([*syncctl, "--db", str(db), "export", *names], env, scratch)).stdout)
+    commands["apply (1,000 matching)"] = [*syncctl, "--db", str(db), "apply", str(manifest)]
+
     # Warm-up (page cache, bytecode), and a check that each command does what it should.
     for _ in range(2):
         check("run-due", run(commands["run-due"], env, scratch), stdout_empty=True)
@@ -190,6 +197,9 @@ def bench_reads(syncctl: list[str], env: dict, db: Path, reps: int, scratch: Pat
         check("sqlite-utils tables", run(commands["sqlite-utils tables"], env, scratch))
         listed = json.loads(check("list", run(commands["list --json"], env, scratch)).stdout)
         logs = json.loads(check("history", run(commands["history --json"], env, scratch)).stdout)
+    applied = check("apply", run(commands["apply (1,000 matching)"], env, scratch)).stdout.splitlines()
+    if not applied or applied[0] != "1000 unchanged":
+        sys.exit(f"bench: apply of the exported file changed something: {applied[:3]}")
     if len(listed) != dataset.INTEGRATIONS or len(logs) != 20:
         sys.exit(f"bench: list gave {len(listed)} integrations, history {len(logs)} logs")
     if len(list((scratch / "status" / "badges").glob("*.svg"))) != dataset.INTEGRATIONS:
@@ -201,6 +211,13 @@ def bench_reads(syncctl: list[str], env: dict, db: Path, reps: int, scratch: Pat
         for i in range(len(names)):
             cmd = names[(i + rep) % len(names)]
             samples.add(cmd, check(cmd, run(commands[cmd], env, scratch)))
+    fresh = scratch / "fresh" / "syncctl.db"
+    for _ in range(3):
+        shutil.rmtree(fresh.parent, ignore_errors=True)
+        created = check("apply (create 1,000)", run([*syncctl, "--db", str(fresh), "apply", str(manifest)], env, scratch))
+        if created.stdout.count("\n+ ") + created.stdout.startswith("+ ") != 1000:
+            sys.exit("bench: apply into an empty database did not create the 1,000 integrations")
+        samples.add("apply (create 1,000)", created)
     return samples
 
 
@@ -521,6 +538,7 @@ def read_rows(reads: Samples) -> list[Row]:
     metrics = reads.median("run-due --metrics-file")
     status_dir = reads.median("run-due --status-dir")
     lst, hist = reads.median("list --json"), reads.median("history --json")
+    apply_, create = reads.median("apply (1,000 matching)"), reads.median("apply (create 1,000)")
     return [
         Row(
             "idle tick: `run-due` (nothing due; with the heartbeat) / `sqlite-utils tables`",
@@ -541,6 +559,13 @@ def read_rows(reads: Samples) -> list[Row]:
             status_dir <= tables,
         ),
         Row("`list --json` / idle tick", f"{lst / idle:.2f}× ({ms(lst)})", "≤ 1.30×", lst <= 1.3 * idle),
+        Row(
+            "`apply` of a file of 1,000 integrations that already match / idle tick (10,000 in the database)",
+            f"{apply_ / idle:.2f}× ({ms(apply_)})",
+            "≤ 3.00×",
+            apply_ <= 3 * idle,
+        ),
+        Row("`apply` of the same file creating them in an empty database", ms(create), "≤ 3 s", create <= 3.0),
         Row(
             "`history NAME --limit 20 --json` / idle tick",
             f"{hist / idle:.2f}× ({ms(hist)})",

@@ -242,7 +242,8 @@ class Plan:
         out += [f"- notify {url}" for url in self.notify_remove]
         out.append(f"{self.unchanged} unchanged")
         if self.extra:
-            out.append(f"not in the file, kept (apply --prune removes them): {', '.join(self.extra)}")
+            shown = ", ".join(self.extra[:10]) + (f" and {len(self.extra) - 10} more" if len(self.extra) > 10 else "")
+            out.append(f"{len(self.extra)} not in the file, kept (apply --prune removes them): {shown}")
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -296,8 +297,14 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, An
 
 
 def plan_for(store: Store, document: Document, *, prune: bool) -> Plan:
-    """The plan for this database."""
-    database = {i.name: from_database(i).form() for i in store.list_integrations()}
+    """The plan for this database. Without ``prune`` only the integrations the file
+    names are read in full (a file of 1,000 on a database of 10,000 reads 1,000); the
+    others are listed by name."""
+    names = store.names()
+    chosen = names if prune else [n for n in names if n in document.integrations]
+    database = {i.name: from_database(i).form() for i in store.integrations_named(chosen)}
+    if not prune:  # listed as kept, not read
+        database.update({n: {} for n in names if n not in document.integrations})
     db_targets = _targets_by_url(store.notify_targets())
     return plan(
         database, {n: d.form() for n, d in document.integrations.items()}, prune=prune,
