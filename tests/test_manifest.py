@@ -701,3 +701,30 @@ def test_apply_json_shape(cli, db_path, tmp_path):
     assert done.json() == {**expected, "dry_run": False}, f"the plan carried out, as JSON: {done.stdout}"
     assert [r["name"] for r in query(db_path, "SELECT name FROM integrations ORDER BY name")] == [
         "new", "one", "same"], "the JSON plan was carried out"  # fmt: skip
+
+
+def test_round_trip_with_the_reach_options_auth_bodies_and_body_params(cli, tmp_path):
+    """Spec §17's round trip with §16's options in use: Basic, OAuth2 (every option), a
+    body from a file holding a ${VAR}, body:PATH in the pagination and the cursor."""
+    body = tmp_path / "query.json"
+    body.write_text('{"query": "{ items }", "variables": {"token": "${TK}"}}')
+    base = "http://127.0.0.1:9"
+    assert cli("add", "gql", "--url", f"{base}/graphql", "--body", f"@{body}",
+               "--paginate", "cursor:data.items.pageInfo.endCursor:body:variables.after",
+               "--incremental", "ts:body:variables.since").returncode == 0
+    assert cli("add", "oauth", "--url", f"{base}/data", "--auth", "oauth2", "--token-url", f"{base}/token",
+               "--client-id", "cid", "--client-secret", "${CS}", "--scope", "read write", "--scope", "admin",
+               "--token-param", "audience=api", "--token-param", "k=${K}", "--client-auth", "body",
+               "--refresh-token", "${RT}").returncode == 0
+    assert cli("add", "basic", "--url", f"{base}/data", "--auth", "basic:${U}:${P}").returncode == 0
+    exported = cli("export").stdout
+
+    applied = cli("apply", "-", input=exported)
+
+    assert (applied.returncode, applied.stdout) == (0, "3 unchanged\n"), applied.stderr
+    assert cli("export").stdout == exported, "a second export is the same text"
+    entries = tomllib.loads(exported)["integrations"]
+    assert entries["oauth"]["scopes"] == ["read", "write", "admin"]
+    assert entries["oauth"]["token_params"] == {"audience": "api", "k": "${K}"}
+    assert entries["gql"]["method"] == "POST" and "${TK}" in entries["gql"]["body"]
+    assert entries["basic"]["auth"] == "basic:${U}:${P}", "secrets only as their references"
