@@ -49,7 +49,8 @@ from typing import Any
 import dashboard
 import dataset
 
-from syncctl.config import Deletes, IntegrationConfig, Pagination
+from syncctl.config import Deletes, IntegrationConfig
+from syncctl.pagination import Pagination
 from syncctl.store import Store
 
 BENCH = Path(__file__).resolve().parent

@@ -27,8 +27,9 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import backoff
 import requests
 
-from syncctl.config import IntegrationConfig, PageSeen
+from syncctl.config import IntegrationConfig
 from syncctl.errors import SyncError, with_retry_promise
+from syncctl.pagination import PageSeen
 from syncctl.records import arrays_of_objects, hashed_count, keyed, page_cursor, records_at
 from syncctl.schedule import MAX_INTERVAL
 from syncctl.secrets import Secrets, uses_secret

@@ -10,19 +10,21 @@ import pytest
 
 from syncctl.config import (
     DEFAULTS,
-    CursorPagination,
     Deletes,
     IntegrationConfig,
     IntegrationOptions,
+    build_config,
+)
+from syncctl.errors import UsageError
+from syncctl.pagination import (
+    CursorPagination,
     LinkPagination,
     NextUrlPagination,
     PagePagination,
     PageRequest,
     PageSeen,
     Pagination,
-    build_config,
 )
-from syncctl.errors import UsageError
 from tests.conftest import query
 
 # What the first release stored (tests/test_cli_manage.py's shape): no new keys at all.

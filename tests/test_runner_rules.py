@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from syncctl.config import IntegrationConfig, Pagination
+from syncctl.config import IntegrationConfig
 from syncctl.engine import SyncNotes, check_min_records
 from syncctl.errors import SyncError
 from syncctl.models import SyncResult
+from syncctl.pagination import Pagination
 from syncctl.runlock import Holder
 from syncctl.runner import RunReport, verdict
 
