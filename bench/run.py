@@ -33,6 +33,7 @@ RESULTS = BENCH / "results"
 sys.path.insert(0, str(BENCH))
 
 import dataset  # noqa: E402
+import oauth  # noqa: E402
 import peers  # noqa: E402
 
 SLOW_SECONDS = 0.1
@@ -436,6 +437,10 @@ def main() -> None:
         side = peers.bench_records_peers(
             run, check, Samples(), syncctl, env, source.base, work, db, max(rec_reps, 5), reads_reps, scratch, log
         )
+        log(f"OAuth2 (spec §18): a held token makes no token request; {max(rec_reps, 5)} runs")
+        oauth_samples, oauth_counted = oauth.bench_oauth(
+            run, check, Samples(), syncctl, env, source.base, work, max(rec_reps, 5), scratch
+        )
         postgres = None
         if args.postgres:
             log(f"postgres: {PG_DUE} due, {SLOW_SECONDS * 1000:.0f} ms each, three run-due vs one, {due_reps} reps")
@@ -455,7 +460,8 @@ def main() -> None:
             one / three >= 2.5,
         ))
     rows += peers.rows(side, Row)
-    measured = [s for s in (reads, due, records, side.samples, postgres) if s is not None]
+    rows += oauth.rows(oauth_samples, oauth_counted, Row)
+    measured = [s for s in (reads, due, records, side.samples, oauth_samples, postgres) if s is not None]
     detail = [
         f"- `{name}`: median {ms(samples.median(name))}, range {samples.spread(name)}"
         for samples in measured

@@ -6,6 +6,10 @@
   ``Link: <…>; rel="next"`` header until the last page.
 - ``/etag``: 100 records with ``ETag: "bench-1"``; ``304 Not Modified`` (no body) to a
   request whose ``If-None-Match`` names it (the conditional sync of spec §11).
+- ``POST /token``: an OAuth2 client-credentials token endpoint (client ``bench`` /
+  ``bench-secret`` in HTTP Basic), tokens good for an hour; ``/protected``: the 100
+  records for a bearer it issued (401 otherwise), ``/plain`` the same without auth;
+  ``/token-count``: how many tokens it issued (spec §18: a held token makes no request).
 
 It does not penalise connection reuse: HTTP/1.1 with Content-Length, and
 ``disable_nagle_algorithm`` (TCP_NODELAY), because http.server writes the headers and
@@ -16,6 +20,7 @@ delayed ACK. Record pages are rendered from one precomputed template (a single C
 
 from __future__ import annotations
 
+import base64
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,6 +83,15 @@ class Handler(BaseHTTPRequestHandler):
             if page < pages:
                 headers["Link"] = f'</records?pages={pages}&page={page + 1}>; rel="next"'
             self._send(200, page_body(page), headers)
+        elif parts.path == "/plain":
+            self._send(200, _ETAG_BODY)
+        elif parts.path == "/protected":
+            if self.headers.get("Authorization", "").startswith("Bearer bench-token-"):
+                self._send(200, _ETAG_BODY)
+            else:
+                self._send(401, b'{"error":"invalid_token"}')
+        elif parts.path == "/token-count":
+            self._send(200, b'{"issued":%d}' % TOKENS["issued"])
         elif parts.path == "/etag":
             if self.headers.get("If-None-Match") == ETAG:
                 self.send_response(304)
@@ -87,6 +101,24 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, _ETAG_BODY, {"ETag": ETAG})
         else:
             self._send(404, b'{"error":"not found"}')
+
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length", "0") or 0)
+        form = parse_qs(self.rfile.read(length).decode())
+        if urlsplit(self.path).path != "/token":
+            self._send(404, b'{"error":"not found"}')
+        elif self.headers.get("Authorization") != "Basic " + base64.b64encode(b"bench:bench-secret").decode():
+            self._send(401, b'{"error":"invalid_client"}')
+        elif form.get("grant_type") != ["client_credentials"]:
+            self._send(400, b'{"error":"unsupported_grant_type"}')
+        else:
+            TOKENS["issued"] += 1
+            body = b'{"access_token":"bench-token-%d","token_type":"Bearer","expires_in":3600}' % TOKENS["issued"]
+            self._send(200, body)
+
+
+TOKENS = {"issued": 0}
 
 
 class Server(ThreadingHTTPServer):
