@@ -301,8 +301,8 @@ def bench_records_peers(
 def rows(peers: Peers, row: Callable[..., Any]) -> list[Any]:
     """The table rows (``row``: bench/run.py's Row)."""
     s = peers.samples
-    sync, floor, mark, sync_off = s.median(SYNC), s.median(FLOOR), s.median(MARK), s.median(SYNC_OFF)
-    tick, nm = s.median(TICK), s.median(NOT_MODIFIED)
+    # Ratios of commands run in every round are taken pair by pair (``Samples.paired``).
+    sync = s.median(SYNC)
     tables_floor, curl = s.median(FLOOR_TABLES), s.median(CURL)
     cpu = {name: statistics.median(r.cpu for r in s.runs[name]) for name in (SYNC, SYNC_OFF, FLOOR, FLOOR_TABLES, MARK)}
     table_figure = (
@@ -312,19 +312,15 @@ def rows(peers: Peers, row: Callable[..., Any]) -> list[Any]:
     if peers.table_skipped:
         with_table = row(table_figure, f"skipped: {peers.table_skipped} (the floor: {tables_floor:.2f} s)", "≤ 1.25×", None)
     else:
-        with_table = row(
-            table_figure,
-            f"{sync / tables_floor:.2f}× ({sync:.2f} s / {tables_floor:.2f} s; by CPU {cpu[SYNC] / cpu[FLOOR_TABLES]:.2f}×)",
-            "≤ 1.25×",
-            sync <= 1.25 * tables_floor,
-        )
+        ratio, text = s.paired(SYNC, FLOOR_TABLES)
+        with_table = row(table_figure, f"{text}; by CPU {cpu[SYNC] / cpu[FLOOR_TABLES]:.2f}×", "≤ 1.25×", ratio <= 1.25)
     out = [
         row(
             f"records: `sync --table off` {PAGES} pages × 10,000 / minimal Python floor (`bench/floor.py`;"
             " both write `records` only)",
-            f"{sync_off / floor:.2f}× ({sync_off:.2f} s / {floor:.2f} s)",
+            s.paired(SYNC_OFF, FLOOR)[1],
             "≤ 1.15×",
-            sync_off <= 1.15 * floor,
+            s.paired(SYNC_OFF, FLOOR)[0] <= 1.15,
         ),
         row(
             "records: the same by CPU time of each process (steadier on a shared machine)",
@@ -350,15 +346,15 @@ def rows(peers: Peers, row: Callable[..., Any]) -> list[Any]:
     out += [
         row(
             "records: second identical `sync` with `--deletes mark` (both tables) / the floor writing both tables",
-            f"{mark / tables_floor:.2f}× ({mark:.2f} s / {tables_floor:.2f} s)",
+            s.paired(MARK, FLOOR_TABLES)[1],
             "≤ 1.25×",
-            mark <= 1.25 * tables_floor,
+            s.paired(MARK, FLOOR_TABLES)[0] <= 1.25,
         ),
         row(
             "304 sync (`If-None-Match` answered `304`) / idle tick, same database",
-            f"{nm / tick:.2f}× ({nm * 1000:.0f} ms / {tick * 1000:.0f} ms)",
+            s.paired(NOT_MODIFIED, TICK)[1],
             "≤ 1.20×",
-            nm <= 1.2 * tick,
+            s.paired(NOT_MODIFIED, TICK)[0] <= 1.2,
         ),
     ]
     q = {name: statistics.median(r[0] for r in runs) for name, runs in (peers.queries or {}).items()}

@@ -16,13 +16,14 @@ integration's own origin (a redirect elsewhere drops them, as it drops ${VAR} he
 from __future__ import annotations
 
 import base64
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from syncctl.errors import SyncError
+from syncctl.errors import SyncError, with_retry_promise
 from syncctl.secrets import REFERENCE
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 RENEW_BEFORE = timedelta(seconds=60)  # a token expiring within this is renewed first
 DEFAULT_LIFETIME = 3600  # seconds, when the token endpoint gives no expires_in
+MAX_LIFETIME = 365 * 24 * 3600  # a longer expires_in is taken as a year
 LEASE_SECONDS = 60.0  # how long one process may hold the refresh before another takes over
 WAIT_STEP = 0.2  # seconds between looks while another process refreshes
 
@@ -190,7 +192,7 @@ class OAuth2:
             if time.monotonic() - waited_since > LEASE_SECONDS + 5:
                 raise SyncError(
                     "another process has been renewing this integration's OAuth2 token for too long",
-                    "{name} is retried at the next run; if it repeats, check the token endpoint",
+                    with_retry_promise("if it repeats, check the token endpoint"),
                     retryable=True,
                 )
         try:
@@ -200,17 +202,23 @@ class OAuth2:
                 if token is not None:
                     return token
             row = store.load_token(iid)
-            token, refresh = self._ask(self._chain(row))
-            vault = keeper.vault
-            store.save_token(
-                iid, keeper.owner, key_id=vault.key_id, seed=vault.mac(self.seed_token) if self.seed_token else None,
-                access=vault.encrypt(token.access), expires_at=token.expires_at,
-                refresh=vault.encrypt(refresh) if refresh else None, now=keeper.clock(),
-            )  # fmt: skip
+            token, refresh = self._ask(self._chain(row), keep=self._save)
+            self._save(token, refresh)
             keeper.cache[self.key] = token
             return token
         finally:
             store.release_token_refresh(iid, keeper.owner)
+
+    def _save(self, token: Token | None, refresh: str | None) -> None:
+        """Store (encrypted, durably) what the token endpoint answered: the access token, if
+        any, and the refresh token to use next."""
+        keeper, vault = self.keeper, self.keeper.vault
+        keeper.store.save_token(
+            keeper.integration_id, keeper.owner, key_id=vault.key_id,
+            seed=vault.mac(self.seed_token) if self.seed_token else None,
+            access=vault.encrypt(token.access) if token else None, expires_at=token.expires_at if token else None,
+            refresh=vault.encrypt(refresh) if refresh else None, now=keeper.clock(),
+        )  # fmt: skip
 
     def _chain(self, row: dict[str, Any] | None) -> str | None:
         """The refresh token to use: the latest of the stored chain, unless the variable
@@ -229,8 +237,13 @@ class OAuth2:
             self.secrets.add(chained)
         return chained or self.seed_token
 
-    def _ask(self, refresh_token: str | None) -> tuple[Token, str | None]:
-        """One token request; (the access token, the refresh token to keep)."""
+    def _ask(
+        self, refresh_token: str | None, keep: Callable[[Token | None, str | None], None] | None = None
+    ) -> tuple[Token, str | None]:
+        """One token request; (the access token, the refresh token to keep). An answer that
+        rotates the refresh token yet is refused (no access token: RFC 6749 broken) still
+        hands the new refresh token to ``keep`` before the refusal is raised: the one
+        presented is spent, and losing the new one would leave the integration dead."""
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token} if refresh_token else {
             "grant_type": "client_credentials"}  # fmt: skip
         if self.auth.scopes:
@@ -242,19 +255,19 @@ class OAuth2:
         else:
             basic = (self.client_id, self.client_secret)
         answer = self.request(self.auth.token_url, form, basic)
-        if "error" in answer or not isinstance(answer.get("access_token"), str) or not answer["access_token"]:
-            raise self._refused(answer)
-        access = answer["access_token"]
-        self.secrets.add(access)
         rotated = answer.get("refresh_token")
         if isinstance(rotated, str) and rotated:
             self.secrets.add(rotated)
-        keep = rotated if isinstance(rotated, str) and rotated else refresh_token
-        try:
-            lifetime = float(answer.get("expires_in", DEFAULT_LIFETIME))
-        except (TypeError, ValueError):
-            lifetime = DEFAULT_LIFETIME
-        return Token(access, self.keeper.clock() + timedelta(seconds=max(0.0, lifetime))), keep
+        else:
+            rotated = None
+        if "error" in answer or not isinstance(answer.get("access_token"), str) or not answer["access_token"]:
+            if rotated and refresh_token and rotated != refresh_token and keep is not None:
+                keep(None, rotated)
+            raise self._refused(answer)
+        access = answer["access_token"]
+        self.secrets.add(access)
+        return Token(access, self.keeper.clock() + timedelta(seconds=token_lifetime(answer.get("expires_in")))), (
+            rotated or refresh_token)
 
     def _refused(self, answer: dict[str, Any]) -> SyncError:
         error = answer.get("error")
@@ -264,7 +277,9 @@ class OAuth2:
                 "check --token-url: it should be the OAuth2 token endpoint (RFC 6749 §3.2)",
             )
         description = answer.get("error_description")
-        text = f"{error}: {description}" if isinstance(description, str) and description else error
+        from syncctl.wording import source_text
+
+        text = source_text(f"{error}: {description}" if isinstance(description, str) and description else error, 300)
         grant = "refresh-token" if self.auth.refresh_token else "client-credentials"
         if error == "invalid_client" or error == "unauthorized_client":
             hint = (f"check the client id and secret ({_variables(self.auth.client_secret)}) and --client-auth "
@@ -278,6 +293,19 @@ class OAuth2:
         else:
             hint = "check --token-url, --scope and --token-param against the provider's documentation"
         return SyncError(f"the token endpoint refused the {grant} grant: {text}", hint)
+
+
+def token_lifetime(expires_in: Any) -> float:
+    """Seconds an access token lives: the endpoint's ``expires_in``, an hour when absent or
+    unreadable, at most a year (an absurd value from a provider must not break the sync
+    between receiving a rotated refresh token and storing it)."""
+    try:
+        seconds = float(expires_in if expires_in is not None else DEFAULT_LIFETIME)
+    except (TypeError, ValueError, OverflowError):
+        return DEFAULT_LIFETIME
+    if not math.isfinite(seconds):
+        return DEFAULT_LIFETIME
+    return min(max(0.0, seconds), MAX_LIFETIME)
 
 
 def _dead_holder(row: dict[str, Any] | None) -> str | None:

@@ -46,6 +46,7 @@ class CheckReport:
     sample: Any = None
     error: tuple[str, str | None] | None = None
     problems: list[Problem] = field(default_factory=list)
+    source_errors: list[str] = field(default_factory=list)  # a GraphQL-style "errors" beside records
     first_records: list[Any] = field(default_factory=list, repr=False)  # for the key suggestion
 
     @property
@@ -77,6 +78,7 @@ def run_check(
                 _first_page(report, page, config, secrets)
             if page.number >= 2 or not config.pagination.paginated:
                 break
+        report.source_errors = [secrets.redact(e) for e in connector.graphql_errors[:3]]
     except SyncError as exc:
         report.error = (secrets.redact(exc.message), secrets.redact(exc.hint) if exc.hint else None)
         if report.error[1] and "{name}" in report.error[1]:
@@ -138,6 +140,8 @@ def _judge(report: CheckReport, config: IntegrationConfig) -> None:
         report.problems.append(Problem(*hashed_warning(
             missing, config.key, of=report.records, candidate=candidates[0] if candidates else None
         )))
+    if report.source_errors:  # a sync succeeds with them as its warning (spec §16)
+        report.problems.append(Problem(f"the source answered with records and errors: {'; '.join(report.source_errors)}"))
     detected = report.detected_pagination
     if detected and not config.pagination.paginated:
         report.problems.append(Problem(f"the response points at a next page ({detected})", f"--paginate {detected}"))

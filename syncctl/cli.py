@@ -66,13 +66,23 @@ class AppState:
     create: bool = False  # the command may create a missing database
     _store: Store | None = None
 
+    def discard_new_database(self) -> None:
+        """Remove the database this command created, when it ends refused: the next
+        command must find the path missing as before (exit 3), not an empty database."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(OSError):
+                Path(f"{self.db_path}{suffix}").unlink()
+
     def store(self, *, create: bool = False) -> Store:
         """The database; only ``add`` (``create``) and ``notify add`` (``create=True``)
         may create it: for any other command a missing file is a mistyped path (exit 3)."""
         if self._store is None:
             self._store = Store.open(self.db_path, create=self.create or create)
             for notice in self._store.notices:  # what a migration chose, said once
-                render.print_error(f"syncctl: note: {notice}")
+                render.print_error(f"note: {notice}")
         return self._store
 
 
@@ -169,9 +179,10 @@ def add(
     config = build_config(options)
     validate_name(name)
     table_name = parse_table(table) if table is not None else default_table_name(name)
+    url = validate_url(url)  # all of it before the database is opened: a refused add creates none
     store = _state(ctx).store()
     integration = store.add_integration(
-        name=name, url=validate_url(url), config=config, interval=seconds, now=_now(),
+        name=name, url=url, config=config, interval=seconds, now=_now(),
         table=None if table_name == TABLE_OFF else table_name,
     )
     when = "its first sync is due now" if seconds else "it syncs only when you run: syncctl sync " + name
@@ -267,15 +278,16 @@ def _read_manifest(path: str) -> Any:
     """The file (or stdin), parsed and validated; any problem is one line, exit 2."""
     from syncctl import manifest
 
-    if path == "-":
-        text, source = sys.stdin.read(), "stdin"
-    else:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise UsageError(f"cannot read {path}: {reason}", "pass a TOML file written by syncctl export, or -") from None
-        source = path
+    source = "stdin" if path == "-" else path
+    try:  # bytes: the locale's encoding (a C locale: ASCII) says nothing about a TOML file's
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}", "pass a TOML file written by syncctl export, or -") from None
+    try:
+        text = raw.decode("utf-8-sig")  # TOML is UTF-8; a byte-order mark some editors write is let through
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"cannot read {source}: not UTF-8 (byte {exc.start} is 0x{raw[exc.start]:02x})",
+                         "TOML files are UTF-8: save it as UTF-8") from None  # fmt: skip
     return manifest.parse(text, source)
 
 
@@ -295,11 +307,10 @@ def export(
     if output is None:
         sys.stdout.write(text)
         return
-    target = Path(output)
-    temporary = target.with_name(f".{target.name}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(target)
+    from syncctl import files
+
+    try:  # atomically, leaving no temporary file behind when it fails (-o naming a folder)
+        files.replace(Path(output), lambda out: out.write(text.encode("utf-8")))
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}", "pass a writable path with -o") from None
 
@@ -320,12 +331,12 @@ def apply(
 
     document = _read_manifest(file)
     state = _state(ctx)
-    if dry_run and isinstance(state.db_path, Path) and not state.db_path.exists():
+    new_database = isinstance(state.db_path, Path) and not state.db_path.exists()
+    if new_database:  # planned against an empty one: a refused or dry run creates no file
         plan = manifest.plan({}, {n: d.form() for n, d in document.integrations.items()}, prune=prune,
                              file_targets={u: t.form() for u, t in document.targets.items()})  # fmt: skip
-        store = None  # a dry run creates no database: the plan is against an empty one
     else:
-        store = state.store(create=True)  # a host provisioned from its file alone
+        store = state.store()
         _recover(store)
         plan = manifest.plan_for(store, document, prune=prune)
     if plan.remove and not dry_run and not yes:
@@ -336,8 +347,13 @@ def apply(
             )
         if not typer.confirm(f"Remove {', '.join(plan.remove)} with their logs and records?", err=True):
             raise typer.Exit(1)
-    if not dry_run and not plan.empty and store is not None:
-        manifest.carry_out(store, document, plan, _now())
+    if not dry_run and not plan.empty:
+        try:
+            plan = manifest.carry_out(state.store(create=True), document, plan, prune=prune, now=_now())
+        except BaseException:
+            if new_database:
+                state.discard_new_database()
+            raise
     if json_:
         render.print_json({**plan.to_json(), "dry_run": dry_run})
         return
@@ -393,7 +409,7 @@ def records(
 ) -> None:
     """The stored records of one integration, most recently synced first."""
     if not 1 <= limit <= 100_000_000:
-        raise UsageError(f"invalid --limit {limit}", "use a number from 1 up")
+        raise UsageError(f"invalid --limit {limit}", "use a number from 1 to 100,000,000")
     if json_ and csv_:
         raise UsageError("--json and --csv exclude each other", "pick one")
     store = _state(ctx).store()
@@ -619,12 +635,12 @@ def run_due(
         typer.Option(metavar="URL", envvar="SYNCCTL_PING_URL", show_envvar=True,
                      help="Healthchecks/Cronitor URL: pinged at /start, on success, and at /fail."),
     ] = None,
-    metrics_file: Annotated[
-        Path | None,
+    metrics_file: Annotated[  # str: typer would turn '' into Path('.')
+        str | None,
         typer.Option(metavar="PATH", help="Rewrite Prometheus metrics here after every tick (node_exporter)."),
     ] = None,
     status_dir: Annotated[
-        Path | None,
+        str | None,
         typer.Option(metavar="DIR", envvar="SYNCCTL_STATUS_DIR", show_envvar=True,
                      help="Rewrite the status page and badges here after every tick (see status-page)."),
     ] = None,
@@ -636,7 +652,7 @@ def run_due(
         raise UsageError(f"invalid --concurrency {concurrency}", "use 1 to 256")
     settings = _settings(sync_timeout, max_rps)
     pinger = _pinger(ping)
-    _check_metrics_file(metrics_file)
+    metrics_file = _check_metrics_file(metrics_file)
     status_dir = _check_status_dir(status_dir, "--status-dir")
     store = _state(ctx).store()
     verbose = verbose or render.is_terminal(sys.stdout)
@@ -704,23 +720,38 @@ def _pinger(url: str | None):  # noqa: ANN202
     return Pinger(url, dict(os.environ))
 
 
-def _check_metrics_file(path: Path | None) -> None:
-    if path is not None and (path.is_dir() or not path.parent.is_dir()):
+def _check_metrics_file(text: str | None) -> Path | None:
+    """The metrics file: a regular file (replaced at every tick) in an existing folder.
+    A device or a pipe is refused: the tick would replace /dev/null, or read a FIFO or
+    /dev/zero forever."""
+    if text is None:
+        return None
+    path = Path(text)
+    hint = "give a file in an existing folder, e.g. /var/lib/node_exporter/textfile_collector/syncctl.prom"
+    if not text.strip():
+        raise UsageError("invalid --metrics-file '': no path", hint)
+    if path.is_dir() or not path.parent.is_dir():
         raise UsageError(
             f"invalid --metrics-file {path}: " + ("it is a folder" if path.is_dir() else "its folder does not exist"),
-            "give a file in an existing folder, e.g. /var/lib/node_exporter/textfile_collector/syncctl.prom",
+            hint,
         )
+    if path.exists() and not path.is_file():
+        raise UsageError(f"invalid --metrics-file {path}: it is not a regular file (a device, pipe or socket)", hint)
+    return path
 
 
-def _check_status_dir(path: Path | None, option: str) -> Path | None:
-    """The status page's folder (created when missing, spec §19): not a file; empty = none."""
-    if path is None or not str(path).strip():
+def _check_status_dir(text: str | None, option: str) -> Path | None:
+    """The status page's folder (created when missing, spec §19): not a file. Unset (or
+    an empty SYNCCTL_STATUS_DIR): none; an empty value given explicitly is refused, never
+    taken as the current folder."""
+    hint = "give a folder (created when missing) that a web server serves, e.g. /var/www/syncctl"
+    if text is None:
         return None
+    if not text.strip():
+        raise UsageError(f"invalid {option} '': no folder", hint)
+    path = Path(text)
     if path.exists() and not path.is_dir():
-        raise UsageError(
-            f"invalid {option} {path}: it is a file",
-            "give a folder (created when missing) that a web server serves, e.g. /var/www/syncctl",
-        )
+        raise UsageError(f"invalid {option} {path}: it is a file", hint)
     return path
 
 
@@ -740,7 +771,7 @@ def history(
 ) -> None:
     """Sync logs, newest first."""
     if not 1 <= limit <= 1_000_000:
-        raise UsageError(f"invalid --limit {limit}", "use a number from 1 up")
+        raise UsageError(f"invalid --limit {limit}", "use a number from 1 to 1,000,000")
     statuses = {"success": "SUCCESS", "failed": "FAILED", "running": "RUNNING"}
     if status is not None and status.lower() not in statuses:
         raise UsageError(f"invalid --status {status!r}", "use success, failed or running")
@@ -854,7 +885,7 @@ def metrics(ctx: typer.Context) -> None:
 )
 def status_page(
     ctx: typer.Context,
-    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where to write (created when missing).")],
+    directory: Annotated[str, typer.Argument(metavar="DIR", help="Where to write (created when missing).")],
     details: Annotated[
         bool, typer.Option("--details", help="Add each failing integration's last error and hint (redacted).")
     ] = False,
@@ -863,18 +894,16 @@ def status_page(
 
     Only names, states, times and counts (no URL, header, parameter or error unless
     --details). Files are replaced atomically, and only when their content changes."""
+    from syncctl import errors
     from syncctl import status_page as page
 
-    directory = _check_status_dir(directory, "DIR") or directory
+    folder = _check_status_dir(directory, "DIR")
     store = _state(ctx).store()
     _recover(store)
     try:
-        page.write(store, directory, _now(), details=details)
-    except OSError as exc:
-        raise UsageError(
-            f"cannot write the status page to {directory}: {exc.strerror or exc}",
-            "check that syncctl may create and write files there",
-        ) from None
+        page.write(store, folder, _now(), details=details)
+    except OSError as exc:  # a full disk, a read-only or foreign folder: named as such, exit 3
+        raise errors.from_os_error(exc, folder, "write the page elsewhere") from None
 
 
 notify_app = typer.Typer(
@@ -948,15 +977,12 @@ def notify_test(
         raise UsageError("no notification targets yet", "add one: syncctl notify add URL")
     failed = False
     for target in targets:
-        error = send_test(store, target, _now(), dict(os.environ))
-        if error is None:
+        failure = send_test(store, target, _now(), dict(os.environ))
+        if failure is None:
             sys.stdout.write(f"sent a test notification to #{target['id']} ({target['url']})\n")
         else:
             failed = True
-            render.print_error(
-                f"notification target #{target['id']} ({target['url']}): {error}",
-                "check the URL and that the service is reachable from this host",
-            )
+            render.print_error(f"notification target #{target['id']} ({target['url']}): {failure[0]}", failure[1])
     if failed:
         raise typer.Exit(1)
 
@@ -1000,6 +1026,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.flush()  # a reader that left after our last write is noticed here
     except render.OutputClosed:
         code = _reader_left()
+    except SyncctlError as exc:  # the output's device refused the last of it (>/dev/full)
+        with contextlib.suppress(SyncctlError, render.OutputClosed):
+            render.print_error(exc.message, exc.hint)
+        code = exc.exit_code
     finally:
         sys.stdout, sys.stderr = original
     sys.exit(code)

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from syncctl.errors import UsageError
 from syncctl.models import dumps
-from syncctl.pagination import Pagination
+from syncctl.pagination import BODY_PARAM, Pagination
 from syncctl.schedule import MAX_INTERVAL, MIN_INTERVAL, parse_duration
 from syncctl.secrets import (
     check_references,
@@ -236,7 +236,7 @@ class IntegrationConfig:
             client_secret=self.auth.client_secret or None if self.auth else None,
             scope=list(self.auth.scopes) if self.auth else [],
             token_param=[f"{k}={v}" for k, v in self.auth.token_params] if self.auth else [],
-            client_auth=self.auth.client_auth if self.auth and self.auth.kind == "oauth2" else None,
+            client_auth=self.auth.client_auth if self.auth and self.auth.client_auth != "basic" else None,  # the default
             refresh_token=self.auth.refresh_token if self.auth else None,
             method=self.method,
             body=dumps(self.body) if self.body is not None else None,
@@ -253,12 +253,13 @@ class _Options:
 
     def merged(self, given: IntegrationOptions) -> IntegrationOptions:
         """These options with each one ``given`` replacing its own; ``''`` (or an empty
-        list) means back to the default."""
+        list, or a repeatable option given once as ``''``: ``--header ''`` clears the
+        headers) means back to the default."""
         merged = dataclasses.replace(self)
         for f in dataclasses.fields(given):
             value = getattr(given, f.name)
             if value is not None:
-                setattr(merged, f.name, None if value in ("", []) else value)
+                setattr(merged, f.name, None if value in ("", [], [""]) else value)
         return merged
 
     def given(self) -> bool:
@@ -286,14 +287,16 @@ def validate_name(name: str) -> str:
     return name
 
 
-def _check_text(text: str | None, what: str) -> None:
+def check_text(text: str | None, what: str) -> None:
     """Refuse bytes that are not UTF-8 (Python hands them over as lone surrogates):
-    SQLite could not store them and no server would understand them."""
-    if text is not None and any("\ud800" <= c <= "\udfff" for c in text):
-        raise UsageError(
-            f"{what} is not valid UTF-8 text: {text!r}",
-            "check the encoding of the terminal or script that runs syncctl (use UTF-8)",
-        )
+    SQLite could not store them and no server would understand them. The message names
+    the byte, never the text (it may be a secret)."""
+    for i, c in enumerate(text or ""):
+        if "\ud800" <= c <= "\udfff":
+            raise UsageError(
+                f"{what} is not valid UTF-8 text (byte 0x{ord(c) & 0xFF:02x} at character {i + 1})",
+                "check the encoding of the terminal or script that runs syncctl (use UTF-8)",
+            )
 
 
 def _refuse_literal_secret(name: str, value: str, what: str) -> None:
@@ -313,21 +316,60 @@ def _refuse_literal_secret(name: str, value: str, what: str) -> None:
         )
 
 
+def _check_body_params(body: Any, named: list[tuple[str, str | None]]) -> None:
+    """A PARAM ``body:DOTTED.PATH`` (spec §16) sets a field of the JSON body: there must be
+    a body, a JSON object, whose fields on the way are objects (or absent) — else the page
+    number or cursor would go nowhere, or replace what --body says."""
+    for flag, param in named:
+        if not param or not param.startswith(BODY_PARAM):
+            continue
+        path = param[len(BODY_PARAM):]
+        if not path or any(not part for part in path.split(".")):
+            raise UsageError(f"invalid {flag} PARAM {param!r}", "name a field of the body, e.g. body:variables.after")
+        if not isinstance(body, dict):
+            raise UsageError(
+                f"{flag} puts {param!r} in the request body, but "
+                + ("there is no --body" if body is None else "--body is not a JSON object"),
+                "give the body as a JSON object, e.g. --body '{\"query\": \"…\", \"variables\": {}}'",
+            )
+        target, parts = body, path.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            target = target.get(part)
+            if target is None:
+                break
+            if not isinstance(target, dict):
+                raise UsageError(
+                    f"{flag} puts {param!r} in the request body, but --body's {'.'.join(parts[:depth + 1])!r} is not "
+                    "an object",
+                    "make it an object in --body, or name another field",
+                )
+
+
+def shown_url(url: str) -> str:
+    """A URL as a refusal may show it: whatever stands between ``//`` (or the start) and
+    its last ``@``, a user and maybe a literal password, cut out. Made for URLs that do
+    not parse, so it cuts by text, and rather too much than too little."""
+    start = url.find("//") + 2 if "//" in url else 0
+    at = url.rfind("@")
+    return url if at < start else f"{url[:start]}…{url[at:]}"
+
+
 def validate_url(url: str) -> str:
-    _check_text(url, "the URL")
+    check_text(url, "the URL")
     check_references(url, "URL")
     hint = "give a full http(s) URL, e.g. https://api.example.com/v1/items"
+    shown = shown_url(url)
     if any(c.isspace() for c in url) or len(url) > 4096:
-        raise UsageError(f"invalid URL {url!r}", hint)
+        raise UsageError(f"invalid URL {shown!r}", hint)
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
-        raise UsageError(f"invalid URL {url!r}: {exc}", hint) from None
+        raise UsageError(f"invalid URL {shown!r}: {exc}", hint) from None
     if parts.scheme not in ("http", "https"):
-        raise UsageError(f"invalid URL {url!r}: the scheme must be http or https", hint)
+        raise UsageError(f"invalid URL {shown!r}: the scheme must be http or https", hint)
     if not parts.hostname or holds_reference(parts.netloc.split("@")[-1]):
-        raise UsageError(f"invalid URL {url!r}: no host", hint)
+        raise UsageError(f"invalid URL {shown!r}: no host", hint)
     if parts.password and not holds_reference(parts.password):
         raise UsageError(
             "the URL holds a password; syncctl stores secrets only as ${VAR} references",
@@ -439,6 +481,7 @@ def _parse_auth(options: IntegrationOptions) -> Auth | None:
         if not sep or not name.strip():
             raise UsageError(f"invalid --token-param {raw!r}", "write it as key=value, e.g. --token-param audience=api")
         check_references(value, f"--token-param {name}")
+        _refuse_literal_secret(name.strip(), value, "--token-param")
         params.append((name.strip(), value))
     scopes = tuple(s for raw in options.scope or [] for s in raw.split())
     return Auth("oauth2", token_url=token_url, client_id=options.client_id, client_secret=options.client_secret,
@@ -488,7 +531,7 @@ def build_config(options: IntegrationOptions) -> IntegrationConfig:
         ("--schema", [options.schema]),
     ):
         for text in texts:
-            _check_text(text, what)
+            check_text(text, what)
     headers: dict[str, str] = {}
     for raw in options.headers or []:
         name, sep, value = raw.partition(":")
@@ -545,12 +588,22 @@ def build_config(options: IntegrationOptions) -> IntegrationConfig:
     lookback = _parse_lookback(options.lookback) if options.lookback else d.lookback
     if lookback and incremental is None:
         raise UsageError("--lookback needs --incremental", "e.g. --incremental updated_at:since --lookback 10m")
+    pagination = Pagination.parse(options.paginate) if options.paginate else d.pagination
+    _check_body_params(body, [("--paginate", getattr(pagination, "param", None)),
+                              ("--incremental", incremental.param if incremental else None)])  # fmt: skip
+    auth = _parse_auth(options)
+    if auth is not None and any(name.lower() == "authorization" for name in headers):
+        raise UsageError(
+            f"--auth {auth.kind} and an Authorization header would both say who is asking; one would be dropped",
+            "keep one: leave out the Authorization header (in edit, --header replaces all headers; --header '' "
+            "clears them), or --auth ''",
+        )
     return IntegrationConfig(
         headers=headers,
         params=params,
         records_path=options.records_path or d.records_path,
         key=options.key or d.key,
-        pagination=Pagination.parse(options.paginate) if options.paginate else d.pagination,
+        pagination=pagination,
         max_pages=max_pages,
         timeout=float(timeout),
         rate_limit=RateLimit.parse(options.rate_limit) if options.rate_limit else d.rate_limit,
@@ -562,7 +615,7 @@ def build_config(options: IntegrationOptions) -> IntegrationConfig:
         max_staleness=_parse_staleness(options.max_staleness) if options.max_staleness else d.max_staleness,
         min_records=min_records,
         schema=_parse_schema(options.schema) if options.schema else d.schema,
-        auth=_parse_auth(options),
+        auth=auth,
         method=method,
         body=body,
     )

@@ -22,6 +22,25 @@ from syncctl import tables
 _SQLITE_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 _SQLITE_LIMIT = "max(60, coalesce(json_extract(config, '$.max_staleness'), 3 * sync_interval))"
 _PG_LIMIT = "coalesce((config::jsonb ->> 'max_staleness')::float8, 3 * sync_interval)"
+_PG_STALE_AT = (  # as SQLite's: max(60, NULL) is NULL there, greatest(60, NULL) 60 here
+    f"(coalesce(last_success_at, created_at) + CASE WHEN {_PG_LIMIT} IS NULL THEN NULL"
+    f" ELSE make_interval(secs => greatest(60, {_PG_LIMIT})) END)"
+)
+
+
+def _sqlite_ms(moment: str) -> str:
+    """A stored SQLite timestamp as whole milliseconds (its julian day × 86,400,000; exact)."""
+    return f"round(julianday({moment}) * 86400000)"
+
+
+def _sqlite_time(ms: str) -> str:
+    """Milliseconds from :func:`_sqlite_ms` as a stored timestamp again."""
+    return f"strftime('%Y-%m-%dT%H:%M:%fZ', {ms} / 86400000.0)"
+
+
+# On SQLite the moment is kept in milliseconds while it is compared or the least is taken,
+# and formatted once at the end: strftime on every row of 10,000 costs ~8 ms of a tick.
+_SQLITE_STALE_MS = f"({_sqlite_ms('coalesce(last_success_at, created_at)')} + {_SQLITE_LIMIT} * 1000)"
 
 
 def quote(identifier: str) -> str:
@@ -42,10 +61,19 @@ class Dialect:
     now_sql: str  # the database's clock, comparable with stored timestamps
     lease_sql: str  # the database's clock plus ``?`` seconds
     stale_at_sql: str  # staleness: when an integration goes stale (NULL: never)
+    stale_sql: str  # whether it is stale at ``:now``
+    next_stale_sql: str  # the first moment at or after ``?`` that one goes stale (NULL: none)
     lock_sql: str  # ends a read of integrations that locks its row for the transaction
     skip_locked_sql: str  # claim_next_due's row lock, where rows can be locked
     not_in_ids_sql: str  # "id is none of ``?``" (a list of ids, see ``ids_param``)
+    # First in a transaction that reads the whole configuration, then writes it (apply):
+    # such transactions run one at a time ("": BEGIN IMMEDIATE already serializes writers).
+    serialize_sql: str
     type_names: dict[str, str] = field(default_factory=dict)
+    # The most columns a data table may have: SQLite's default build allows 2,000, less the
+    # rowid sqlite-utils' transform copies when it rebuilds a table to widen a column;
+    # PostgreSQL 1,600 (a row of them must still fit a page, see the store's table faults).
+    max_columns: int = 1999
 
     # -- data tables (spec §15) -------------------------------------------------------------
 
@@ -85,6 +113,14 @@ class Dialect:
     def table_exists_sql(self) -> str:
         if self.name == "sqlite":
             return "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?"
+        return ("SELECT 1 FROM pg_catalog.pg_class WHERE relname = ? AND relkind IN ('r', 'p', 'v', 'm', 'f')"
+                " AND relnamespace = current_schema()::regnamespace")  # fmt: skip
+
+    def name_taken_sql(self) -> str:
+        """Whether a new table may not take the name ``?``: a table, view or index has it
+        (one namespace on both backends; on PostgreSQL sequences and types too)."""
+        if self.name == "sqlite":
+            return "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view', 'index') AND name = ?"
         return "SELECT 1 FROM pg_catalog.pg_class WHERE relname = ? AND relnamespace = current_schema()::regnamespace"
 
     def storable(self, value: Any, logical: str) -> Any:
@@ -100,13 +136,16 @@ SQLITE = Dialect(
     timestamps=False,
     now_sql=_SQLITE_NOW,
     lease_sql="strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || ? || ' seconds')",
-    stale_at_sql=(
-        "strftime('%Y-%m-%dT%H:%M:%fZ', coalesce(last_success_at, created_at),"
-        f" '+' || {_SQLITE_LIMIT} || ' seconds')"
+    stale_at_sql=_sqlite_time(_SQLITE_STALE_MS),
+    stale_sql=f"{_SQLITE_STALE_MS} < {_sqlite_ms(':now')}",
+    next_stale_sql=(
+        f"SELECT {_sqlite_time('min(stale_ms)')} FROM (SELECT {_SQLITE_STALE_MS} AS stale_ms FROM integrations) AS s"
+        f" WHERE stale_ms >= {_sqlite_ms('?')}"
     ),
     lock_sql="",  # BEGIN IMMEDIATE locks the database: no row locks
     skip_locked_sql="",
     not_in_ids_sql="id NOT IN (SELECT value FROM json_each(?))",
+    serialize_sql="",
     type_names={
         "integer": "INTEGER", "real": "REAL", "boolean": "INTEGER", "text": "TEXT",
         "timestamp": "TEXT", "json": "TEXT", "null": "TEXT",
@@ -121,15 +160,16 @@ POSTGRES = Dialect(
     timestamps=True,
     now_sql="now()",
     lease_sql="now() + make_interval(secs => ?)",
-    stale_at_sql=(  # as SQLite's: max(60, NULL) is NULL there, greatest(60, NULL) 60 here
-        f"(coalesce(last_success_at, created_at) + CASE WHEN {_PG_LIMIT} IS NULL THEN NULL"
-        f" ELSE make_interval(secs => greatest(60, {_PG_LIMIT})) END)"
-    ),
+    stale_at_sql=_PG_STALE_AT,
+    stale_sql=f"{_PG_STALE_AT} < :now",
+    next_stale_sql=f"SELECT min(stale_at) FROM (SELECT {_PG_STALE_AT} AS stale_at FROM integrations) AS s WHERE stale_at >= ?",
     lock_sql=" FOR UPDATE OF integrations",
     skip_locked_sql=" FOR UPDATE OF integrations SKIP LOCKED",
     not_in_ids_sql="id <> ALL(?::bigint[])",
+    serialize_sql="SELECT pg_advisory_xact_lock(1398361668)",  # 0x53594E44; the schema's is 0x53594E43
     type_names={
         "integer": "bigint", "real": "double precision", "boolean": "boolean", "text": "text",
         "timestamp": "timestamptz", "json": "jsonb", "null": "text",
     },  # fmt: skip
+    max_columns=1600,
 )

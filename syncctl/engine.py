@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from syncctl import liveness
-from syncctl.errors import DatabaseError, SyncctlError, SyncError
+from syncctl.errors import DatabaseError, SyncctlError, SyncError, with_retry_promise
 from syncctl.health import resume_hint
 from syncctl.models import Integration, Status, SyncLog, SyncResult, Trigger
 from syncctl.schedule import RETRY_BASE_SECONDS, SYNC_TIMEOUT, Plan, plan_after_sync
@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 
     from syncctl.fetch import Cancel, Connector, Page, RateLimiter
 
-INTERRUPTED_HINT = (
-    "nothing to fix if the machine restarted; it is retried at the next run. If it "
-    "repeats, check what kills syncctl (an OOM kill, a service timeout)"
+INTERRUPTED_HINT = with_retry_promise(
+    "nothing to fix if the machine restarted (if it repeats, check what kills syncctl: an OOM kill, a "
+    "service timeout)"
 )
 
 
@@ -187,7 +187,7 @@ def lease_expired(log: SyncLog) -> tuple[str, str]:
     return (
         f"interrupted: lease expired ({where} stopped renewing it: the host died, lost the "
         "database, or was paused)",
-        "it is retried at the next run; if it repeats, check that host and its network",
+        with_retry_promise("if it repeats, check that host and its network"),
     )
 
 

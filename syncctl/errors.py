@@ -87,11 +87,11 @@ class EnvironmentFault(DatabaseError):
 # -- naming an environment fault: one place for every file (database, -wal, -shm, lock) ------
 
 
-def disk_full(path: Path) -> EnvironmentFault:
+def disk_full(path: Path, elsewhere: str = "move the database with --db") -> EnvironmentFault:
     mount = _mount_point(path)
     return EnvironmentFault(
         f"cannot write {path}: the disk is full ({mount})",
-        f"free space on {mount} (see: df -h {mount}), or move the database with --db",
+        f"free space on {mount} (see: df -h {mount}), or {elsewhere}",
         kind="disk full",
     )
 
@@ -149,10 +149,11 @@ def unwritable(path: Path) -> EnvironmentFault | None:
     return None
 
 
-def from_os_error(exc: OSError, path: Path) -> DatabaseError:
-    """An OS error on one of syncctl's files, named as what it is."""
+def from_os_error(exc: OSError, path: Path, elsewhere: str = "move the database with --db") -> DatabaseError:
+    """An OS error on one of syncctl's files, named as what it is (``elsewhere``: the other
+    way out of a full disk)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return disk_full(path)
+        return disk_full(path, elsewhere)
     if exc.errno == errno.EROFS:
         return read_only(path)
     if exc.errno in (errno.EACCES, errno.EPERM):

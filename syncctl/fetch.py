@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import functools
-import http.client
-import itertools
 import json
 import logging
 import math
@@ -19,25 +17,26 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 import backoff
 import requests
 
+from syncctl import wording
 from syncctl.config import IntegrationConfig
 from syncctl.errors import SyncError, with_retry_promise
-from syncctl.pagination import PageSeen
+from syncctl.pagination import BODY_PARAM, PageSeen
 from syncctl.records import arrays_of_objects, hashed_count, keyed, page_cursor, records_at
 from syncctl.schedule import MAX_INTERVAL
 from syncctl.secrets import Secrets, uses_secret
+from syncctl.wording import Wording, source_text
 
 MAX_PAGE_BYTES = 64 * 1024 * 1024
 RETRY_TRIES = 3
 RETRY_BUDGET_SECONDS = 60.0
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
@@ -206,6 +205,16 @@ class Page:
 NOT_MODIFIED = object()  # what _get returns for a 304
 
 
+def overriding(fixed: list[tuple[str, Any]], chosen: Iterable[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """A request's query: the integration's fixed parameters, where a parameter syncctl
+    sets itself (the incremental cursor, a page number or page cursor) replaces any of the
+    same name. So a fixed ``--param since=…`` is where the first sync starts, and never
+    goes out beside the cursor."""
+    chosen = list(chosen)
+    names = {name for name, _ in chosen}
+    return [(k, v) for k, v in fixed if k not in names] + chosen
+
+
 class Connector:
     """Fetches one integration's pages. ``pages()`` yields one page at a time, so memory
     stays bounded by one page however many there are. Afterwards, ``complete`` says
@@ -237,6 +246,7 @@ class Connector:
         self.clock = clock
         self.rng = rng or random.Random()
         self.timeout = config.timeout
+        self.errors = Wording(secrets.redact, secrets.references, config.timeout)
         integration_limiter = RateLimiter(config.rate_limit.per_second) if config.rate_limit else None
         self.limiters = [x for x in (global_limiter, integration_limiter) if x]
         # Expand every ${VAR} up front: a missing variable, or a value that cannot be
@@ -250,9 +260,10 @@ class Connector:
             for v in (vs if isinstance(vs, list) else [vs])
         ]
         if config.incremental and cursor is not None:  # no cursor, no PARAM
-            self.params.append((config.incremental.param, cursor))
+            self.params = overriding(self.params, [(config.incremental.param, cursor)])
         self.method = config.method
         self.body = _expand_body(config.body, secrets) if config.body is not None else None
+        self.secret_body = config.body is not None and uses_secret(json.dumps(config.body))
         self.origin = _origin(self.url)
         self.auth = _auth(config, secrets, tokens, self._token_request)
         # Conditional requests only where one request is the whole answer: no pages, and
@@ -283,7 +294,7 @@ class Connector:
         conditional = {k: v for k, v in (("If-None-Match", etag), ("If-Modified-Since", modified)) if v}
         for number in range(1, config.max_pages + 1):
             if request.url is None:
-                url, params = self.url, self.params + list(request.params)
+                url, params = self.url, overriding(self.params, request.params)
             else:
                 url, params = request.url, list(request.params)
             body, response = self._get(url, params, conditional if number == 1 else {})
@@ -296,7 +307,7 @@ class Connector:
             try:
                 pairs = keyed(records, config.key, secrets)
             except RecursionError:  # parsed, but too deep to encode again for storage
-                raise self._too_deep(response.url, None) from None
+                raise self.errors.too_deep(response.url, None) from None
             page = Page(number, pairs, records, hashed=hashed_count(records, pairs, config.key))
             if where is None:
                 page.whole_body = True
@@ -328,11 +339,12 @@ class Connector:
             records, where = [], None
         if not records or where is None:
             raise SyncError(
-                f"the source answered with errors: {self.redact(messages[0])}"
+                f"the source answered with errors: {source_text(self.redact(messages[0]), 300)}"
                 + (f" (and {len(messages) - 1} more)" if len(messages) > 1 else ""),
                 "check the query and its variables in --body (syncctl show {name}); try it with: syncctl check {name}",
             )
-        self.graphql_errors += [self.redact(m) for m in messages if m not in self.graphql_errors]
+        shown = [source_text(self.redact(m), 300) for m in messages]
+        self.graphql_errors += [m for m in shown if m not in self.graphql_errors]
         return records, where
 
     # -- one request, with retries within the sync -----------------------------------------
@@ -407,9 +419,9 @@ class Connector:
         try:
             return json.loads(body), response
         except ValueError as exc:
-            raise self._not_json(response, body, exc) from None
+            raise self.errors.not_json(response, body, exc) from None
         except RecursionError:  # the parser recurses once per level of nesting
-            raise self._too_deep(response.url, _nesting(body)) from None
+            raise self.errors.too_deep(response.url, wording.nesting(body)) from None
 
     def _send(
         self, url: str, params: list[tuple[str, str]], extra_headers: Mapping[str, str] | None = None
@@ -437,6 +449,13 @@ class Connector:
             if _origin(url) != self.origin:
                 for name in self.secret_headers:
                     headers.pop(name, None)
+                if body is not None and self.secret_body:  # a body cannot lose a part: it is not sent
+                    raise SyncError(
+                        f"the source sent the request on to {self.errors.show(url)}, another origin than "
+                        f"{self.origin[0]}://{self.origin[1]}:{self.origin[2]}; the request body holds ${{VAR}} values, which "
+                        "never leave the integration's origin",
+                        "if that origin is the right one, point the integration at it: syncctl edit {name} --url URL",
+                    )
             elif self.auth is not None:
                 headers.update(self.auth.headers())
             response = self._send_single_request(method, url, query, body, headers)
@@ -446,7 +465,7 @@ class Connector:
                 if not location:
                     raise SyncError(
                         f"HTTP {response.status_code} redirect without a Location header from "
-                        f"{self._show(response.url)}",
+                        f"{self.errors.show(response.url)}",
                         "the source redirects without saying where to: check the URL (curl -i shows the "
                         "response) and fix it with: syncctl edit {name} --url URL, or fix the source",
                     )
@@ -456,7 +475,7 @@ class Connector:
                 continue
             return response
         raise SyncError(
-            f"too many redirects from {self._show(url)}", "check the URL: the source redirects in a loop"
+            f"too many redirects from {self.errors.show(url)}", "check the URL: the source redirects in a loop"
         )
 
     def _send_single_request(
@@ -474,11 +493,11 @@ class Connector:
                 timeout=timeout,
                 allow_redirects=False,
                 stream=True,
-                **_from_environment(*_scheme_and_host(url)),
+                **_environment(url, own_credentials=any(name.lower() == "authorization" for name in headers)),
             )
         except requests.RequestException as exc:
             self._check_cancel()
-            raise self._transport_error(exc, url) from None
+            raise self.errors.transport(exc, url) from None
         finally:
             _active.cancel = None
 
@@ -497,16 +516,16 @@ class Connector:
         try:
             response = self.session.post(url, data=form, auth=auth, headers={"Accept": "application/json"},
                                          timeout=timeout, allow_redirects=False, stream=True,
-                                         **_from_environment(*_scheme_and_host(url)))  # fmt: skip
+                                         **_environment(url, own_credentials=auth is not None))  # fmt: skip
         except requests.RequestException as exc:
             self._check_cancel()
-            raise self._transport_error(exc, url) from None
+            raise self.errors.transport(exc, url) from None
         finally:
             _active.cancel = None
         try:
             if response.status_code >= 500 or response.status_code == 429:
                 raise SyncError(
-                    f"the token endpoint {self._show(url)} failed: HTTP {response.status_code}",
+                    f"the token endpoint {self.errors.show(url)} failed: HTTP {response.status_code}",
                     with_retry_promise("a fault of the token endpoint"),
                     retryable=True,
                     retry_after=parse_retry_after(response.headers.get("Retry-After")),
@@ -520,7 +539,7 @@ class Connector:
             answer = None
         if not isinstance(answer, dict):
             raise SyncError(
-                f"the token endpoint {self._show(url)} answered HTTP {response.status_code} without a JSON object",
+                f"the token endpoint {self.errors.show(url)} answered HTTP {response.status_code} without a JSON object",
                 "check --token-url: it should be the provider's OAuth2 token endpoint",
             )
         if response.status_code >= 400 and "error" not in answer:
@@ -531,107 +550,23 @@ class Connector:
         """The body, at most 64 MiB, cut off by the deadline or a cancel."""
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > MAX_PAGE_BYTES:
-            raise _too_large(int(declared))
+            raise wording.too_large(int(declared))
         body = bytearray()
         self.cancel.watch(_socket_of(response))
         try:
             for chunk in response.iter_content(1 << 16):
                 body += chunk
                 if len(body) > MAX_PAGE_BYTES:
-                    raise _too_large(len(body))
+                    raise wording.too_large(len(body))
                 self._check_cancel()
         except requests.RequestException as exc:
             self._check_cancel()
-            raise self._transport_error(exc, response.url, response.headers.get("Content-Encoding")) from None
+            raise self.errors.transport(exc, response.url, response.headers.get("Content-Encoding")) from None
         finally:
             self.cancel.watch(None)
         return bytes(body)
 
-    # -- errors with hints -----------------------------------------------------------------
-
-    def _show(self, url: str) -> str:
-        """A URL fit for a message: no query string, no password, secrets redacted."""
-        parts = urlsplit(url)
-        netloc = _bracketed(parts.hostname or "")
-        if parts.port:
-            netloc += f":{parts.port}"
-        return self.redact(urlunsplit((parts.scheme, netloc, parts.path, "", "")))
-
-    def _transport_error(
-        self, exc: requests.RequestException, url: str, encoding: str | None = None
-    ) -> SyncError:
-        """What went wrong below HTTP; ``encoding`` is the body's Content-Encoding label."""
-        host = urlsplit(url).hostname or url
-        text = self.redact(str(exc))
-        malformed = _malformed_head(exc)
-        if malformed:  # requests calls it a ConnectionError, but the same bytes come back every time
-            return SyncError(
-                f"the source at {self._show(url)} sent {malformed}",
-                "a response syncctl will not read (a retry gets the same): fix the source, or the "
-                "proxy in front of it",
-            )
-        if isinstance(exc, requests.exceptions.ContentDecodingError):
-            label = (encoding or "").strip() or "an unknown encoding"
-            return SyncError(
-                f"the body from {self._show(url)} is labelled Content-Encoding: {label} "
-                f"but is not valid {label}",
-                "the source mislabels or corrupts its compressed body (a retry gets the same): fix "
-                "the source's Content-Encoding",
-            )
-        if isinstance(exc, requests.exceptions.SSLError):
-            return SyncError(
-                f"TLS verification failed for {host}",
-                "fix the server's certificate, or point REQUESTS_CA_BUNDLE at the CA bundle that signs it",
-            )
-        if isinstance(exc, requests.exceptions.Timeout):
-            return SyncError(
-                f"timed out waiting for {host} (after {self.timeout:g} s)",
-                "the source is slow or down: check it, or raise the limit: syncctl edit {name} --timeout 60",
-                retryable=True,
-            )
-        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-            return SyncError(
-                f"connection to {host} broke while reading the response",
-                with_retry_promise("the source closed the connection mid-body"),
-                retryable=True,
-            )
-        if isinstance(exc, requests.exceptions.ConnectionError):
-            if any(
-                s in text
-                for s in (
-                    "NameResolution",
-                    "Name or service not known",
-                    "nodename nor servname",
-                    "getaddrinfo",
-                    "No address",
-                )
-            ):
-                return SyncError(
-                    f"cannot resolve host {host}",
-                    "check the host name in the URL and this machine's DNS",
-                    retryable=True,
-                )
-            if "refused" in text.lower():
-                port = urlsplit(url).port or (443 if url.startswith("https") else 80)
-                return SyncError(
-                    f"connection refused by {_bracketed(host)}:{port}",
-                    "is the service running? check the host and port in the URL",
-                    retryable=True,
-                )
-            if "reset" in text.lower() or "aborted" in text.lower():
-                return SyncError(
-                    f"connection to {host} was reset",
-                    with_retry_promise("the source dropped the connection"),
-                    retryable=True,
-                )
-            return SyncError(
-                f"cannot connect to {host}: {_first_line(text)}",
-                "check the URL and the network",
-                retryable=True,
-            )
-        return SyncError(
-            f"request to {host} failed: {_first_line(text)}", "check the URL and the integration's options"
-        )
+    # -- errors with hints (their words: syncctl/wording.py) -----------------------------
 
     def _excerpt(self, response: requests.Response) -> str:
         """The first 200 characters of an error response's body, redacted, on one line:
@@ -648,84 +583,12 @@ class Connector:
         finally:
             self.cancel.watch(None)
         # Redact before cutting: a secret straddling the cut would show half of itself.
-        text = self.redact(re.sub(r"\s+", " ", data[:4096].decode("utf-8", "replace")).strip())
-        return text[:200] + ("…" if len(text) > 200 else "")
+        return source_text(self.redact(re.sub(r"\s+", " ", data[:4096].decode("utf-8", "replace"))))
 
     def _status_error(self, response: requests.Response) -> SyncError:
-        code = response.status_code
-        shown = self._show(response.url)
-        what = f"HTTP {code} {response.reason or ''}".rstrip() + f" from {shown}"
-        if 400 <= code < 500:
-            excerpt = self._excerpt(response)
-            if excerpt:
-                what += f" ({excerpt})"
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if code in (401, 403):
-            refs = self.secrets.references()
-            hint = (
-                f"check the credentials in {refs} (set in the environment syncctl runs in)"
-                if refs
-                else "the request sends no credentials: add them, e.g. "
-                "--header 'Authorization: Bearer ${API_TOKEN}'"
-            )
-            return SyncError(f"{what}: the credentials were refused", hint)
-        if code == 404:
-            return SyncError(what, f"check the URL path ({urlsplit(shown).path or '/'}); fix it with: syncctl edit {{name}} --url URL")
-        asked = _asked_to_wait(retry_after)
-        if code == 429:
-            return SyncError(
-                f"{what}: rate limited{asked}",
-                with_retry_promise("to ask less often: syncctl edit {name} --rate-limit 1/s, or set-interval"),
-                retryable=True,
-                retry_after=retry_after,
-            )
-        if code >= 500:
-            return SyncError(
-                f"{what}: the source failed{asked}",
-                with_retry_promise("a remote fault"),
-                retryable=code in RETRY_STATUSES,
-                retry_after=retry_after,
-            )
-        return SyncError(what, "check the URL and the --param values")
+        excerpt = self._excerpt(response) if 400 <= response.status_code < 500 else ""
+        return self.errors.status(response, excerpt, parse_retry_after(response.headers.get("Retry-After")))
 
-    def _not_json(self, response: requests.Response, body: bytes, exc: ValueError) -> SyncError:
-        ctype = response.headers.get("Content-Type", "no content type")
-        # Redact before cutting to the first bytes: a secret straddling the cut would
-        # otherwise show half of itself.
-        start = self.redact(body[:4096].decode("utf-8", "replace"))
-        start = re.sub(r"\s+", " ", start).strip()[:60]
-        # Labelled JSON and starting like JSON: malformed or cut short. Anything else (an
-        # HTML error page behind a proxy, whatever its label) is shown by its first bytes.
-        if "json" in ctype.lower() and re.match(rb'\s*[\[{"\d-]|\s*(true|false|null)\b', body):
-            return SyncError(
-                f"invalid JSON from {self._show(response.url)} ({ctype}, {len(body)} bytes): "
-                f"{_first_line(str(exc))}",
-                "the body was cut short or malformed; check the source",
-            )
-        encoding = response.headers.get("Content-Encoding", "").strip()
-        if encoding.lower() not in ("", "identity") and _binary(body):
-            # Binary after decoding by the label (raw deflate decodes almost anything), or
-            # left as it came (br, which syncctl does not decode): the label is the culprit.
-            return SyncError(
-                f"expected JSON from {self._show(response.url)}, got {ctype} "
-                f"with Content-Encoding: {encoding}: {start!r}",
-                f"check that the source's body really is {encoding} (syncctl decodes gzip and "
-                "deflate) and that the URL points at the API",
-            )
-        return SyncError(
-            f"expected JSON from {self._show(response.url)}, got {ctype}: {start!r}",
-            "check that the URL points at the API, not a web page or login form",
-        )
-
-    def _too_deep(self, url: str, depth: int | None) -> SyncError:
-        levels = f" ({depth:,} levels)" if depth else ""
-        return SyncError(
-            f"JSON from {self._show(url)} is nested too deep{levels}",
-            "no API nests records this deep (a retry gets the same): check the URL and the source",
-        )
-
-
-BODY_PARAM = "body:"  # a pagination or incremental PARAM that names a field of the JSON body
 
 
 def _expand_body(value: Any, secrets: Secrets) -> Any:
@@ -786,83 +649,6 @@ def _utcnow() -> Any:
     return utcnow()
 
 
-def _too_large(size: int) -> SyncError:
-    return SyncError(
-        f"a page of the response exceeds 64 MiB ({size / 1048576:.0f} MiB so far)",
-        "fetch smaller pages: syncctl edit {name} --paginate page:page --param per_page=1000",
-    )
-
-
-def _asked_to_wait(retry_after: float | None) -> str:
-    """", asked to wait 120 s" for a message, or nothing without a Retry-After."""
-    if not retry_after:
-        return ""
-    if retry_after >= MAX_INTERVAL:
-        days = MAX_INTERVAL // 86400
-        return f", asked to wait {days} days or more (syncctl waits at most {days} days)"
-    return f", asked to wait {retry_after:.0f} s"
-
-
-def _binary(body: bytes) -> bool:
-    """Does ``body`` start like binary data rather than text (not UTF-8, or NUL bytes)?"""
-    head = body[:4096]
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:  # unless only the character cut at 4096 is incomplete
-        return len(head) == len(body) or exc.start < len(head) - 3
-    return b"\0" in head
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and every exception it wraps: causes, contexts, and the ones urllib3 and
-    requests carry as arguments (``ProtocolError('Connection aborted.', LineTooLong(…))``)."""
-    seen: set[int] = set()
-    todo = [exc]
-    while todo:
-        current = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        wrapped = (current.__cause__, current.__context__, getattr(current, "reason", None), *current.args)
-        todo.extend(x for x in wrapped if isinstance(x, BaseException))
-
-
-def _malformed_head(exc: BaseException) -> str | None:
-    """What http.client refused in a response's head ("a header line longer than 64 KiB",
-    "more than 100 headers"), or None for any other failure."""
-    for cause in _causes(exc):
-        if isinstance(cause, http.client.LineTooLong):
-            # Its only record of which line: "got more than 65536 bytes when reading header line".
-            line = str(cause).rpartition("when reading ")[2] or "line"
-            line = line if line.endswith("line") else f"{line} line"
-            return f"a {line} longer than {getattr(http.client, '_MAXLINE', 65536) // 1024} KiB"
-        if type(cause) is http.client.HTTPException and "headers" in str(cause):
-            return f"more than {getattr(http.client, '_MAXHEADERS', 100)} headers"
-    return None
-
-
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: linear even unterminated
-_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
-_STEP = tuple(1 if b in b"[{" else -1 for b in range(256))
-
-
-def _nesting(body: bytes) -> int:
-    """How deep the arrays and objects of a JSON text nest (brackets in strings skipped);
-    only for the message of a body too deep to parse."""
-    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKET)
-    return max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0)
-
-
-def _bracketed(host: str) -> str:
-    """An IPv6 address as it is written in a URL: [::1]."""
-    return f"[{host}]" if ":" in host else host
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0][:300] if text.strip() else "no detail"
-
-
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
@@ -904,6 +690,17 @@ class _Adapter(requests.adapters.HTTPAdapter):
             "WatchedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": _watched(HTTPSConnection)}
         )
         self.poolmanager.pool_classes_by_scheme = {"http": http, "https": https}
+
+
+def _environment(url: str, *, own_credentials: bool) -> dict[str, Any]:
+    """requests' settings from the environment for a request to ``url``. A login from
+    ~/.netrc is a fallback, as with curl --netrc: a request that carries credentials of
+    its own (--auth, an Authorization header, the OAuth2 client's Basic) keeps them;
+    requests would otherwise put the netrc login over them."""
+    settings = _from_environment(*_scheme_and_host(url))
+    if own_credentials and "auth" in settings:
+        return {name: value for name, value in settings.items() if name != "auth"}
+    return settings
 
 
 @functools.lru_cache(maxsize=64)

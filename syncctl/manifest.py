@@ -101,7 +101,8 @@ def _desired(name: str, table: Any, where: str) -> Desired:
     try:
         for key in OWN_KEYS:
             if key in table and not isinstance(table[key], str):
-                raise UsageError(f"{where}.{key} must be text, not {table[key]!r}", "e.g. interval = \"15m\"")
+                example = {"url": "https://api.example.com/v1/items", "interval": "15m", "table": "weather"}[key]
+                raise UsageError(f"{where}.{key} must be text, not {settings.kind(table[key])}", f'e.g. {key} = "{example}"')
         options = IntegrationOptions(**settings.from_toml(table, where))
         config = build_config(options)
         url = validate_url(table["url"])
@@ -148,6 +149,30 @@ def _target(item: Any, where: str) -> Target:
     return Target(url, tuple(chosen), after)
 
 
+def check_tables(document: Document, *, kept: dict[str, str | None]) -> None:
+    """Every data table of the state the file asks for has one owner: two entries may not
+    name the same table, nor may an entry take the table of an integration that stays
+    outside the file (``kept``: name -> its table; those not in the file, without
+    --prune). UsageError (exit 2), before anything is changed."""
+    owners = {table: name for name, table in kept.items() if table and name not in document.integrations}
+    for name in sorted(document.integrations):
+        table = document.integrations[name].table
+        if table is None:
+            continue
+        other = owners.setdefault(table, name)
+        if other == name:
+            continue
+        if other in document.integrations:
+            raise UsageError(
+                f"integrations.{name}: table {table!r} is also the table of integrations.{other}",
+                f'give one of them another name: table = "{table}_2" (or "off")',
+            )
+        raise UsageError(
+            f"integrations.{name}: table {table!r} is the data table of {other}, which the file does not list",
+            f"give {name} another (table = \"…\"), or add {other} to the file, or remove it with apply --prune",
+        )
+
+
 @dataclass
 class Document:
     """A whole file: integrations by name, notification targets by URL."""
@@ -179,6 +204,7 @@ def parse(text: str, source: str) -> Document:
     document = Document()
     for name, table in integrations.items():
         document.integrations[name] = _desired(name, table, f"integrations.{name}")
+    check_tables(document, kept={})
     for i, item in enumerate(notify, 1):
         target = _target(item, f"notify #{i}")
         if target.url in document.targets:
@@ -300,7 +326,16 @@ def plan_for(store: Store, document: Document, *, prune: bool) -> Plan:
     """The plan for this database. Without ``prune`` only the integrations the file
     names are read in full (a file of 1,000 on a database of 10,000 reads 1,000); the
     others are listed by name."""
-    names = store.names()
+    tables_now = store.data_tables()
+    names = list(tables_now)
+    check_tables(document, kept={} if prune else tables_now)
+    claimed = {t for t in tables_now.values() if t}  # moved or freed within the plan, if need be
+    for name, desired in sorted(document.integrations.items()):
+        if desired.table and desired.table != tables_now.get(name) and desired.table not in claimed:
+            problem = store.table_name_problem(desired.table)  # syncctl's own, or someone else's
+            if problem:
+                raise UsageError(f"integrations.{name}: table {desired.table}: {problem}",
+                                 'give it another name: table = "…" (or "off")')  # fmt: skip
     chosen = names if prune else [n for n in names if n in document.integrations]
     database = {i.name: from_database(i).form() for i in store.integrations_named(chosen)}
     if not prune:  # listed as kept, not read
@@ -356,22 +391,34 @@ def cursor_rule(store: Store, integration_id: int, old: IntegrationConfig, new: 
     return lambda: max_cursor(store.record_field_values(integration_id, after))
 
 
-def carry_out(store: Store, document: Document, result: Plan, now: datetime) -> None:
-    """Apply ``result`` (made by :func:`plan_for` on this database) in one transaction:
-    a refusal half way (an integration syncing right now, a clashing table) changes
-    nothing."""
+def carry_out(store: Store, document: Document, confirmed: Plan, *, prune: bool, now: datetime) -> Plan:
+    """Make the database match ``document`` in one transaction, and return the plan
+    carried out. The plan is made again inside it (another apply or edit may have run
+    since ``confirmed`` was shown); one that would now remove more than was confirmed
+    changes nothing. Removals go first, then data tables move in two steps (each moving
+    table steps aside under a temporary name, then takes its new one: entries may swap
+    tables, or take one a removed integration freed), then changes, then creations. A
+    refusal half way (an integration syncing right now) changes nothing."""
     from syncctl.errors import BusyError
     from syncctl.models import SyncLog
 
     with store.transaction():
-        existing = {i.name: i for i in store.list_integrations()}
-        for name in result.create:
-            d = document.integrations[name]
-            store.add_integration(name=name, url=d.url, config=d.config, interval=d.interval, now=now, table=d.table)
-        for name in sorted({c[0] for c in result.change}):
-            d = document.integrations[name]
-            change_integration(store, existing[name], url=d.url, config=d.config, table=d.table, now=now,
-                               interval=d.interval)  # fmt: skip
+        store.serialize()
+        result = plan_for(store, document, prune=prune)
+        unconfirmed = sorted(set(result.remove) - set(confirmed.remove))
+        if unconfirmed:
+            raise BusyError(
+                f"the database changed since the plan was made: {', '.join(unconfirmed)} would now be removed too;"
+                " nothing was applied",
+                "check the plan again with --dry-run, then apply",
+            )
+        if result.empty:
+            return result
+        touched = sorted({c[0] for c in result.change} | set(result.remove))
+        existing = {i.name: i for i in store.integrations_named(touched)}
+        gone = [name for name in touched if name not in existing]
+        if gone:  # PostgreSQL: a `remove` on another host committed since the plan was read
+            raise BusyError(f"{', '.join(gone)} was removed while apply ran; nothing was applied", "apply again")
         for name in result.remove:
             removed = store.remove_integration(existing[name].id)
             if isinstance(removed, SyncLog):
@@ -381,6 +428,18 @@ def carry_out(store: Store, document: Document, result: Plan, now: datetime) -> 
                     f"{name} is being synced right now ({holder_text(removed)}); nothing was applied",
                     "apply again when it finishes",
                 )
+        changed = sorted({c[0] for c in result.change})
+        moving = [n for n in changed if existing[n].data_table and document.integrations[n].table
+                  and existing[n].data_table != document.integrations[n].table]  # fmt: skip
+        for name in moving:
+            store.set_data_table(existing[name].id, f"syncctl_moving_{existing[name].id}", now)
+        for name in changed:
+            d = document.integrations[name]
+            change_integration(store, existing[name], url=d.url, config=d.config, table=d.table, now=now,
+                               interval=d.interval)  # fmt: skip
+        for name in result.create:
+            d = document.integrations[name]
+            store.add_integration(name=name, url=d.url, config=d.config, interval=d.interval, now=now, table=d.table)
         targets = _targets_by_url(store.notify_targets())
         for url in result.notify_create:
             t = document.targets[url]
@@ -392,3 +451,4 @@ def carry_out(store: Store, document: Document, result: Plan, now: datetime) -> 
             for target in store.notify_targets():
                 if target["url"] == url:
                     store.remove_notify_target(target["id"])
+    return result

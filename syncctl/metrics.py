@@ -5,7 +5,6 @@ the last success and the last sync, not "seconds since": Prometheus computes age
 
 from __future__ import annotations
 
-import contextlib
 import os
 from datetime import datetime
 from pathlib import Path
@@ -83,37 +82,27 @@ _TICK = "syncctl_run_due_last_tick_timestamp_seconds"
 
 
 def write_file(store: Store, path: Path, now: datetime) -> None:
-    """Rewrite ``path`` atomically (a temporary file beside it, then a rename), for
-    node_exporter's textfile collector; readable by all (it holds no secret).
+    """Rewrite ``path`` atomically for node_exporter's textfile collector; readable by all
+    (it holds no secret). Written as :mod:`syncctl.files` writes (one writer at a time).
 
     At 10,000 integrations prometheus_client takes ~0.4 s to write the 120,000 samples, four
     idle ticks' worth. So the file's first line is a comment with a fingerprint of what the
     samples depend on (integrations' count, last change and syncs) and the next moment one
     goes stale with time alone; while the fingerprint holds and that moment has not come,
-    the kernel copies the previous file but its last sample (run-due's last tick, the last
-    family) and only that sample is written anew."""
+    only the last sample (run-due's last tick, the last family) is written anew, into the
+    previous version kept as ``.NAME.spare`` (not a ``*.prom`` file: the collector skips it),
+    which is then swapped in (``files.renew_tail``)."""
+    from syncctl import files
+
     path = Path(path)
     data = store.metrics_fingerprint()
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            if not _copy_reusable(path, data, now, out):
-                out.seek(0)
-                out.truncate()
-                until = store.next_staleness_change(now)
-                line = f"{_FINGERPRINT}{data} until {format_ts(until) if until else 'never'}\n"
-                out.write(line.encode("utf-8") + exposition(store, now))
-            else:
-                last_tick = store.last_tick_at()
-                if last_tick is not None:
-                    out.write(f"{_TICK} {_go_float(last_tick.timestamp())}\n".encode())
-        os.chmod(temporary, 0o644)  # whatever the umask: node_exporter runs as another user
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    with files.locked(path.parent):  # a lock-busy tick beside run-due's own
+        if _renew_tick(store, path, data, now):
+            return
+        until = store.next_staleness_change(now)
+        line = f"{_FINGERPRINT}{data} until {format_ts(until) if until else 'never'}\n"
+        content = line.encode("utf-8") + exposition(store, now)
+        files.replace(path, lambda out: out.write(content))
 
 
 def _reusable_line(line: bytes, data: str, now: datetime) -> bool:
@@ -131,9 +120,11 @@ def _reusable_line(line: bytes, data: str, now: datetime) -> bool:
         return False
 
 
-def _copy_reusable(path: Path, data: str, now: datetime, out: Any) -> bool:
-    """Copy the previous file up to its last-tick sample into ``out``, if it was written
-    for the same data and still holds (see :func:`_reusable_line`); False when not."""
+def _renew_tick(store: Store, path: Path, data: str, now: datetime) -> bool:
+    """Rewrite only the last-tick sample if the file was written for the same data and
+    still holds (see :func:`_reusable_line`); False when it must be written whole."""
+    from syncctl import files
+
     marker = f"# TYPE {_TICK} gauge\n".encode()
     try:
         with open(path, "rb") as previous:
@@ -146,15 +137,9 @@ def _copy_reusable(path: Path, data: str, now: datetime, out: Any) -> bool:
             if at < 0 or tail[at + len(marker):].rstrip(b"\n").count(b"\n"):
                 return False
             keep = size - len(tail) + at + len(marker)
-            previous.seek(0)
-            out.flush()
-            copied = 0
-            while copied < keep:
-                done = os.sendfile(out.fileno(), previous.fileno(), copied, keep - copied)
-                if done == 0:
-                    return False
-                copied += done
-            out.seek(keep)
+            last_tick = store.last_tick_at()
+            sample = f"{_TICK} {_go_float(last_tick.timestamp())}\n".encode() if last_tick is not None else b""
+            files.renew_tail(path, previous, keep, sample)
     except OSError:
         return False
     return True

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from syncctl import health, liveness
+from syncctl.config import check_text
 from syncctl.errors import SyncError, UsageError
 from syncctl.health import Kind
 from syncctl.models import Integration
@@ -61,6 +62,7 @@ def parse_events(text: str | None) -> list[str]:
 def validate_target(url: str, after: int) -> str:
     """An Apprise URL whose scheme Apprise knows; ``${VAR}`` references well formed."""
     hint = "use an Apprise URL, e.g. 'slack://${SLACK_TOKEN}' or 'json://hooks.example.com/syncctl'"
+    check_text(url, "the notification URL")
     if not _SCHEME.match(url) or any(c.isspace() for c in url):
         raise UsageError(f"invalid notification URL {url!r}", hint)
     check_references(url, "notification URL")
@@ -188,15 +190,31 @@ def _transition(key, old, state, events, now, make):  # noqa: ANN001, ANN202
 # -- sending ---------------------------------------------------------------------------------
 
 
+REACH_HINT = "check the URL and that the service is reachable from this host"
+
+
 def send(url_template: str, title: str, body: str, env: Mapping[str, str]) -> str | None:
     """Deliver one message through Apprise. Returns None, or why it failed (redacted:
     never a ``${VAR}`` value or any fragment of it)."""
+    failure = _send(url_template, title, body, env)
+    return failure[0] if failure else None
+
+
+def _send(url_template: str, title: str, body: str, env: Mapping[str, str]) -> tuple[str, str] | None:
+    """:func:`send`, with the hint that fixes a failure: a ``${VAR}`` not set says to
+    export it, anything else to check the URL and the service."""
     secrets = Secrets(env)
     secrets.learn(url_template)
     try:
         url = secrets.expand_url(url_template)
     except SyncError as exc:
-        return secrets.redact(exc.message)
+        hint = (exc.hint or REACH_HINT).replace("; no request was sent", "")
+        return secrets.redact(exc.message), secrets.redact(hint)
+    failure = _deliver(url, url_template, title, body, secrets)
+    return (failure, REACH_HINT) if failure else None
+
+
+def _deliver(url: str, url_template: str, title: str, body: str, secrets: Secrets) -> str | None:
     import apprise
 
     sender = apprise.Apprise()
@@ -258,16 +276,17 @@ def deliver_queued(store: Store, now: datetime, env: Mapping[str, str]) -> None:
             store.notification_failed(message["id"], target, error)
 
 
-def send_test(store: Store, target: dict[str, Any], now: datetime, env: Mapping[str, str]) -> str | None:
-    """``notify test``: one test message to ``target``, recorded like any delivery."""
-    error = send(
+def send_test(store: Store, target: dict[str, Any], now: datetime, env: Mapping[str, str]) -> tuple[str, str] | None:
+    """``notify test``: one test message to ``target``, recorded like any delivery; None,
+    or why it failed and the hint."""
+    failure = _send(
         target["url"],
         "syncctl: test notification",
         "If you can read this, syncctl's notifications reach you." + _footer(store),
         env,
     )
-    if error is None:
+    if failure is None:
         store.notification_delivered(None, target["id"], now)
     else:
-        store.notification_failed(None, target["id"], error)
-    return error
+        store.notification_failed(None, target["id"], failure[0])
+    return failure

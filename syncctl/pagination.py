@@ -14,6 +14,7 @@ from urllib.parse import urljoin
 from syncctl.errors import UsageError
 from syncctl.records import lookup
 
+BODY_PARAM = "body:"  # a pagination or incremental PARAM that names a field of the JSON body (spec §16)
 PAGINATE_HELP = "none, link, next-url:PATH, cursor:PATH:PARAM or page:PARAM (PARAM may be body:PATH)"
 
 
@@ -67,8 +68,8 @@ class Pagination:
         args = rest.split(":") if rest else []
         # body:DOTTED.PATH names a field of the JSON body where a query PARAM would go.
         for i in range(len(args) - 1):
-            if args[i] == "body":
-                args[i:i + 2] = [f"body:{args[i + 1]}"]
+            if f"{args[i]}:" == BODY_PARAM:
+                args[i:i + 2] = [f"{BODY_PARAM}{args[i + 1]}"]
                 break
         kind = _PAGINATIONS.get(mode)
         if kind is None or len(args) != kind.arity or not all(a.strip() for a in args):
@@ -121,7 +122,7 @@ class CursorPagination(Pagination):
 
     def next(self, page: PageSeen) -> PageRequest | None:
         cursor = lookup(page.body, self.path) if isinstance(page.body, dict) else None
-        if cursor in (None, "", False):
+        if cursor is None or cursor is False or cursor == "":  # not `in`: 0 == False, and 0 is a cursor
             return None
         if isinstance(cursor, (dict, list)):  # not a cursor a query could carry: its JSON text
             cursor = json.dumps(cursor, separators=(",", ":"))

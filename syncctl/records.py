@@ -265,9 +265,10 @@ def page_cursor(records: list[Any], field: str, start: Any = None) -> Any:
     return max_cursor(values, start)
 
 
-def cursor_param(cursor: Any, lookback_seconds: float = 0) -> str | None:
+def cursor_param(cursor: Any, lookback_seconds: float = 0) -> str | int | float | None:
     """The value sent as the incremental PARAM: the cursor, less the lookback for a
-    timestamp (written back in the cursor's own style); None without a cursor."""
+    timestamp (written back in the cursor's own style); None without a cursor. A number
+    stays a number (a query makes it text; a JSON body keeps its type)."""
     order = cursor_order(cursor)
     if order is None:
         return None
@@ -280,7 +281,9 @@ def cursor_param(cursor: Any, lookback_seconds: float = 0) -> str | None:
             text = text.replace("T", " ")
         return text
     if isinstance(cursor, float) and cursor.is_integer():
-        return str(int(cursor))
+        return int(cursor)
+    if isinstance(cursor, (int, float)) and not isinstance(cursor, bool):
+        return cursor
     return str(cursor)
 
 

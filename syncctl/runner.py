@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from syncctl import liveness, runlock
+from syncctl import errors, liveness, runlock
 from syncctl.engine import Engine, SyncSettings, interrupted_by, recover_orphans, signal_plan
 from syncctl.errors import DatabaseError
 from syncctl.models import Integration, Status, SyncResult
@@ -552,18 +552,14 @@ def after_tick(
         try:
             metrics.write_file(store, metrics_file, now)
         except OSError as exc:
-            problems.append((
-                f"cannot write the metrics file {metrics_file}: {exc.strerror or exc}",
-                "check that its folder exists and syncctl may write there (--metrics-file PATH)",
-            ))
+            fault = errors.from_os_error(exc, metrics_file, "point --metrics-file elsewhere")
+            problems.append((f"metrics file: {fault.message}", fault.hint))
     if status_dir is not None:  # spec §19: beside the metrics file, lock-busy ticks too
         from syncctl import status_page
 
         try:
             status_page.write(store, status_dir, now, details=False)
         except OSError as exc:
-            problems.append((
-                f"cannot write the status page to {status_dir}: {exc.strerror or exc}",
-                "check that syncctl may create and write files there (--status-dir DIR, SYNCCTL_STATUS_DIR)",
-            ))
+            fault = errors.from_os_error(exc, status_dir, "point --status-dir elsewhere")
+            problems.append((f"status page: {fault.message}", fault.hint))
     return problems

@@ -189,13 +189,39 @@ def unknown_key(key: str, where: str, valid: list[str]) -> UsageError:
     )
 
 
+def kind(value: Any) -> str:
+    """What a TOML value is, in words: a refusal names the kind, never the value (it may
+    be a secret)."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        odd = next((k for k, v in value.items() if not isinstance(v, str)), None)
+        return f"a table whose {odd} is {kind(value[odd])}" if odd is not None else "a table"
+    return "a date or time"
+
+
+def _names_without(value: dict[str, Any], separator: str, where: str, what: str) -> None:
+    """A name the CLI form splits at ``separator`` cannot hold it: refused, not reinterpreted."""
+    for name in value:
+        if separator in name:
+            raise UsageError(f"{where}: the {what} name {name!r} holds {separator!r}",
+                             f"a {what} name cannot hold {separator!r}; check the key's quoting")  # fmt: skip
+
+
 def _option_value(s: Setting, value: Any, where: str) -> Any:
-    def wrong(kind: str) -> UsageError:
-        return UsageError(f"{where} must be {kind}, not {value!r}", f"see: syncctl add --help ({s.flag})")
+    def wrong(wanted: str) -> UsageError:
+        return UsageError(f"{where} must be {wanted}, not {kind(value)}", f"see: syncctl add --help ({s.flag})")
 
     if s.name == "headers":
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise wrong("a table of header names and text values, e.g. headers = {Accept = \"application/json\"}")
+        _names_without(value, ":", where, "header")
         return [f"{n}: {v}" for n, v in value.items()]
     if s.name == "scope":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -204,10 +230,12 @@ def _option_value(s: Setting, value: Any, where: str) -> Any:
     if s.name == "token_param":
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise wrong("a table of text values, e.g. token_params = {audience = \"api\"}")
+        _names_without(value, "=", where, "parameter")
         return [f"{n}={v}" for n, v in value.items()]
     if s.name == "params":
         if not isinstance(value, dict):
             raise wrong("a table of parameters, e.g. params = {limit = \"100\"}")
+        _names_without(value, "=", where, "parameter")
         out = []
         for n, v in value.items():
             for item in v if isinstance(v, list) else [v]:

@@ -17,7 +17,16 @@ when its content changes. The idle tick stays cheap the way the metrics file doe
 last tick depends on (``store.metrics_fingerprint``, the next moment an integration goes
 stale with time alone, the next UTC midnight for the badges' "today"). While it holds,
 neither Jinja2 nor the integrations are loaded: the last tick is spliced into the previous
-page and ``status.json``, the rest copied by the kernel, and the badges left alone.
+page and ``status.json`` and the badges are left alone.
+
+The splice copies nothing. Beside the page and ``status.json`` each keeps its previous
+version, ``.index.html.spare`` and ``.status.json.spare``: the same bytes but the first
+line or two, since only an idle tick makes them. The tick rewrites the spare's head and
+swaps it in with one ``rename(RENAME_EXCHANGE)``, so readers see the old file or the new
+one, whole, as with a rename, and nothing is copied or freed (copying and freeing 30 MB
+was a quarter of the tick with 10,000 integrations). Where the kernel or file system
+cannot exchange, the spare is a full copy renamed over the file, as before. A full write
+removes the spares first; one writer at a time (``flock`` on DIR).
 """
 
 from __future__ import annotations
@@ -26,11 +35,12 @@ import contextlib
 import json
 import os
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
+from syncctl import files
 from syncctl.timeutil import format_ts, parse_ts
 
 if TYPE_CHECKING:
@@ -180,11 +190,16 @@ def write(store: Store, directory: Path, now: datetime, *, details: bool = False
     """Write or refresh DIR's files (created when missing): each only when its content
     changes, each atomically."""
     directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     data = f"{FORMAT}.{_templates_signature()} {store.metrics_fingerprint()} details={int(details)}"
     last_tick = store.last_tick_at()
-    if _refresh_tick(directory, data, now, last_tick):
-        return
-    _write_all(store, directory, now, data, details=details)
+    with files.locked(directory):  # a lock-busy tick or `status-page` beside run-due
+        if _refresh_tick(directory, data, now, last_tick):
+            return
+        for name in PAGE_FILES:  # the spares share a body with what is about to change
+            with contextlib.suppress(FileNotFoundError):
+                files.spare_of(directory / name).unlink()
+        _write_all(store, directory, now, data, details=details)
 
 
 def _templates_signature() -> str:
@@ -283,8 +298,8 @@ def _refresh_tick(directory: Path, data: str, now: datetime, last_tick: datetime
                 return False
             tick = tick_html(last_tick).encode()
             if head[start:end] != tick:
-                _atomic(index, _spliced(page, head[:start] + tick, end))
-            _atomic(status, _spliced(previous_json, json_head(now, last_tick), len(first)))
+                files.renew_head(index, page, head[:start] + tick, end)
+            files.renew_head(status, previous_json, json_head(now, last_tick), len(first))
     except (OSError, UnicodeError):
         return False
     return True
@@ -305,21 +320,7 @@ def _reusable(line: str, data: str, now: datetime) -> int | None:
         return None
 
 
-def _spliced(previous: BinaryIO, head: bytes, keep_from: int) -> Callable[[BinaryIO], None]:
-    """A writer of ``head`` then ``previous`` from ``keep_from`` on, copied by the kernel."""
-
-    def write(out: BinaryIO) -> None:
-        out.write(head)
-        out.flush()
-        size = os.fstat(previous.fileno()).st_size
-        offset = keep_from
-        while offset < size:
-            done = os.sendfile(out.fileno(), previous.fileno(), offset, size - offset)
-            if done == 0:
-                raise OSError("the previous file shrank while it was copied")
-            offset += done
-
-    return write
+PAGE_FILES = ("index.html", "status.json")  # each with a spare (syncctl.files)
 
 
 def write_if_changed(path: Path, content: bytes) -> bool:
@@ -330,21 +331,5 @@ def write_if_changed(path: Path, content: bytes) -> bool:
             return False
     except OSError:
         pass
-    _atomic(path, lambda out: out.write(content))
+    files.replace(path, lambda out: out.write(content))
     return True
-
-
-def _atomic(path: Path, fill: Callable[[BinaryIO], Any]) -> None:
-    """A temporary file beside ``path``, filled, made readable by all (a web server reads
-    it; nothing in it is secret), then renamed over ``path``."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            fill(out)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise

@@ -34,7 +34,7 @@ from typing import Any
 from syncctl import liveness
 from syncctl.config import IntegrationConfig
 from syncctl.dialect import Dialect, quote
-from syncctl.errors import DatabaseError, UsageError
+from syncctl.errors import DatabaseError, SyncError, UsageError
 from syncctl.models import UNFINISHED_STATUSES, Integration, Status, SyncLog, Trigger, dumps
 from syncctl.schedule import Plan, first_slot
 from syncctl.sql import DUE
@@ -125,11 +125,9 @@ def integrations_sql(stale_at_sql: str) -> str:
     )
 
 
-def summary_rows_sql(stale_at_sql: str, where: str) -> str:
+def summary_rows_sql(stale_sql: str, where: str) -> str:
     """The rows ``list --json`` is built from (each dialect's ``_summaries_sql``)."""
-    return (
-        f"SELECT *, {stale_at_sql} AS stale_at, {RUNNING_SINCE_SQL} AS running_since FROM integrations {where}"
-    )
+    return f"SELECT *, {stale_sql} AS is_stale, {RUNNING_SINCE_SQL} AS running_since FROM integrations {where}"
 
 
 _LOGS = "SELECT l.*, i.name FROM sync_logs l JOIN integrations i ON i.id = l.integration_id"
@@ -193,7 +191,9 @@ SUMMARY_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("state", STATE_SQL, "text"),
     ("interval_seconds", "sync_interval", "int"),
     ("sync_enabled", "sync_enabled <> 0", "bool"),
-    ("next_sync_at", "next_sync_at", "time"),
+    # null unless active: a paused, disabled or manual-only integration has no next sync
+    # (the column keeps the schedule a resume returns to)
+    ("next_sync_at", f"CASE WHEN ({STATE_SQL}) = 'active' THEN next_sync_at END", "time"),
     # A sync running now shows as RUNNING since it started (spec §5: is it syncing?).
     ("last_sync_at", "coalesce(running_since, last_sync_at)", "time"),
     ("last_status", "CASE WHEN running_since IS NOT NULL THEN 'RUNNING' ELSE last_status END", "text"),
@@ -201,7 +201,7 @@ SUMMARY_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("records_count", "records_count", "int"),
     ("last_error", "last_error", "text"),
     ("last_hint", HINT_SQL, "text"),
-    ("stale", "stale_at < :now", "bool"),  # :now, the caller's clock; stale_at, the dialect's
+    ("stale", "is_stale", "bool"),  # the dialect's stale_sql at :now, the caller's clock
     ("last_success_at", "last_success_at", "time"),
 )
 
@@ -371,14 +371,9 @@ class Store(RecordStore, NotifyStore, TokenStore):
         from syncctl.timeutil import utcnow
 
         now = format_ts(utcnow())
-        taken: set[str] = set()
         for integration_id, name in self.conn.execute("SELECT id, name FROM integrations ORDER BY id").fetchall():
             wanted = tables.default_table_name(name)
-            table, n = wanted, 1
-            while table in taken or tables.own_table_clash(table) or self._table_exists(table):
-                n += 1
-                table = wanted[: tables.MAX_NAME - len(f"_{n}")] + f"_{n}"
-            taken.add(table)
+            table = self.free_table_name(wanted)  # the tables given so far are taken too
             if table != wanted:
                 self.notices.append(
                     f"the records of {name} are now also in table {table} ({wanted} was taken); "
@@ -386,7 +381,11 @@ class Store(RecordStore, NotifyStore, TokenStore):
                 )
             self.conn.execute("UPDATE integrations SET data_table = ? WHERE id = ?", (table, integration_id))
             if self.conn.execute("SELECT 1 FROM records WHERE integration_id = ? LIMIT 1", [integration_id]).fetchone():
-                self._build_table(integration_id, table, created_at=now)
+                try:
+                    self._build_table(integration_id, table, created_at=now)
+                except SyncError as exc:  # too wide for a table: its records stay, without one
+                    self.conn.execute("UPDATE integrations SET data_table = NULL WHERE id = ?", [integration_id])
+                    self.notices.append(f"{name} keeps no data table: {exc.message}")
 
     # -- integrations ----------------------------------------------------------------------
 
@@ -403,7 +402,8 @@ class Store(RecordStore, NotifyStore, TokenStore):
                 if problem:
                     raise UsageError(
                         f"cannot keep {name}'s records in table {table}: {problem}",
-                        f"pick another name with --table NAME (or --table off): syncctl add {name} … --table {table}_2",
+                        "pick another name with --table NAME (or --table off): "
+                        f"syncctl add {name} … --table {self.free_table_name(table)}",
                     )
             added = self._insert_id(
                 "INSERT INTO integrations (name, url, config, sync_interval, sync_enabled,"
@@ -472,6 +472,16 @@ class Store(RecordStore, NotifyStore, TokenStore):
 
     def names(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT name FROM integrations ORDER BY name")]
+
+    def data_tables(self) -> dict[str, str | None]:
+        """Every integration's data table (None: --table off), by name, in name order."""
+        return dict(self.conn.execute("SELECT name, data_table FROM integrations ORDER BY name").fetchall())
+
+    def serialize(self) -> None:
+        """Inside a transaction that reads the whole configuration and then writes it
+        (``apply``): wait until no other such transaction runs."""
+        if self.dialect.serialize_sql:
+            self.conn.execute(self.dialect.serialize_sql)
 
     def resolve(self, names: Iterable[str], all_: bool) -> list[Integration]:
         """The integrations named (each must exist), or all of them with ``all_``."""
@@ -629,7 +639,14 @@ class Store(RecordStore, NotifyStore, TokenStore):
         unfinished row here belongs to a live one. A scheduled claim skips an integration
         another host is claiming this instant (``FOR UPDATE SKIP LOCKED`` on PostgreSQL):
         no host waits for another. The log's lease runs on the database's clock.
+
+        A read comes first: an integration someone is syncing is answered from it without
+        waiting for the write lock, which that someone may hold (a run-due stopped by
+        SIGSTOP mid-transaction: ``sync NAME`` still says busy at once, exit 75).
         """
+        held = self.unfinished_logs(integration_id)
+        if held:
+            return held[0]
         with self.transaction():
             if not self._lock_integration(integration_id, skip_locked=not manual):
                 return None

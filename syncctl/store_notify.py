@@ -58,11 +58,7 @@ class NotifyStore:
     def next_staleness_change(self, now: datetime) -> datetime | None:
         """The next moment an integration goes stale with time alone (None: none will).
         Going fresh again takes a sync, which changes :meth:`metrics_fingerprint`."""
-        (at,) = self.conn.execute(
-            f"SELECT min(stale_at) FROM (SELECT {self.dialect.stale_at_sql} AS stale_at FROM integrations) AS s"
-            " WHERE stale_at >= ?",
-            [format_ts(now)],
-        ).fetchone()
+        (at,) = self.conn.execute(self.dialect.next_stale_sql, [format_ts(now)]).fetchone()
         return parse_ts(at)
 
     # -- notification targets and their delivery state --------------------------------------

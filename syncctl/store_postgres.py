@@ -286,6 +286,14 @@ class PostgresStore(base.Store):
             return None
         return _classify(exc, self.target)
 
+    def _table_fault(self, exc: BaseException) -> tuple[bool, str] | None:
+        # SQLSTATE classes: 22 data exception, 23 integrity, 42 a column or table missing or
+        # of another kind (a view), 54 a limit (a row too big); the rest is not the table's.
+        state = getattr(exc, "sqlstate", None) or ""
+        if psycopg is None or not isinstance(exc, psycopg.Error) or state[:2] not in ("22", "23", "42", "54"):
+            return None
+        return state.startswith("54"), _first_line(exc, self.target)
+
     def _insert_id(self, sql: str, params: tuple[Any, ...]) -> int | None:
         row = self.conn.execute(sql + " RETURNING id", params).fetchone()
         return row[0] if row else None
@@ -386,7 +394,7 @@ class PostgresStore(base.Store):
             pairs.append(f"'{key}', {expression}")
         return (
             f"SELECT coalesce(json_agg(json_build_object({', '.join(pairs)}) ORDER BY name), '[]')"
-            f" FROM ({base.summary_rows_sql(POSTGRES.stale_at_sql, where)}) i"
+            f" FROM ({base.summary_rows_sql(POSTGRES.stale_sql, where)}) i"
         )
 
     def _json_field_values(self, integration_id: int, field: str) -> Iterator[Any]:

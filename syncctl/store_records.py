@@ -39,6 +39,7 @@ class TableWrite:
     changes: list[Change] = field(default_factory=list)
     stamp: str = ""  # the page being written: when its changes happened
     created: bool = False  # this sync made the table (its columns are "added", not news)
+    table: str = ""  # the table's name, as the last page found it
 
     def frozen_error(self, changes: list[Change], type_name: Any) -> SyncError:
         fields = ", ".join(
@@ -77,9 +78,23 @@ class RecordStore:
             self._upsert(integration_id, records, stamp, cursor)
             if objects is None:
                 objects = [json.loads(data) for _, data in records]
-            self._write_table(integration_id, table, [k for k, _ in records], objects, stamp)
+            try:
+                self._write_table(integration_id, table, [k for k, _ in records], objects, stamp)
+            except SyncError:
+                raise
+            except Exception as exc:
+                fault = self._table_fault(exc)
+                if fault is None:
+                    raise
+                raise _table_error(table.table, *fault) from None  # no query: PostgreSQL's transaction is aborted
 
     # -- data tables (spec §15) ------------------------------------------------------------
+
+    def _table_fault(self, exc: BaseException) -> tuple[bool, str] | None:
+        """A driver error writing a data table that the data or the table itself caused,
+        not the environment: (whether a limit of the backend was met, its first line); None
+        for anything else. Each backend's store knows its errors."""
+        raise NotImplementedError
 
     def data_table(self, integration_id: int) -> str | None:
         """The name of the integration's data table (None: ``--table off``)."""
@@ -104,9 +119,19 @@ class RecordStore:
         ).fetchone()
         if row:
             return f"{name!r} is already the data table of integration {row[0]}"
-        if self._table_exists(name) and self.data_table(integration_id or 0) != name:
-            return f"a table or view named {name!r} already exists in the database"
+        if self._name_taken(name) and self.data_table(integration_id or 0) != name:
+            return f"a table, view or index named {name!r} already exists in the database"
         return None
+
+    def free_table_name(self, wanted: str) -> str:
+        """A name like ``wanted`` that a data table may take (no :meth:`table_name_problem`):
+        :func:`tables.unreserved`, then ``_2``, ``_3``… (cut to fit 63 bytes)."""
+        base = tables.unreserved(wanted)
+        candidate, n = base, 1
+        while self.table_name_problem(candidate) is not None:
+            n += 1
+            candidate = base[: tables.MAX_NAME - len(f"_{n}")] + f"_{n}"
+        return candidate
 
     def set_data_table(self, integration_id: int, name: str | None, now: datetime) -> None:
         """Rename the data table (``name``), or drop it (None); one made for records
@@ -118,7 +143,7 @@ class RecordStore:
             if name is not None:
                 problem = self.table_name_problem(name, integration_id)
                 if problem:
-                    raise UsageError(f"--table {name}: {problem}", "pick another name with --table NAME")
+                    raise UsageError(f"--table {name}: {problem}", f"pick another name, e.g. --table {self.free_table_name(name)}")
             exists = old is not None and self._table_exists(old)
             if old is not None and name is not None and exists:
                 self.conn.execute(f"ALTER TABLE {quote(old)} RENAME TO {quote(name)}")
@@ -127,6 +152,20 @@ class RecordStore:
             self.conn.execute("UPDATE integrations SET data_table = ? WHERE id = ?", (name, integration_id))
             if name is not None and not self._table_exists(name):
                 self._build_table(integration_id, name, created_at=format_ts(now))
+
+    def _check_width(self, fields: int) -> None:
+        """A data table holds at most the backend's columns, ``_key`` and ``_synced_at``
+        among them: records with more fields fail the page (nothing stored) with the fix."""
+        room = self.dialect.max_columns - 2
+        if fields > room:
+            raise SyncError(
+                f"the records have {fields} fields, more than a data table's {room} columns "
+                f"({self.dialect.name.replace('sqlite', 'SQLite').replace('postgres', 'PostgreSQL')}'s limit)",
+                "keep them without a data table with --table off, or point --records-path at a narrower array",
+            )
+
+    def _name_taken(self, name: str) -> bool:
+        return self.conn.execute(self.dialect.name_taken_sql(), [name]).fetchone() is not None
 
     def _table_exists(self, name: str) -> bool:
         return self.conn.execute(self.dialect.table_exists_sql(), [name]).fetchone() is not None
@@ -150,7 +189,7 @@ class RecordStore:
         name = self.data_table(integration_id)
         if name is None:
             return
-        write.stamp = stamp
+        write.stamp, write.table = stamp, name
         if not self._table_exists(name):  # the first write, or records stored before it existed
             # Columns in the order the source sent the fields (jsonb keeps its own order).
             first = tables.flatten_columns(tables.as_objects(objects))
@@ -162,14 +201,16 @@ class RecordStore:
         layout = self._layout(integration_id)
         batch = tables.flatten_columns(tables.as_objects(objects))
         changes = layout.plan(batch, timestamps=self.dialect.timestamps)
-        if changes and write.freeze:
-            raise write.frozen_error(changes, self.dialect.type_name)
+        self._check_width(len(layout.columns) + sum(c.change == "added" for c in changes))
+        visible = tables.seen_by_readers(changes, self.dialect.type_name)
+        if visible and write.freeze and not write.created:  # the sync that makes the table makes it whole
+            raise write.frozen_error(visible, self.dialect.type_name)
         retyped = self._change_columns(integration_id, name, layout, changes, stamp)
         if retyped:  # values written under the old type are written again from the records
             self._fill_table(integration_id, name, layout)
         else:
             self._upsert_rows(name, layout, keys, batch, stamp, len(objects))
-        self._note_changes(integration_id, write, changes, news=not write.created)
+        self._note_changes(integration_id, write, visible, news=not write.created)
 
     def _change_columns(
         self, integration_id: int, table: str, layout: Layout, changes: list[Change], stamp: str
@@ -180,7 +221,8 @@ class RecordStore:
             return False
         before = dict(layout.columns)
         layout.apply(changes, stamp)
-        retyped = [layout.columns[c.path] for c in changes if c.change != "added"]
+        declared = tables.seen_by_readers(changes, self.dialect.type_name)
+        retyped = [layout.columns[c.path] for c in declared if c.change != "added"]
         for change in changes:
             if change.change == "added":
                 self.conn.execute(self.dialect.add_column_sql(table, layout.columns[change.path]))
@@ -229,6 +271,7 @@ class RecordStore:
             batch = tables.flatten_columns(tables.as_objects(objects))
             layout.apply(layout.plan(batch, timestamps=self.dialect.timestamps), created_at)
         changes = [Change(c.name, "added", c.type, None, c.path) for c in layout.columns.values()]
+        self._check_width(len(changes))
         layout = Layout()
         layout.apply(changes, created_at)
         self.conn.execute("DELETE FROM data_columns WHERE integration_id = ?", [integration_id])
@@ -397,3 +440,18 @@ def _storable(value: Any) -> Any:
     if isinstance(value, str):
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
     return value
+
+
+def _table_error(table: str, limit: bool, reason: str) -> SyncError:
+    """A page its data table cannot take: too wide for the backend, or a table changed
+    (or made) outside syncctl. The page fails whole; the stored records are untouched."""
+    if limit:
+        return SyncError(
+            f"the records do not fit data table {table}: {reason}",
+            "keep them without a data table with --table off, or point --records-path at a narrower array",
+        )
+    return SyncError(
+        f"cannot write data table {table}: {reason} (was it changed outside syncctl?)",
+        f"drop {table} (the next sync builds it again from the stored records), or keep them in another "
+        "table: syncctl edit {name} --table NAME",
+    )

@@ -125,6 +125,12 @@ class SqliteStore(base.Store):
             return None
         return _classify(exc, self.path, self._waited)
 
+    def _table_fault(self, exc: BaseException) -> tuple[bool, str] | None:
+        if not isinstance(exc, (sqlite3.OperationalError, sqlite3.IntegrityError)) or _classify(exc, self.path):
+            return None  # not SQL the table refused, or the environment's fault
+        text = str(exc)
+        return "too many columns" in text or "too big" in text, text
+
     _waited = 0.0  # how long the last write waited for the lock (for the "locked" message)
 
     def _wait_for_lock(self, statement: str) -> None:
@@ -251,11 +257,11 @@ class SqliteStore(base.Store):
         pairs = []
         for key, expression, kind in base.SUMMARY_FIELDS:
             if kind == "bool":
-                expression = f"json(CASE WHEN {expression} THEN 'true' ELSE 'false' END)"
+                expression = f"CASE WHEN {expression} THEN json('true') ELSE json('false') END"
             pairs.append(f"'{key}', {expression}")
         return (
             f"SELECT json_group_array(json_object({', '.join(pairs)}))"
-            f" FROM ({base.summary_rows_sql(SQLITE.stale_at_sql, where)} ORDER BY name)"
+            f" FROM ({base.summary_rows_sql(SQLITE.stale_sql, where)} ORDER BY name)"
         )
 
     @contextlib.contextmanager

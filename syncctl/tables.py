@@ -38,9 +38,9 @@ TYPES = ("null", "boolean", "integer", "real", "timestamp", "text", "json")
 # backend reserves.
 OWN_TABLES = frozenset({
     "integrations", "sync_logs", "records", "live_records", "notify_targets", "notify_state",
-    "notify_outbox", "run_due_ticks", "schema_steps", "syncctl_meta", "data_columns",
+    "notify_outbox", "run_due_ticks", "schema_steps", "syncctl_meta", "data_columns", "oauth_tokens",
 })  # fmt: skip
-_RESERVED_PREFIXES = ("sqlite_", "pg_")
+RESERVED_PREFIXES = ("sqlite_", "pg_")
 TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _TABLE_HINT = "use --table NAME with a lowercase SQL name ([a-z_][a-z0-9_]{0,62}), or --table off"
 
@@ -66,7 +66,16 @@ def parse_table(text: str) -> str:
         raise UsageError(f"invalid --table {text!r}", _TABLE_HINT)
     clash = own_table_clash(name)
     if clash:
-        raise UsageError(f"--table {name}: {clash}", "pick another name with --table NAME")
+        other = unreserved(name)
+        raise UsageError(f"--table {name}: {clash}", f"pick another name, e.g. --table {other if other != name else name + '_2'}")
+    return name
+
+
+def unreserved(name: str) -> str:
+    """``name`` without a reserved prefix (the store's ``free_table_name`` then steps past
+    syncctl's own names and those in use with ``_2``, ``_3``…)."""
+    while name.startswith(RESERVED_PREFIXES):
+        name = name.split("_", 1)[1] or "data"
     return name
 
 
@@ -74,7 +83,7 @@ def own_table_clash(name: str) -> str | None:
     """Why ``name`` cannot be a data table of syncctl's (None: it can)."""
     if name in OWN_TABLES:
         return f"{name!r} is one of syncctl's own tables"
-    if name.startswith(_RESERVED_PREFIXES):
+    if name.startswith(RESERVED_PREFIXES):
         return f"names starting with {name.split('_')[0]}_ are reserved by the database"
     return None
 
@@ -318,6 +327,14 @@ class Layout:
             self.columns[change.path] = Column(
                 change.column, change.type, change.path, old.added_at if old else added_at
             )
+
+
+def seen_by_readers(changes: list[Change], type_name: Callable[[str], str]) -> list[Change]:
+    """The changes a dashboard sees: columns added, or whose declared type changes. A
+    column of only nulls that gets text, or a JSON column that gets a string, keeps its
+    declared TEXT on SQLite: its logical type is remembered, and nothing is reported,
+    refused by ``freeze`` or rebuilt."""
+    return [c for c in changes if c.change == "added" or type_name(c.type) != type_name(c.before or "null")]
 
 
 def describe(changes: list[Change], type_name: Callable[[str], str]) -> str:

@@ -127,7 +127,7 @@ class OAuthServer:
         client_id: str = "syncctl-client",
         client_secret: str = "client-s3cret-0123456789abcdef",
         client_auth: str = "basic",
-        expires_in: int | None = 3600,
+        expires_in: int | float | str | None = 3600,
         rotate: bool = True,
         token_delay: float = 0.0,
         records: list[dict[str, Any]] | None = None,
@@ -151,6 +151,7 @@ class OAuthServer:
         self.basic_password = basic_password
         self.reject_bearer = 0  # the next N resource requests get 401 whatever the token
         self.reject_always = False  # every resource request gets 401
+        self.drop_access = 0  # the next N refresh answers rotate the refresh token but carry no access_token
         self.api: Callable[[ApiRequest], tuple[int, Any]] = lambda request: (200, [])
 
         self.lock = threading.Lock()
@@ -231,7 +232,8 @@ class OAuthServer:
 
     def _new_access(self, family: int | None) -> tuple[str, dict[str, Any]]:
         token = "AT-" + secrets.token_urlsafe(30)
-        lifetime = self.expires_in if self.expires_in is not None else 3600
+        # What it honours; what it says (expires_in) may be absurd or not a number at all.
+        lifetime = self.expires_in if isinstance(self.expires_in, (int, float)) else 3600
         self._access[token] = {"expires": time.time() + lifetime, "family": family}
         self.issued_access.append(token)
         answer: dict[str, Any] = {"access_token": token, "token_type": "Bearer"}
@@ -322,6 +324,9 @@ class OAuthServer:
             if self.rotate:
                 data["used"] = True
                 answer["refresh_token"] = self._new_refresh(family)
+            if self.drop_access:  # RFC 6749 broken: the grant was used, yet no access token
+                self.drop_access -= 1
+                del answer["access_token"]
             return 200, answer, {}
         return self._refuse(400, "unsupported_grant_type", f"grant_type {grant!r} is not supported")
 

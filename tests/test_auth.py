@@ -10,14 +10,13 @@ import json
 import signal
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import HANG_GUARD, Result, base_env, query, stored, wait_for
+from tests.helpers import HANG_GUARD, Result, query, run_syncctl, stored, wait_for
 from tests.oauth_server import ApiRequest, OAuthServer
 
 KEY = "test-key-5f1c0e9a7b3d4c2e8f6a1b0c9d8e7f6a5b4c3d2e"  # SYNCCTL_SECRET_KEY (>= 32 characters)
@@ -130,6 +129,28 @@ def test_basic_with_a_literal_password_is_refused_and_nothing_is_stored(cli, db_
     assert names == [], "nothing may be stored"
 
 
+def netrc_for(tmp_path: Path, host: str, login: str, password: str) -> dict[str, str]:
+    """An environment whose ~/.netrc (NETRC) holds a login for ``host``."""
+    path = tmp_path / "netrc"
+    path.write_text(f"machine {host} login {login} password {password}\n")
+    path.chmod(0o600)
+    return {"NETRC": str(path)}
+
+
+def test_a_netrc_login_is_a_fallback_never_over_the_integrations_own_credentials(cli, oauth, tmp_path):
+    server = oauth(basic_password="the-right-one")
+    netrc = netrc_for(tmp_path, "127.0.0.1", "mallory", "from-netrc")
+    assert cli("add", "own", "--url", server.url("/basic"), "--auth", "basic:alice:${PW}").returncode == 0
+    assert cli("add", "bare", "--url", server.url("/basic")).returncode == 0
+
+    own = cli("sync", "own", env={"PW": "the-right-one", **netrc})
+    bare = cli("sync", "bare", env=netrc)
+
+    assert own.returncode == 0, f"--auth must win over ~/.netrc: {own.stderr}"
+    assert bare.returncode == 1, "without --auth the netrc login is sent (and refused by this server)"
+    assert server.basic_seen == [("alice", "the-right-one"), ("mallory", "from-netrc")]
+
+
 # -- OAuth2: client credentials ------------------------------------------------------------------
 
 
@@ -160,7 +181,7 @@ def test_without_the_key_a_token_is_kept_only_for_the_run(cli, db_path, oauth):
 
 
 def test_without_expires_in_a_token_lives_one_hour(cli, db_path, oauth):
-    from tests.conftest import parse_z, utc_ms
+    from tests.helpers import parse_z, utc_ms
 
     server = oauth(expires_in=None)
     add_oauth(cli, "o", server)
@@ -173,6 +194,45 @@ def test_without_expires_in_a_token_lives_one_hour(cli, db_path, oauth):
     [row] = query(db_path, "SELECT expires_at FROM oauth_tokens")
     lifetime = (parse_z(row["expires_at"]) - before).total_seconds()
     assert 3500 <= lifetime <= 3700, f"expires_at must be about one hour ahead, is {lifetime} s"
+
+
+@pytest.mark.parametrize("expires_in", [10**14, 1e30, "inf", "1e30", "soon"])
+def test_an_absurd_expires_in_is_capped_and_the_rotated_token_kept(cli, db_path, oauth, expires_in):
+    from tests.helpers import parse_z, utc_ms
+
+    server = oauth(expires_in=expires_in)
+    seed = server.new_refresh_token()
+    add_oauth(cli, "o", server, refresh=True)
+    before = utc_ms()
+
+    first = cli("sync", "o", env=env_of(RT=seed))
+
+    assert first.returncode == 0, f"an absurd expires_in must not fail the sync: {first.stderr}"
+    [row] = query(db_path, "SELECT expires_at FROM oauth_tokens")
+    lifetime = (parse_z(row["expires_at"]) - before).total_seconds()
+    assert lifetime <= 366 * 24 * 3600 if expires_in != "soon" else 3500 <= lifetime <= 3700, lifetime
+    server.reject_bearer = 1  # the next source request refuses the token: a refresh must follow
+    second = cli("sync", "o", env=env_of(RT=seed))
+    assert second.returncode == 0, second.stderr
+    assert server.refresh_uses[seed] == 1, "the seed was used once; the rotated token it returned was kept"
+    assert server.grants == {"refresh_token": 2}
+
+
+def test_a_refresh_answer_without_access_token_still_keeps_its_rotated_refresh_token(cli, db_path, oauth):
+    server = oauth()
+    seed = server.new_refresh_token()
+    add_oauth(cli, "o", server, refresh=True)
+    server.drop_access = 1  # the seed is spent and a new refresh token issued, with no access token
+
+    first = cli("sync", "o", env=env_of(RT=seed))
+
+    assert first.returncode == 1 and "without an access_token" in first.stderr, first.stderr
+    assert [log["status"] for log in logs(cli, "o")] == ["FAILED"]
+    second = cli("sync", "o", env=env_of(RT=seed))
+    assert second.returncode == 0, second.stderr
+    assert server.refresh_uses[seed] == 1, "the rotated token was kept: the spent seed was never presented again"
+    assert server.grants == {"refresh_token": 2} and server.errors["invalid_grant"] == 0
+    assert len(stored(db_path, "o")) == len(server.records)
 
 
 @pytest.mark.parametrize(("expires_in", "requests"), [(59, 2), (120, 1)])
@@ -243,6 +303,17 @@ def test_client_auth_body_sends_the_credentials_in_the_form(cli, oauth):
     assert (request.form.get("client_id"), request.form.get("client_secret")) == (server.client_id, SECRET)
 
 
+def test_a_netrc_login_for_the_token_host_does_not_replace_the_clients_basic_auth(cli, oauth, tmp_path):
+    server = oauth()
+    add_oauth(cli, "o", server)
+
+    result = cli("sync", "o", env={**env_of(), **netrc_for(tmp_path, "127.0.0.1", "mallory", "from-netrc")})
+
+    assert result.returncode == 0, f"a ~/.netrc entry must not break the token request: {result.stderr}"
+    [request] = server.token_requests
+    assert request.basic == (server.client_id, SECRET)
+
+
 def test_the_default_basic_client_auth_is_refused_by_a_body_only_server_with_the_hint(cli, oauth):
     server = oauth(client_auth="body")
     add_oauth(cli, "o", server)
@@ -252,6 +323,21 @@ def test_the_default_basic_client_auth_is_refused_by_a_body_only_server_with_the
     assert result.returncode == 1
     assert "invalid_client" in result.stderr, result.stderr
     assert "--client-auth" in result.stderr, f"the hint points at --client-auth: {result.stderr}"
+
+
+@pytest.mark.parametrize("param", ["client_secret=plainsecret", "api_key=literalkey123", "password=hunter2"])
+def test_a_literal_credential_in_a_token_param_is_refused_like_a_query_param(cli, db_path, oauth, param):
+    server = oauth()
+    add = ["add", "o", "--url", server.url("/items"), "--auth", "oauth2", "--token-url", server.token_url,
+           "--client-id", server.client_id, "--client-secret", "${CS}", "--token-param"]  # fmt: skip
+
+    refused = cli(*add, param)
+    referenced = cli(*add, f"{param.partition('=')[0]}=${{TOKEN_PARAM}}")
+
+    assert refused.returncode == 2 and "looks like a credential" in refused.stderr, refused.stderr
+    assert param.partition("=")[2] not in refused.stdout + refused.stderr
+    assert referenced.returncode == 0, referenced.stderr
+    assert param.partition("=")[2].encode() not in db_path.read_bytes()
 
 
 def test_scope_and_token_params_reach_the_token_endpoint(cli, oauth):
@@ -483,16 +569,11 @@ def test_check_never_shows_a_held_token_echoed_in_its_sample(cli, oauth):
 # -- the token store on PostgreSQL ---------------------------------------------------------------
 
 
-def test_the_rotating_chain_on_postgresql_keeps_tokens_encrypted(db_path, pg_url, oauth):
+def test_the_rotating_chain_on_postgresql_keeps_tokens_encrypted(pg_url, oauth):
     import psycopg
 
     def pg(*args: str, env: dict[str, str] | None = None) -> Result:
-        full = base_env(db_path)
-        full["SYNCCTL_DB"] = pg_url
-        full.update(env or {})
-        proc = subprocess.run([sys.executable, "-m", "syncctl", *args], env=full, capture_output=True, text=True,
-                              timeout=HANG_GUARD, stdin=subprocess.DEVNULL)  # fmt: skip
-        return Result(proc.returncode, proc.stdout, proc.stderr)
+        return run_syncctl(pg_url, *args, env=env)
 
     server = oauth(expires_in=30)
     seed = server.new_refresh_token()
@@ -555,6 +636,31 @@ def test_get_with_a_body_is_refused(cli, db_path, oauth):
     assert names == [], "nothing stored"
 
 
+@pytest.mark.parametrize(("body", "paginate", "says"), [
+    (None, "page:body:variables.page", "there is no --body"),
+    ('[{"q": 1}]', "page:body:variables.page", "--body is not a JSON object"),
+    ('{"variables": "x"}', "page:body:variables.page", "'variables' is not an object"),
+    ('{"variables": {}}', "page:body:", "invalid --paginate"),
+    ('{"variables": {}}', "page:body:a..b", "invalid --paginate"),
+])
+def test_a_body_param_that_cannot_be_set_is_refused_at_add(cli, db_path, oauth, body, paginate, says):
+    server = oauth()
+    args = ["add", "g", "--url", server.url("/api"), "--paginate", paginate] + (["--body", body] if body else [])
+
+    result = cli(*args)
+
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr and "hint:" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert (query(db_path, "SELECT name FROM integrations") if db_path.exists() else []) == []
+
+
+def test_an_incremental_body_param_needs_an_object_body_too(cli, oauth):
+    server = oauth()
+    result = cli("add", "g", "--url", server.url("/api"), "--body", "[1]", "--incremental", "id:body:since")
+    assert result.returncode == 2 and "--incremental puts 'body:since' in the request body" in result.stderr
+
+
 def test_page_numbers_go_in_the_body(cli, db_path, oauth):
     def answer(request: ApiRequest) -> tuple[int, object]:
         page = request.body.get("variables", {}).get("page")
@@ -615,6 +721,39 @@ def test_an_incremental_cursor_goes_in_the_body(cli, oauth):
     assert sent == [None, "2026-02-01"], f"the second sync sends the cursor in the body: {sent}"
 
 
+def test_a_numeric_incremental_cursor_keeps_its_type_in_the_body(cli, oauth):
+    def answer(request: ApiRequest) -> tuple[int, object]:
+        since = request.body.get("variables", {}).get("since")
+        if since is not None and not isinstance(since, int):
+            return 200, {"errors": [{"message": f"Variable $since of type Int got {since!r}"}]}
+        return 200, [r for r in ({"seq": 5}, {"seq": 7}) if since is None or r["seq"] > since]
+
+    server = api_server(oauth, answer)
+    assert cli("add", "q", "--url", server.url("/api"), "--body", '{"query": "q", "variables": {}}',
+               "--incremental", "seq:body:variables.since").returncode == 0
+
+    results = [cli("sync", "q") for _ in range(2)]
+
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    assert [r.body["variables"].get("since") for r in server.api_requests] == [None, 7]
+
+
+def test_a_cursor_of_zero_is_a_cursor_not_the_end(cli, db_path, oauth):
+    chain = {None: (0, [1]), 0: (1, [2]), 1: (None, [3])}  # 0, a falsy cursor, comes first
+
+    def answer(request: ApiRequest) -> tuple[int, object]:
+        following, ids = chain[request.body["variables"].get("after")]
+        return 200, {"items": [{"id": i} for i in ids], "next": following}
+
+    server = api_server(oauth, answer)
+    assert cli("add", "z", "--url", server.url("/api"), "--body", '{"variables": {}}', "--records-path", "items",
+               "--paginate", "cursor:next:body:variables.after").returncode == 0
+
+    assert cli("sync", "z").returncode == 0
+    assert [r.body["variables"].get("after") for r in server.api_requests] == [None, 0, 1]
+    assert sorted(stored(db_path, "z")) == ["1", "2", "3"]
+
+
 def test_graphql_errors_without_records_fail_with_the_first_message(cli, oauth):
     body = {"data": None, "errors": [{"message": "Field 'nope' doesn't exist"}, {"message": "second"}]}
     server = api_server(oauth, lambda r: (200, body))
@@ -642,6 +781,13 @@ def test_graphql_errors_with_records_succeed_with_a_warning(cli, db_path, oauth)
     [log] = logs(cli, "g")
     assert log["status"] == "SUCCESS"
     assert "partial: one resolver failed" in (log["error_hint"] or ""), f"a warning in the log: {log}"
+    checked = [cli("check", "g"), cli("check", "--url", server.url("/api"), "--body", '{"query": "{ items { id } }"}',
+                                     "--records-path", "data.items")]  # fmt: skip
+    for result in checked:  # check foretells the warning: exit 1, as for any sync that would warn
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "partial: one resolver failed" in result.stdout + result.stderr
+        assert "without a warning" not in result.stdout
+    assert logs(cli, "g") == [log], "check writes no sync log"
 
 
 def test_a_bearer_token_is_sent_with_a_posted_body(cli, oauth):

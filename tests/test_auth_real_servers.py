@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import HANG_GUARD, query, require_tool, stored, wait_for
+from tests.helpers import HANG_GUARD, query, require_tool, stored, wait_for
 from tests.httpsources import HTTPSource, dynamic
 
 NPM = "npm install -g oauth2-mock-server@7.2.1 json-graphql-server@3.3.2"

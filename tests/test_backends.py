@@ -22,18 +22,17 @@ from syncctl.models import Status
 from syncctl.schedule import Plan
 from syncctl.store import Store, schema_steps
 from syncctl.timeutil import format_ts
-from tests.conftest import HANG_GUARD, ROOT, Result, add, base_env, utc_ms, wait_for
+from tests.helpers import (
+    HANG_GUARD,
+    ROOT,
+    add,
+    base_env,
+    run_syncctl,
+    spawn_syncctl,
+    utc_ms,
+    wait_for,
+)
 from tests.httpsources import json_body
-
-BACKENDS = ["sqlite", "postgres"]
-
-
-@pytest.fixture(params=BACKENDS)
-def target(request: pytest.FixtureRequest, db_path) -> str:  # noqa: ANN001
-    """The test's database: a file path, or the URL of a fresh PostgreSQL database."""
-    if request.param == "postgres":
-        return request.getfixturevalue("pg_url")
-    return str(db_path)
 
 
 @pytest.fixture
@@ -41,20 +40,6 @@ def tstore(target: str) -> Iterator[Store]:
     opened = Store.open(target)
     yield opened
     opened.close()
-
-
-def run_cli(target: str, db_path, *args: str, env: dict[str, str] | None = None) -> Result:  # noqa: ANN001
-    full = base_env(db_path)
-    full["SYNCCTL_DB"] = target
-    full.update(env or {})
-    proc = subprocess.run([sys.executable, "-m", "syncctl", *args], env=full, capture_output=True, text=True,
-                          timeout=HANG_GUARD, stdin=subprocess.DEVNULL)  # fmt: skip
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-@pytest.fixture
-def tcli(target: str, db_path) -> Callable[..., Result]:  # noqa: ANN001
-    return lambda *args, env=None: run_cli(target, db_path, *args, env=env)
 
 
 def failed_plan(integration, log) -> Plan:  # noqa: ANN001
@@ -358,19 +343,17 @@ def test_a_newer_schema_is_refused_and_left_alone(target, tcli, tstore):
     assert f"newer syncctl (schema version {known + 1}" in result.stderr and result.stderr.count("\n") == 1
 
 
-def test_postgres_refuses_a_database_of_another_program(pg_cluster, pg_url, db_path):
+def test_postgres_refuses_a_database_of_another_program(pg_cluster, pg_url):
     pg_cluster.admin("CREATE TABLE integrations (id int)", pg_url.rsplit("/", 1)[1])
 
-    result = run_cli(pg_url, db_path, "list")
+    result = run_syncctl(pg_url, "list")
 
     assert result.returncode == 3 and "is not a syncctl database" in result.stderr
     assert "search_path" in result.stderr and result.stderr.count("\n") == 1
 
 
-def test_hosts_migrating_a_new_postgres_database_at_once_all_succeed(pg_cluster, pg_url, db_path):
-    env = base_env(db_path) | {"SYNCCTL_DB": pg_url}
-    procs = [subprocess.Popen([sys.executable, "-m", "syncctl", "list", "--json"], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]  # fmt: skip
+def test_hosts_migrating_a_new_postgres_database_at_once_all_succeed(pg_cluster, pg_url):
+    procs = [spawn_syncctl(pg_url, "list", "--json") for _ in range(4)]
     outcomes = [(p.wait(HANG_GUARD), p.stdout.read().strip(), p.stderr.read()) for p in procs]
 
     assert outcomes == [(0, "[]", "")] * 4
@@ -424,7 +407,7 @@ def test_list_show_and_history_json_are_the_same_on_both_backends(pg_url, db_pat
     url = source.add("/items", json_body([{"id": 1, "v": "é"}, {"id": 2, "v": None}]))
     outputs = {}
     for target in (str(db_path), pg_url):
-        run = lambda *args: run_cli(target, db_path, *args)  # noqa: B023, E731
+        run = lambda *args: run_syncctl(target, *args)  # noqa: B023, E731
         assert run("add", "items", "--url", url, "--interval", "15m").returncode == 0
         assert run("add", "off", "--url", source.url("/missing"), "--interval", "manual").returncode == 0
         assert run("run-due").returncode == 0

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from syncctl import __version__
 from syncctl.cli import app
 from syncctl.store import Store
-from tests.conftest import dump, parse_z, query, run_main, run_on_terminal, utc_ms
+from tests.helpers import dump, parse_z, query, run_main, run_on_terminal, utc_ms
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 ANSI = re.compile(r"\x1b\[")

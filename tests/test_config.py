@@ -25,7 +25,7 @@ from syncctl.pagination import (
     PageSeen,
     Pagination,
 )
-from tests.conftest import query
+from tests.helpers import query
 
 # What the first release stored (tests/test_cli_manage.py's shape): no new keys at all.
 RELEASED = {

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, require_tool
+from tests.helpers import ROOT, require_tool
 from tests.httpsources import HTTPSource, closed_port, json_body
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, base_env, query, require_tool, unavailable, wait_for
+from tests.helpers import ROOT, base_env, query, require_tool, unavailable, wait_for
 from tests.httpsources import json_body
 
 CRON_GUARD = 150  # seconds: cron ticks once a minute and may need a minute to notice a new file

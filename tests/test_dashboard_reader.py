@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import HANG_GUARD, dump, unavailable, wait_for
+from tests.helpers import HANG_GUARD, dump, unavailable, wait_for
 from tests.httpsources import json_body
 
 CITIES = ["Oslo", "Lima", "Oslo", "Pune", "Lima", "Oslo", "Pune", "Oslo", "Lima"]

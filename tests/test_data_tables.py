@@ -13,15 +13,12 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import subprocess
-import sys
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from syncctl.store import APPLICATION_ID, schema_steps, split_sql
-from tests.conftest import HANG_GUARD, Result, base_env
+from tests.helpers import Result
 from tests.httpsources import dynamic, json_body
 
 BACKENDS = ["sqlite", "postgres"]
@@ -39,28 +36,6 @@ TYPES = {
 
 # -- fixtures: the two backends (as tests/test_backends.py has them; test files do not
 # import from each other) ------------------------------------------------------------------------
-
-
-@pytest.fixture(params=BACKENDS)
-def target(request: pytest.FixtureRequest, db_path) -> str:  # noqa: ANN001
-    """The test's database: a file path, or the URL of a fresh PostgreSQL database."""
-    if request.param == "postgres":
-        return request.getfixturevalue("pg_url")
-    return str(db_path)
-
-
-def run_cli(target: str, db_path, *args: str, env: dict[str, str] | None = None) -> Result:  # noqa: ANN001
-    full = base_env(db_path)
-    full["SYNCCTL_DB"] = target
-    full.update(env or {})
-    proc = subprocess.run([sys.executable, "-m", "syncctl", *args], env=full, capture_output=True, text=True,
-                          timeout=HANG_GUARD, stdin=subprocess.DEVNULL)  # fmt: skip
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-@pytest.fixture
-def tcli(target: str, db_path) -> Callable[..., Result]:  # noqa: ANN001
-    return lambda *args, env=None: run_cli(target, db_path, *args, env=env)
 
 
 # -- reading the database as a user does --------------------------------------------------------
@@ -357,6 +332,38 @@ def test_freeze_fails_a_sync_that_would_change_the_columns_and_stores_nothing(ta
     assert rows(target, "frozen")["1"]["temp"] == 25.5, "evolve: the row is written"
 
 
+@pytest.mark.parametrize("schema", ["freeze", "evolve"])
+def test_a_logical_type_change_that_keeps_the_declared_type_is_no_schema_change(target, tcli, source, schema):
+    """A field null so far that gets text, an array that gets a string: on SQLite the
+    column stays TEXT, so nothing is refused, reported or rebuilt; on PostgreSQL the array
+    column is jsonb and becoming text is a real change."""
+    body = {"value": [{"id": 1, "note": None, "tags": ["a"]}]}
+    url = source.add("/n", dynamic(lambda handler: (200, body["value"])))
+    assert tcli("add", "nt", "--url", url, "--schema", schema).returncode == 0
+    synced(tcli, "nt")
+    columns_before = columns(target, "nt")
+
+    body["value"] = [{"id": 1, "note": "hello", "tags": ["a"]}]  # null → text: TEXT on both backends
+    second = synced(tcli, "nt")
+    assert columns(target, "nt") == columns_before
+    assert history(tcli, "nt")[0]["schema_changes"] == [] and "warning" not in second.stdout + second.stderr
+    assert rows(target, "nt")["1"]["note"] == "hello"
+
+    body["value"] = [{"id": 1, "note": "hi", "tags": "b"}]  # json → text: TEXT stays TEXT, jsonb does not
+    third = tcli("sync", "nt")
+    if backend(target) == "sqlite":
+        assert third.returncode == 0, third.stderr
+        assert columns(target, "nt") == columns_before
+        assert history(tcli, "nt")[0]["schema_changes"] == []
+        assert rows(target, "nt")["1"]["tags"] == "b"
+    elif schema == "freeze":
+        assert third.returncode == 1 and "tags" in third.stderr, third.stderr
+    else:
+        assert third.returncode == 0 and columns(target, "nt")["tags"] == "text"
+        assert [c["column"] for c in history(tcli, "nt")[0]["schema_changes"]] == ["tags"]
+    assert set(rows(target, "nt")) == set(live(target, "nt"))
+
+
 def test_freeze_keeps_the_earlier_pages_of_a_sync_it_fails(target, tcli, source):
     pages = {1: [{"id": 1, "v": 1}], 2: [{"id": 2, "v": 2}], 3: []}
     url = source.add("/p", dynamic(lambda h: (200, pages[int(h.query.get("p", "1"))])))
@@ -371,6 +378,20 @@ def test_freeze_keeps_the_earlier_pages_of_a_sync_it_fails(target, tcli, source)
     assert live(target, "paged")["2"] == {"id": 2, "v": 2}, "page 2's record is unchanged"
     assert {k: r["v"] for k, r in rows(target, "paged").items()} == {"1": 10, "2": 2, "3": 30}, (
         "the table follows the records: page 1 written, page 2 not")
+
+
+def test_freeze_lets_the_first_sync_make_the_table_from_all_its_pages(target, tcli, source):
+    pages = {1: [{"id": 1, "v": 1}], 2: [{"id": 2, "v": 2.5, "extra": "x"}], 3: []}
+    url = source.add("/p", dynamic(lambda h: (200, pages[int(h.query.get("p", "1"))])))
+    assert tcli("add", "paged", "--url", url, "--paginate", "page:p", "--schema", "freeze").returncode == 0
+
+    synced(tcli, "paged")  # spec §15: the first sync creates its table whatever the setting
+
+    assert {k: (r["v"], r["extra"]) for k, r in rows(target, "paged").items()} == {"1": (1, None), "2": (2.5, "x")}
+    [first] = history(tcli, "paged")
+    assert {c["column"] for c in first["schema_changes"]} >= {"id", "v", "extra"}
+    pages[2] = [{"id": 2, "v": 2.5, "extra": "x", "later": True}]
+    assert tcli("sync", "paged").returncode == 1, "a later sync is frozen"
 
 
 def test_schema_json_lists_each_column_with_its_type_field_and_when_it_was_added(target, tcli, source):
@@ -485,6 +506,7 @@ def test_clashing_table_names_are_refused_and_change_nothing(target, tcli, sourc
     assert tcli("add", "weather-eu", "--url", url).returncode == 0
     synced(tcli, "weather")
     sql(target, "CREATE TABLE mine (x INTEGER)")
+    sql(target, "CREATE INDEX myidx ON mine (x)")
     before = sql(target, "SELECT name, data_table, config FROM integrations ORDER BY name")
 
     refusals = {
@@ -496,11 +518,15 @@ def test_clashing_table_names_are_refused_and_change_nothing(target, tcli, sourc
         "edit to another's table": ("edit", "weather", "--table", "weather_eu", "--timeout", "5"),
         "edit to an own table": ("edit", "weather", "--table", "integrations"),
         "not an SQL name": ("add", "x", "--url", url, "--table", "Bad-Name"),
+        "an index of someone else's": ("add", "x", "--url", url, "--table", "myidx"),
+        "syncctl's own index, by default": ("add", "integrations-due", "--url", url),
+        "edit to an index": ("edit", "weather", "--table", "myidx"),
     }
     clash = {"own table": "records", "own view": "live_records", "another integration's table": "weather",
              "another integration's default name": "weather_eu", "a table of someone else's": "mine",
              "edit to another's table": "weather_eu", "edit to an own table": "integrations",
-             "not an SQL name": "Bad-Name"}  # fmt: skip
+             "not an SQL name": "Bad-Name", "an index of someone else's": "myidx",
+             "syncctl's own index, by default": "integrations_due", "edit to an index": "myidx"}  # fmt: skip
     for what, args in refusals.items():
         result = tcli(*args)
         assert result.returncode == 2, f"{what}: exit 2, got {result.returncode}: {result.stderr}"
@@ -511,6 +537,112 @@ def test_clashing_table_names_are_refused_and_change_nothing(target, tcli, sourc
     assert sql(target, "SELECT name, data_table, config FROM integrations ORDER BY name") == before, "nothing changed"
     assert table_exists(target, "weather"), "weather's table is still there"
     assert columns(target, "mine") == {"x": "INTEGER" if backend(target) == "sqlite" else "integer"}, "mine untouched"
+
+
+@pytest.mark.parametrize("name", ["integrations-due", "sqlite-foo", "c" * 63 + "d"])
+def test_the_table_name_a_refusal_suggests_is_one_that_works(target, tcli, source, name):
+    url = source.add("/s", json_body([{"id": 1}]))
+    assert tcli("add", "c" * 64, "--url", url).returncode == 0  # takes the 63-byte cut of "c" * 63 + "d"
+    refused = tcli("add", name, "--url", url)
+    assert refused.returncode == 2, refused.stderr
+    suggested = re.search(r"--table (\S+)\)$", refused.stderr.strip())
+    assert suggested, refused.stderr
+    taken = tcli("add", name, "--url", url, "--table", suggested.group(1))
+    assert taken.returncode == 0, f"the suggested {suggested.group(1)} must work: {taken.stderr}"
+    synced(tcli, name)
+    assert table_exists(target, suggested.group(1))
+
+
+@pytest.mark.parametrize("wanted", ["mine", "records", "oauth_tokens", "sqlite_q"])
+def test_every_table_name_refusal_suggests_a_name_that_works(target, tcli, wanted):
+    assert tcli("add", "a", "--url", "http://127.0.0.1:9/a", "--table", "mine").returncode == 0
+    assert tcli("add", "b", "--url", "http://127.0.0.1:9/b").returncode == 0
+    for command in (("edit", "b"), ("add", "c", "--url", "http://127.0.0.1:9/c")):
+        refused = tcli(*command, "--table", wanted)
+        assert refused.returncode == 2 and one_line_error(refused), refused.stderr
+        suggested = re.search(r"--table (\w+)\)\s*$", refused.stderr)
+        assert suggested, refused.stderr
+        taken = tcli(*command, "--table", suggested.group(1))
+        assert taken.returncode == 0, f"{command[0]}: the suggested {suggested.group(1)} must work: {taken.stderr}"
+        assert tcli("edit", command[1], "--table", command[1]).returncode == 0  # free it again
+
+
+def test_records_too_wide_for_a_table_fail_with_the_fix_and_sync_without_one(target, tcli, source):
+    wide = [{"id": 1, **{f"f{n}": n for n in range(2100)}}]  # more than SQLite's 2000 columns, PostgreSQL's 1600
+    url = source.add("/wide", json_body(wide))
+    assert tcli("add", "wide", "--url", url).returncode == 0
+
+    failed = tcli("sync", "wide")
+
+    assert failed.returncode == 1 and one_line_error(failed), failed.stderr
+    assert "2101 fields" in failed.stderr and "--table off" in failed.stderr, failed.stderr
+    assert "internal error" not in failed.stderr
+    assert all_records(target, "wide") == [], "the page failed as a whole"
+    assert tcli("edit", "wide", "--table", "off").returncode == 0
+    synced(tcli, "wide")
+    assert [key for key, *_ in all_records(target, "wide")] == ["1"]
+    turned_on = tcli("edit", "wide", "--table", "wide")
+    assert turned_on.returncode != 0 and one_line_error(turned_on) and "--table off" in turned_on.stderr
+    assert data_table(target, "wide") is None, "nothing changed"
+
+
+def test_the_widest_table_allowed_can_still_widen_a_column(target, tcli, source):
+    from syncctl.dialect import POSTGRES, SQLITE
+
+    fields = (POSTGRES if backend(target) == "postgres" else SQLITE).max_columns - 2  # _key, _synced_at
+    page = {"now": [{"id": 1, **{f"f{n}": n for n in range(fields - 1)}}]}
+    url = source.add("/widest", dynamic(lambda handler: (200, page["now"])))
+    assert tcli("add", "widest", "--url", url).returncode == 0
+    if backend(target) == "postgres":  # 1,598 bigints make a row past PostgreSQL's 8 kB page
+        refused = tcli("sync", "widest")
+        assert refused.returncode == 1 and one_line_error(refused), refused.stderr
+        assert "the records do not fit data table widest: row is too big" in refused.stderr and "--table off" in refused.stderr
+        assert all_records(target, "widest") == []
+        return
+    synced(tcli, "widest")
+    page["now"] = [{**page["now"][0], "f0": 0.5}]  # INTEGER -> REAL: a rebuild on SQLite
+
+    widened = tcli("sync", "widest")
+
+    assert widened.returncode == 0, widened.stderr
+    assert "f0 widened" in history(tcli, "widest")[0]["error_hint"]
+    assert tcli("sync", "widest").returncode == 0
+    too_wide = [{**page["now"][0], "one_more": 1}]
+    page["now"] = too_wide
+    refused = tcli("sync", "widest")
+    assert refused.returncode == 1 and one_line_error(refused) and f"{fields + 1} fields" in refused.stderr, refused.stderr
+
+
+def test_a_table_changed_outside_syncctl_fails_with_the_fix_and_dropping_it_rebuilds_it(target, tcli, source):
+    page = [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}]
+    url = source.add("/t", dynamic(lambda handler: (200, page)))
+    assert tcli("add", "crm", "--url", url).returncode == 0
+    synced(tcli, "crm")
+    sql(target, "ALTER TABLE crm DROP COLUMN v")  # a dashboard author tidying up
+    page.append({"id": 3, "v": "c"})
+
+    broken = tcli("sync", "crm")
+
+    assert broken.returncode == 1 and one_line_error(broken), broken.stderr
+    assert "cannot write data table crm" in broken.stderr and "changed outside syncctl" in broken.stderr
+    assert "drop crm (the next sync builds it again from the stored records)" in broken.stderr
+    assert "internal error" not in broken.stderr
+    assert sorted(live(target, "crm")) == ["1", "2"], "the page failed whole"
+    sql(target, "DROP TABLE crm")
+    synced(tcli, "crm")
+    assert_table_is_live_records(target, "crm", "crm", "v")
+    assert sorted(rows(target, "crm")) == ["1", "2", "3"]
+
+
+def test_a_view_made_with_the_table_name_before_the_first_sync_fails_with_the_fix(target, tcli, source):
+    assert tcli("add", "crm", "--url", source.add("/t", json_body([{"id": 1}]))).returncode == 0
+    sql(target, "CREATE VIEW crm AS SELECT 1 AS x")
+
+    broken = tcli("sync", "crm")
+
+    assert broken.returncode == 1 and one_line_error(broken), broken.stderr
+    assert "data table crm" in broken.stderr and "internal error" not in broken.stderr, broken.stderr
+    assert all_records(target, "crm") == []
 
 
 # -- in step with live_records -------------------------------------------------------------------
@@ -642,6 +774,7 @@ def test_a_step_6_database_gains_tables_built_from_its_records(cli, db_path, sou
     assert first.returncode == 0, first.stderr
     notes = [line for line in first.stderr.splitlines() if "note:" in line]
     assert len(notes) == 2, f"a note for each renamed table: {first.stderr!r}"
+    assert all(line.startswith("syncctl: note: the records of ") for line in notes), notes  # one prefix
     assert "records_2" in first.stderr and "a_b_2" in first.stderr, "the notes name the tables"
     assert "note:" not in cli("list").stderr, "said once"
     tables = {r["name"]: r["data_table"] for r in sql(str(db_path), "SELECT name, data_table FROM integrations")}

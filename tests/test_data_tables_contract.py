@@ -7,20 +7,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 
 from syncctl.store import schema_steps
-from tests.conftest import HANG_GUARD, Result, base_env
+from tests.helpers import query, run_syncctl
 from tests.httpsources import json_body, send
-
-
-def run(target: str, db_path, *args: str) -> Result:  # noqa: ANN001
-    env = base_env(db_path)
-    env["SYNCCTL_DB"] = target
-    proc = subprocess.run([sys.executable, "-m", "syncctl", *args], env=env, capture_output=True, text=True,
-                          timeout=HANG_GUARD, stdin=subprocess.DEVNULL)  # fmt: skip
-    return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
 def pg_rows(url: str, sql: str) -> list[tuple]:
@@ -38,10 +28,10 @@ RECORDS = [
 ]  # fmt: skip
 
 
-def test_postgresql_gives_each_field_its_native_type(pg_url, db_path, source):
+def test_postgresql_gives_each_field_its_native_type(pg_url, source):
     url = source.add("/w", json_body(RECORDS))
-    assert run(pg_url, db_path, "add", "weather-eu", "--url", url).returncode == 0
-    assert run(pg_url, db_path, "sync", "weather-eu").returncode == 0
+    assert run_syncctl(pg_url, "add", "weather-eu", "--url", url).returncode == 0
+    assert run_syncctl(pg_url, "sync", "weather-eu").returncode == 0
 
     types = dict(pg_rows(pg_url, "SELECT column_name, data_type FROM information_schema.columns"
                                  " WHERE table_name = 'weather_eu'"))  # fmt: skip
@@ -57,13 +47,13 @@ def test_postgresql_gives_each_field_its_native_type(pg_url, db_path, source):
 def test_a_frozen_schema_refuses_a_new_field_and_stores_nothing_of_that_sync(db_path, source):
     url = source.add("/w", json_body(RECORDS))
     target = str(db_path)
-    assert run(target, db_path, "add", "w", "--url", url, "--schema", "freeze").returncode == 0
-    assert run(target, db_path, "sync", "w").returncode == 0, "the first sync creates the table whatever the setting"
+    assert run_syncctl(target, "add", "w", "--url", url, "--schema", "freeze").returncode == 0
+    assert run_syncctl(target, "sync", "w").returncode == 0, "the first sync creates the table whatever the setting"
     before = sqlite3.connect(db_path).execute("SELECT * FROM w ORDER BY _key").fetchall()
 
     changed = [{**r, "humidity": 80, "city": r["city"] + "!"} for r in RECORDS]
     source.add("/w", json_body(changed))
-    refused = run(target, db_path, "sync", "w")
+    refused = run_syncctl(target, "sync", "w")
 
     assert refused.returncode == 1
     assert "humidity" in refused.stderr and "syncctl edit w --schema evolve" in refused.stderr, refused.stderr
@@ -73,8 +63,8 @@ def test_a_frozen_schema_refuses_a_new_field_and_stores_nothing_of_that_sync(db_
     assert [r["city"] for r in stored] == ["Oslo", "Rome"], "nothing of the refused page reached records"
     (failures,) = conn.execute("SELECT consecutive_failures FROM integrations").fetchone()
     assert failures == 0, "a manual sync's failure is not counted (spec §6)"
-    assert run(target, db_path, "edit", "w", "--schema", "evolve").returncode == 0
-    assert run(target, db_path, "sync", "w").returncode == 0
+    assert run_syncctl(target, "edit", "w", "--schema", "evolve").returncode == 0
+    assert run_syncctl(target, "sync", "w").returncode == 0
     assert [r[0] for r in sqlite3.connect(db_path).execute("SELECT humidity FROM w")] == [80, 80]
 
 
@@ -90,10 +80,10 @@ def test_deletion_sweeps_keep_the_table_equal_to_live_records(db_path, source):
     target = str(db_path)
     for mode in ("mark", "remove"):
         url = source.add(f"/{mode}", json_body([{"id": n, "v": f"x{n}"} for n in range(1, 5)]))
-        assert run(target, db_path, "add", mode, "--url", url, "--deletes", mode).returncode == 0
-        assert run(target, db_path, "sync", mode).returncode == 0
+        assert run_syncctl(target, "add", mode, "--url", url, "--deletes", mode).returncode == 0
+        assert run_syncctl(target, "sync", mode).returncode == 0
         source.add(f"/{mode}", json_body([{"id": n, "v": f"y{n}"} for n in (1, 2, 3)]))
-        assert run(target, db_path, "sync", mode).returncode == 0
+        assert run_syncctl(target, "sync", mode).returncode == 0
     for mode in ("mark", "remove"):
         conn = sqlite3.connect(db_path)
         keys = [k for (k,) in conn.execute(f'SELECT _key FROM "{mode}" ORDER BY _key')]
@@ -117,14 +107,14 @@ def test_a_failure_mid_pagination_leaves_the_table_equal_to_live_records(db_path
 
     failing = {"now": False}
     url = source.add("/p", paged)
-    assert run(target, db_path, "add", "p", "--url", url, "--paginate", "page:page").returncode == 0
-    assert run(target, db_path, "sync", "p").returncode == 0
+    assert run_syncctl(target, "add", "p", "--url", url, "--paginate", "page:page").returncode == 0
+    assert run_syncctl(target, "sync", "p").returncode == 0
     table_equals_live_records(db_path, "p")
 
     pages[1] = [{"id": 1, "v": "a2"}, {"id": 2, "v": "b2"}]
     pages[2] = [{"id": 3, "v": "c2"}, {"id": 4, "v": "d2"}]
     failing["now"] = True
-    assert run(target, db_path, "sync", "p").returncode == 1
+    assert run_syncctl(target, "sync", "p").returncode == 1
     table_equals_live_records(db_path, "p")
     assert sqlite3.connect(db_path).execute("SELECT v FROM p WHERE _key = '4'").fetchone() == ("d2",), (
         "pages committed before the failure are in both tables"
@@ -144,6 +134,8 @@ def test_a_database_of_the_previous_release_gains_its_tables_built_from_its_reco
             VALUES (1, 'weather', 'http://127.0.0.1:9/', '{}', 3600, '2026-01-01T00:00:00.000Z',
                     '2026-01-01T00:00:00.000Z'),
                    (2, 'records', 'http://127.0.0.1:9/', '{}', 3600, '2026-01-01T00:00:00.000Z',
+                    '2026-01-01T00:00:00.000Z'),
+                   (3, 'sqlite-logs', 'http://127.0.0.1:9/', '{}', 3600, '2026-01-01T00:00:00.000Z',
                     '2026-01-01T00:00:00.000Z');
         INSERT INTO records (integration_id, key, data, synced_at) VALUES
             (1, '1', '{"id": 1, "temp_c": 3, "station": {"name": "n"}}', '2026-01-01T00:00:00.000Z'),
@@ -156,7 +148,10 @@ def test_a_database_of_the_previous_release_gains_its_tables_built_from_its_reco
 
     assert listed.returncode == 0, listed.stderr
     assert listed.stderr.count("records_2") == 1, f"the clash with syncctl's own table is said once: {listed.stderr}"
+    assert "sqlite-logs are now also in table logs" in listed.stderr, "a reserved prefix is dropped, said once"
     assert cli("list", "--json").stderr == "", "and only once"
+    assert [r["data_table"] for r in query(db_path, "SELECT data_table FROM integrations ORDER BY id")] == [
+        "weather", "records_2", "logs"]
     conn = sqlite3.connect(db_path)
     rows = conn.execute("SELECT _key, id, temp_c, station__name FROM weather ORDER BY _key").fetchall()
     assert rows == [("1", 1, 3.0, "n"), ("2", 2, 4.5, None)], "built from the stored records, temp_c widened to REAL"

@@ -22,29 +22,20 @@ import pytest
 from syncctl import store as store_module
 from syncctl.errors import DatabaseError
 from syncctl.store import Store
-from tests.conftest import HANG_GUARD, ROOT, Result, base_env, query, unavailable
+from tests.helpers import HANG_GUARD, ROOT, Result, query, run_syncctl, unavailable
 
 URL = "https://api.example.com/items"
 
 
-def run(*args: str, env: dict[str, str], cwd: Path | None = None, umask: int | None = None) -> Result:
-    """syncctl as a process with exactly the environment given (no SYNCCTL_DB unless set)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "syncctl", *args], env=env, cwd=cwd, capture_output=True, text=True,
-        stdin=subprocess.DEVNULL, timeout=HANG_GUARD,
-        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
-    )  # fmt: skip
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+def run(*args: str, env: dict[str, str | None], cwd: Path | None = None, umask: int | None = None) -> Result:
+    """syncctl as a process with no SYNCCTL_DB unless ``env`` (from :func:`clean_env`) sets it."""
+    return run_syncctl(None, *args, env=env, cwd=cwd, umask=umask)
 
 
-def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """No SYNCCTL_DB; HOME and XDG_DATA_HOME inside the test's folder."""
-    env = base_env(tmp_path / "unused.db")
-    del env["SYNCCTL_DB"]
-    env.pop("XDG_DATA_HOME", None)
-    env["HOME"] = str(tmp_path / "home")
-    env.update(extra)
-    return env
+def clean_env(tmp_path: Path, **extra: str) -> dict[str, str | None]:
+    """No SYNCCTL_DB; HOME and XDG_DATA_HOME inside the test's folder (no XDG_DATA_HOME
+    unless ``extra`` sets it): the variables on top of ``base_env(None)``."""
+    return {"XDG_DATA_HOME": None, "HOME": str(tmp_path / "home"), **extra}
 
 
 def names(db_path: Path) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import query, stored
+from tests.helpers import query, stored
 
 
 def test_the_demo_shows_successes_a_failure_with_its_hint_and_a_scheduled_retry(cli, db_path):

@@ -12,7 +12,7 @@ from importlib import metadata
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 MARKER = "<!-- setup-commands"
 

@@ -24,7 +24,7 @@ import pytest
 
 from syncctl import runlock
 from syncctl import store as store_module
-from tests.conftest import HANG_GUARD, ROOT, Result, base_env, query, require_tool
+from tests.helpers import HANG_GUARD, ROOT, Result, base_env, ceil_second, query
 from tests.httpsources import HTTPSource, gated, hang, json_body
 
 URL = "http://127.0.0.1:9/items"
@@ -230,6 +230,23 @@ def test_run_due_locked_out_reports_one_line_and_logs_the_attempt_once_released(
     assert source.hits["/items"] == 1
 
 
+def test_sync_of_an_integration_being_synced_says_busy_without_waiting_for_the_write_lock(cli, spawn, source, db_path):
+    # As when a run-due is stopped (SIGSTOP) inside a transaction: the sync it holds is
+    # still its own, and `sync NAME` says so at once instead of waiting out the busy timeout.
+    assert cli("add", "hung", "--url", source.add("/hung", hang())).returncode == 0
+    run = spawn("run-due")
+    try:
+        source.wait_hits("/hung")
+        with lock_held_by_another_program(db_path):
+            busy = cli("sync", "hung", timeout=60)  # a hang guard well inside the 120 s busy timeout
+    finally:
+        run.kill()
+        run.wait(HANG_GUARD)
+    assert busy.returncode == 75, busy.stderr
+    assert f"pid {run.pid}" in busy.stderr and "locked" not in busy.stderr
+    assert source.hits["/hung"] == 1
+
+
 @pytest.mark.slow
 def test_sigterm_while_waiting_for_another_programs_lock_keeps_the_grace_period(spawn, cli, source, db_path):
     answer = source.gate()
@@ -294,6 +311,20 @@ def test_disk_full_when_creating_the_database(cli, tiny_disk):
     line = one_line(cli("add", "one", "--url", URL, env={"SYNCCTL_DB": str(db)}), 3)
     assert "disk is full" in line and f"free space on {tiny_disk}" in line
     assert not db.exists()  # no empty file left to be mistaken for a database
+
+
+def test_a_full_disk_under_the_status_page_or_metrics_file_is_named_with_its_fix(cli, tiny_disk):
+    assert cli("add", "one", "--url", URL, "--interval", "manual").returncode == 0  # the database is elsewhere
+    fill(tiny_disk)
+
+    page = one_line(cli("status-page", str(tiny_disk / "status")), 3)
+    tick = cli("run-due", "--metrics-file", str(tiny_disk / "syncctl.prom"))
+
+    assert "the disk is full" in page and f"free space on {tiny_disk}" in page and "write the page elsewhere" in page
+    assert tick.returncode == 0, "the tick itself went well"
+    [line] = tick.stderr.splitlines()
+    assert line.startswith("syncctl: metrics file: cannot write") and "the disk is full" in line, line
+    assert "point --metrics-file elsewhere" in line and "--db" not in line, line
 
 
 def test_disk_full_when_opening_needs_the_wal(cli, tiny_disk):
@@ -428,18 +459,6 @@ def test_the_stuck_rule_is_two_sync_timeouts_and_five_minutes():
     assert runlock.too_long(26, 10) is False and runlock.too_long(321, 10) is True
 
 
-def faked(db_path: Path, moment: datetime, *args: str) -> Result:
-    """Run syncctl with the wall clock at ``moment`` (libfaketime; monotonic stays real)."""
-    faketime = require_tool("faketime")
-    env = {**base_env(db_path), "FAKETIME_DONT_FAKE_MONOTONIC": "1", "TZ": "UTC"}
-    if moment.microsecond:  # the stamp holds whole seconds: round up, never fall short
-        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
-    stamp = moment.astimezone(timezone.utc).strftime("@%Y-%m-%d %H:%M:%S")
-    proc = subprocess.run([faketime, "-f", stamp, sys.executable, "-m", "syncctl", *args], env=env,
-                          capture_output=True, text=True, timeout=HANG_GUARD, stdin=subprocess.DEVNULL)  # fmt: skip
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
 def test_a_stopped_run_due_makes_every_later_tick_say_so(cli, spawn, source, db_path):
     assert cli("add", "hung", "--url", source.add("/hung", hang())).returncode == 0
     stuck = spawn("run-due", "--sync-timeout", "10")
@@ -452,14 +471,15 @@ def test_a_stopped_run_due_makes_every_later_tick_say_so(cli, spawn, source, db_
         noted = cli("run-due", "-v")
         assert noted.returncode == 0 and f"another run-due is running (pid {stuck.pid}" in noted.stderr
 
-        later = datetime.now(timezone.utc) + timedelta(minutes=6)  # > 2 × 10 s + 5 min
+        # > 2 × 10 s + 5 min; faketime's stamp holds whole seconds: round up, never fall short
+        later = ceil_second(datetime.now(timezone.utc) + timedelta(minutes=6))
         for _ in range(2):  # every later tick, not once
-            line = one_line(faked(db_path, later, "run-due"), 1)
+            line = one_line(cli("run-due", at=later), 1)
             assert f"run-due pid {stuck.pid} has held {db_path}.lock for 6m" in line, line
             assert "SIGSTOP" in line and f"ps -o pid,stat,etime,cmd -p {stuck.pid}" in line
             assert f"kill {stuck.pid}" in line
 
-        busy = faked(db_path, later, "sync", "hung")
+        busy = cli("sync", "hung", at=later)
         assert busy.returncode == 75
         assert f"pid {stuck.pid}, started 6m" in busy.stderr and "SIGSTOP" in busy.stderr
     finally:

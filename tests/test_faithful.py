@@ -10,7 +10,7 @@ import json
 import sqlite3
 
 from syncctl.store import schema_steps
-from tests.conftest import query, stored
+from tests.helpers import query, stored
 from tests.httpsources import dynamic, json_body, send, send_json
 
 
@@ -117,6 +117,25 @@ def test_lookback_and_a_cursor_seeded_from_stored_records(cli, source):
     assert cli("show", "seed", "--json").json()["cursor"] == "2024-01-01T00:30:00Z"
     assert cli("sync", "seed").returncode == 0
     assert source.queries("/changes")[-1]["since"] == "2024-01-01T00:25:00Z"
+
+
+def test_a_parameter_syncctl_sets_replaces_a_fixed_one_of_the_same_name(cli, source):
+    from urllib.parse import parse_qsl, urlsplit
+
+    pages = {"1": [{"id": 1}, {"id": 2}], "2": [{"id": 3}]}
+    url = source.add("/paged", dynamic(lambda handler: (200, pages.get(dict(
+        parse_qsl(urlsplit(handler.path).query)).get("page", "1"), []))))  # fmt: skip
+    assert cli("add", "start", "--url", url, "--param", "since=2020-01-01", "--param", "page=7",
+               "--incremental", "id:since", "--paginate", "page:page").returncode == 0  # fmt: skip
+
+    assert cli("sync", "start").returncode == 0
+    assert cli("sync", "start").returncode == 0
+
+    sent = [parse_qsl(urlsplit(target).query) for _, target, _ in source.requests]
+    assert sent[0] == [("since", "2020-01-01"), ("page", "1")], "the fixed since starts the first sync"
+    assert sent[-1] == [("since", "3"), ("page", "3")], "then the cursor replaces it: never both"
+    assert all([k for k, _ in query].count("since") == 1 and [k for k, _ in query].count("page") == 1
+               for query in sent), sent  # fmt: skip
 
 
 # -- deletions --------------------------------------------------------------------------------
@@ -261,6 +280,23 @@ def test_records_as_json_lines_json_and_csv(cli, source):
     assert sorted(rows[1:]) == [["1", "a", '["x"]', ""], ["2", "", "", "true"]]
     lines = cli("records", "r").stdout.splitlines()
     assert sorted(json.loads(line)["id"] for line in lines) == [1, 2]
+
+
+def test_csv_of_bare_records_puts_them_in_a_value_column_and_of_none_is_empty(cli, source):
+    url = source.add("/bare", json_body([1, "two", {"id": 9, "a": 1}]))
+    assert cli("add", "bare", "--url", url, "--interval", "manual").returncode == 0
+    assert cli("add", "none", "--url", source.add("/none", json_body([])), "--interval", "manual").returncode == 0
+    assert cli("sync", "bare", "none").returncode == 0
+
+    rows = list(csv.reader(io.StringIO(cli("records", "bare", "--csv").stdout)))
+
+    assert rows[0] == ["value", "id", "a"] or rows[0] == ["id", "a", "value"], rows
+    by_column = [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+    assert all(len(row) == len(rows[0]) for row in rows), "every row has every column"
+    assert sorted((r["value"], r["id"], r["a"]) for r in by_column) == [("", "9", "1"), ("1", "", ""), ("two", "", "")]
+    assert cli("records", "none", "--csv").stdout == ""
+    too_many = cli("history", "--limit", "2000000")
+    assert too_many.returncode == 2 and "from 1 to 1,000,000" in too_many.stderr
 
 
 # -- migration --------------------------------------------------------------------------------

@@ -5,13 +5,14 @@ and what ``sync NAME… | --all`` does to the schedule (spec §5, §6, §7)."""
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.conftest import add, query, stored
+from tests.helpers import add, query, stored
 from tests.httpsources import HTTPSource, json_body, raw_body, send, send_json, sequence, text_body
 
 
@@ -412,6 +413,27 @@ def test_a_redirect_back_to_the_origin_sends_secret_headers_again(cli, store, db
     assert [(seen[0], header(seen, "Authorization")) for seen in source.requests] == [
         ("/start", "Bearer tok-back"), ("/away", None), ("/end", "Bearer tok-back"),
     ]
+
+
+@pytest.mark.parametrize("how", ["307", "next-url"])
+def test_a_body_holding_a_secret_never_goes_to_another_origin(cli, store, db_path, how):
+    with HTTPSource() as other, HTTPSource() as first:
+        other.add("/end", json_body({"items": [{"id": 2}], "next": None}))
+        if how == "307":
+            first.add("/start", lambda h: send(h, 307, b"", "text/plain", {"Location": other.url("/end")}))
+        else:
+            first.add("/start", json_body({"items": [{"id": 1}], "next": other.url("/end")}))
+        paging = ["--paginate", "next-url:next"] if how == "next-url" else []
+        assert cli("add", "posted", "--url", first.url("/start"), "--body", '{"token": "${API_TOKEN}", "q": "all"}',
+                   "--records-path", "items", *paging).returncode == 0
+
+        result = cli("sync", "posted", env={"API_TOKEN": "Sup3rSecretValue42"})
+
+    assert result.returncode == 1, result.stderr
+    assert f"another origin than http://127.0.0.1:{first.port}" in result.stderr and "syncctl edit posted --url" in result.stderr
+    assert first.bodies and json.loads(first.bodies[0][2])["token"] == "Sup3rSecretValue42"
+    assert other.requests == [] and other.bodies == [], "nothing reached the other origin"
+    assert "Sup3rSecret" not in result.stderr + result.stdout
 
 
 # -- failures never harm stored records ------------------------------------------------------

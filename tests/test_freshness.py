@@ -23,7 +23,17 @@ from syncctl.config import IntegrationConfig
 from syncctl.models import Integration
 from syncctl.runlock import Holder
 from syncctl.store import Store
-from tests.conftest import HANG_GUARD, Result, add, base_env, query, require_tool, utc_ms
+from tests.helpers import (
+    HANG_GUARD,
+    Result,
+    add,
+    base_env,
+    can_exchange,
+    query,
+    require_tool,
+    run_syncctl,
+    utc_ms,
+)
 from tests.httpsources import closed_port, json_body, sequence
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
@@ -33,12 +43,7 @@ NOW = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
 
 def at(db_path: Path, moment: datetime, *args: str, env: dict[str, str] | None = None) -> Result:
     """syncctl with the wall clock at ``moment`` (libfaketime; it keeps ticking from there)."""
-    faketime = require_tool("faketime")
-    full = {**base_env(db_path), "FAKETIME_DONT_FAKE_MONOTONIC": "1", "TZ": "UTC", **(env or {})}
-    stamp = moment.astimezone(timezone.utc).strftime("@%Y-%m-%d %H:%M:%S")
-    proc = subprocess.run([faketime, "-f", stamp, sys.executable, "-m", "syncctl", *args], env=full,
-                          capture_output=True, text=True, timeout=HANG_GUARD, stdin=subprocess.DEVNULL)
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+    return run_syncctl(db_path, *args, env=env, at=moment)
 
 
 def make_due(db_path: Path, name: str) -> None:
@@ -410,6 +415,12 @@ def test_notify_add_list_remove_and_test(cli, db_path, source):
 
     assert cli("notify", "remove", "2").returncode == 0
     assert [t["id"] for t in cli("notify", "list", "--json").json()] == [1]
+    assert cli("notify", "add", hook.replace("http://", "json://") + "?t=${HOOK_TOKEN}").returncode == 0
+    token_target = str(cli("notify", "list", "--json").json()[-1]["id"])
+    unset = cli("notify", "test", token_target, env={"HOOK_TOKEN": None})
+    assert unset.returncode == 1 and "HOOK_TOKEN is not set" in unset.stderr, unset.stderr
+    assert "(hint: export HOOK_TOKEN in the environment syncctl runs in" in unset.stderr, unset.stderr
+    assert cli("notify", "remove", token_target).returncode == 0
     assert cli("notify", "remove", "2").returncode == 2
 
 
@@ -530,6 +541,38 @@ def test_the_metrics_file_follows_every_tick_and_every_change(cli, db_path, sour
     later = utc_ms() + timedelta(hours=4)  # stale with time alone: nothing changed in the database
     assert at(db_path, later, "run-due", "--metrics-file", str(metrics_file)).returncode == 0
     assert sample('syncctl_stale{integration="good"}') == 1
+
+
+def test_an_idle_tick_rewrites_only_the_last_tick_sample_of_the_metrics_file(cli, db_path, source, tmp_path):
+    url = source.add("/ok", json_body([{"id": 1}]))
+    for name in ("one", "two"):
+        assert cli("add", name, "--url", url, "--interval", "1h").returncode == 0
+    metrics_file = tmp_path / "textfile" / "syncctl.prom"
+    metrics_file.parent.mkdir()
+    spare = metrics_file.with_name(".syncctl.prom.spare")
+    start = utc_ms() + timedelta(minutes=1)
+    versions = []
+    for minute in range(4):  # a full write, then three idle ticks
+        moment = start + timedelta(minutes=minute)
+        assert at(db_path, moment, "run-due", "--metrics-file", str(metrics_file)) == Result(0, "", "")
+        stat = metrics_file.stat()
+        versions.append(((stat.st_ino, stat.st_dev), metrics_file.read_text()))
+    body = [text.rsplit("\n", 2)[0] for _, text in versions]  # all but the last-tick sample
+    assert body == [body[0]] * 4
+    ticks = [float(text.rstrip("\n").rsplit(" ", 1)[1]) for _, text in versions]
+    assert ticks == sorted(ticks) and len(set(ticks)) == 4, ticks
+    assert [p.name for p in metrics_file.parent.iterdir() if p.name.endswith(".prom")] == ["syncctl.prom"]
+    assert not [p for p in metrics_file.parent.iterdir() if p.name.endswith(".tmp")]
+    if can_exchange(tmp_path):  # two files take turns: nothing copied, nothing freed
+        inodes = [inode for inode, _ in versions[1:]]
+        assert inodes[0] != inodes[1] and inodes[0] == inodes[2], inodes
+        assert spare.read_text() == versions[-2][1]  # the previous version, whole
+    # What the idle ticks made is what a full write makes at the same moment.
+    last = start + timedelta(minutes=3)
+    metrics_file.unlink()
+    spare.unlink(missing_ok=True)
+    assert at(db_path, last, "run-due", "--metrics-file", str(metrics_file)).returncode == 0
+    assert metrics_file.read_text().rsplit("\n", 2)[0] == body[-1]
 
 
 def test_a_healthy_tick_with_every_monitor_configured_prints_nothing(cli, db_path, source, tmp_path):

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from syncctl.timeutil import format_ts
-from tests.conftest import HANG_GUARD, add, query, stored, wait_for
+from tests.helpers import HANG_GUARD, add, query, stored, wait_for
 from tests.httpsources import hang, json_body, text_body
 
 HISTORY_KEYS = {

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from syncctl.errors import UsageError
 from syncctl.schedule import MAX_INTERVAL, MIN_INTERVAL, format_interval, parse_interval
-from tests.conftest import Result, dump, parse_z, query, run_main, utc_ms
+from tests.helpers import Result, dump, parse_z, query, run_main, utc_ms
 
 DAY = 86400
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": DAY}

@@ -11,7 +11,6 @@ import json
 import os
 import sqlite3
 import stat
-import subprocess
 import sys
 from collections.abc import Callable
 from datetime import timedelta
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from syncctl import manifest
-from tests.conftest import HANG_GUARD, Result, base_env, dump, parse_z, query, run_on_terminal
+from tests.helpers import HANG_GUARD, Result, dump, parse_z, query, run_on_terminal, run_syncctl
 from tests.httpsources import json_body
 
 if sys.version_info >= (3, 11):
@@ -32,33 +31,6 @@ HOST = "http://127.0.0.1:9"  # nothing listens: these integrations are never syn
 
 
 # -- running syncctl against a database (a file or a postgresql:// URL) ---------------------
-
-
-def run(target: str, db_path: Path, *args: str, input: str | None = None,  # noqa: A002
-        env: dict[str, str] | None = None) -> Result:  # fmt: skip
-    """``syncctl ARGS…`` as a real process with SYNCCTL_DB=target (stdin not a terminal)."""
-    full = base_env(db_path)
-    full["SYNCCTL_DB"] = str(target)
-    full.update(env or {})
-    proc = subprocess.run(
-        [sys.executable, "-m", "syncctl", *args], env=full, input=input, capture_output=True, text=True,
-        timeout=HANG_GUARD, stdin=None if input is not None else subprocess.DEVNULL,
-    )  # fmt: skip
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-# The same two fixtures as tests/test_backends.py (test files never import each other).
-@pytest.fixture(params=["sqlite", "postgres"])
-def target(request: pytest.FixtureRequest, db_path: Path) -> str:
-    """The test's database: a file path, or the URL of a fresh PostgreSQL database."""
-    if request.param == "postgres":
-        return request.getfixturevalue("pg_url")
-    return str(db_path)
-
-
-@pytest.fixture
-def tcli(target: str, db_path: Path) -> Callable[..., Result]:
-    return lambda *args, input=None, env=None: run(target, db_path, *args, input=input, env=env)  # noqa: A002
 
 
 @pytest.fixture
@@ -293,8 +265,8 @@ def test_round_trip_changes_nothing_and_provisions_an_empty_host(tcli, target, f
     after = rows(target, *STATE_TABLES)
     diffed = tcli("diff", "-", input=exported)
     again = ok(tcli("export", env=SECRETS), "second export").stdout
-    provisioned = run(fresh_target, db_path, "apply", "-", input=exported)
-    from_fresh = ok(run(fresh_target, db_path, "export"), "export of the provisioned host").stdout
+    provisioned = run_syncctl(fresh_target, "apply", "-", input=exported)
+    from_fresh = ok(run_syncctl(fresh_target, "export"), "export of the provisioned host").stdout
 
     assert applied.returncode == 0, f"export | apply - succeeds: {applied.stderr}"
     assert applied.stdout == "4 unchanged\n", (
@@ -360,6 +332,16 @@ def test_export_of_named_integrations_and_to_a_file(cli, tmp_path):
     assert "plain" in unknown.stderr, f"and suggests the closest name: {unknown.stderr}"
 
 
+def test_export_to_a_folder_is_refused_and_leaves_nothing_behind(cli, tmp_path):
+    ok(cli("add", "one", "--url", f"{HOST}/one"), "add")
+    (tmp_path / "out").mkdir()
+
+    result = cli("export", "-o", str(tmp_path / "out"))
+
+    assert result.returncode == 2 and "cannot write" in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("data")) == ["out"]
+
+
 def test_round_trip_with_duplicate_notification_targets(cli, db_path):
     """notify add accepts one URL twice (spec §17: the round trip holds on any database)."""
     ok(cli("add", "plain", "--url", f"{HOST}/plain"), "add")
@@ -402,6 +384,9 @@ BAD = {
                        "${"),
     "table-clash": ('[integrations.zzz]\nurl = "http://a/z"\ntable = "new"\n', "new"),
     "bad-events": ('[[notify]]\nurl = "json://h/x"\nevents = ["bogus"]\n', "bogus"),
+    "header-name-colon": ('[integrations.zzz]\nurl = "http://a/z"\nheaders = {"X-Trace:Id" = "abc"}\n', "X-Trace:Id"),
+    "param-name-equals": ('[integrations.zzz]\nurl = "http://a/z"\nparams = {"f[a=b]" = "1"}\n', "f[a=b]"),
+    "wrong-type": ('[integrations.zzz]\nurl = "http://a/z"\ntimeout = "soon"\n', "not text"),
 }  # fmt: skip
 
 
@@ -628,6 +613,129 @@ def test_apply_without_prune_keeps_what_the_file_does_not_name(cli, db_path, sou
     ], "a target not in the file is kept without --prune"
 
 
+# -- 5b. data tables: the state the file asks for, reached whatever the order ---------------
+
+
+def _owners(target: str) -> list[tuple]:
+    sql = "SELECT name, data_table FROM integrations ORDER BY name"
+    if target.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(target) as conn:
+            return [tuple(r) for r in conn.execute(sql)]
+    with sqlite3.connect(target) as conn:
+        return [tuple(r) for r in conn.execute(sql)]
+
+
+def test_apply_renames_an_integration_and_swaps_tables_in_one_go(tcli, target, source, tmp_path):
+    urls = {n: source.add(f"/{n}", json_body([{"id": 1, "who": n}])) for n in ("eu", "p", "q")}
+    ok(tcli("add", "weather-eu", "--url", urls["eu"]), "add weather-eu")  # table weather_eu
+    ok(tcli("add", "p", "--url", urls["p"], "--table", "tp"), "add p")
+    ok(tcli("add", "q", "--url", urls["q"], "--table", "tq"), "add q")
+    ok(tcli("sync", "--all"), "sync")
+    wanted = tmp_path / "integrations.toml"
+    wanted.write_text(
+        f'[integrations.weather_eu]\nurl = "{urls["eu"]}"\n\n'  # renamed: takes the table the old name frees
+        f'[integrations.p]\nurl = "{urls["p"]}"\ntable = "tq"\n\n'
+        f'[integrations.q]\nurl = "{urls["q"]}"\ntable = "tp"\n'
+    )
+
+    dry = tcli("apply", str(wanted), "--prune", "--dry-run")
+    applied = tcli("apply", str(wanted), "--prune", "--yes")
+
+    assert dry.returncode == 0 and applied.returncode == 0, applied.stderr
+    assert applied.stdout.splitlines()[:3] == ["+ weather_eu", "~ p: table tp → tq", "~ q: table tq → tp"], applied.stdout
+    assert _owners(target) == [("p", "tq"), ("q", "tp"), ("weather_eu", "weather_eu")]
+    swapped = rows(target, "tq", "tp")
+    assert [r[-1] for r in swapped["tq"]] == ["p"] and [r[-1] for r in swapped["tp"]] == ["q"], swapped
+    assert tcli("diff", str(wanted), "--prune").returncode == 0, "in step afterwards"
+    assert ok(tcli("sync", "--all"), "sync after").returncode == 0
+
+
+def test_a_table_two_entries_want_is_refused_by_every_command_and_creates_nothing(cli, db_path, tmp_path):
+    twice = tmp_path / "twice.toml"
+    twice.write_text(f'[integrations.a-b]\nurl = "{HOST}/x"\n\n[integrations.a_b]\nurl = "{HOST}/y"\n')
+
+    outcomes = [cli("apply", str(twice), "--dry-run"), cli("apply", str(twice))]
+    assert not db_path.exists(), "a refused apply creates no database: a mistyped cron path stays loud"
+    ok(cli("add", "other", "--url", f"{HOST}/z"), "add")
+    outcomes.append(cli("diff", str(twice)))
+
+    for result in outcomes:
+        assert result.returncode == 2, (result.stdout, result.stderr)
+        line = one_line_of(result)
+        assert "integrations.a_b: table 'a_b' is also the table of integrations.a-b" in line, line
+
+
+def test_an_entry_taking_the_table_of_an_integration_kept_outside_the_file_is_refused(cli, db_path, tmp_path):
+    ok(cli("add", "old", "--url", f"{HOST}/x", "--table", "shared"), "add")
+    taking = tmp_path / "taking.toml"
+    taking.write_text(f'[integrations.new]\nurl = "{HOST}/y"\ntable = "shared"\n')
+    before = dump(db_path)
+
+    for args in (("diff", str(taking)), ("apply", str(taking), "--dry-run"), ("apply", str(taking))):
+        result = cli(*args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        line = one_line_of(result)
+        assert "table 'shared' is the data table of old, which the file does not list" in line and "--prune" in line
+    assert dump(db_path) == before
+    assert ok(cli("apply", str(taking), "--prune", "--yes"), "with --prune").stdout.splitlines()[:2] == ["+ new", "- old"]
+
+
+def test_an_entry_taking_a_table_someone_else_made_is_refused_by_diff_and_dry_run(cli, db_path, tmp_path):
+    ok(cli("add", "one", "--url", f"{HOST}/x"), "add")
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("CREATE TABLE reports (id INTEGER)")  # a dashboard author's own table
+    taking = tmp_path / "taking.toml"
+    taking.write_text(f'[integrations.reports]\nurl = "{HOST}/y"\n')
+
+    for args in (("diff", str(taking)), ("apply", str(taking), "--dry-run")):
+        result = cli(*args)
+        assert result.returncode == 2 and "a table, view or index named 'reports' already exists" in one_line_of(result)
+
+
+def test_applies_at_once_both_succeed_and_create_each_integration_once(target, tmp_path):
+    from tests.helpers import spawn_syncctl
+
+    ok(run_syncctl(target, "add", "seed", "--url", f"{HOST}/seed"), "add")
+    many = tmp_path / "many.toml"
+    many.write_text("".join(f'[integrations.n{i}]\nurl = "{HOST}/{i}"\n\n' for i in range(300)))
+
+    racing = [spawn_syncctl(target, "apply", str(many)) for _ in range(2)]
+    outcomes = [(p.wait(HANG_GUARD), p.stdout.read(), p.stderr.read()) for p in racing]
+
+    assert [code for code, _, _ in outcomes] == [0, 0], outcomes
+    created = sorted(out.count("\n+ ") + out.startswith("+ ") for _, out, _ in outcomes)
+    assert created == [0, 300], "one of them created all 300, the other found them made"
+    assert len(_owners(target)) == 301
+
+
+def test_apply_from_stdin_reads_utf8_whatever_the_locale_and_names_other_bytes(cli, db_path):
+    import subprocess
+
+    from tests.helpers import syncctl_command
+
+    ok(cli("add", "one", "--url", f"{HOST}/x"), "add")
+    before = dump(db_path)
+    argv, env = syncctl_command(db_path, ("apply", "-", "--dry-run"), {"PYTHONIOENCODING": "ascii", "LC_ALL": "C"})
+    good = f'\ufeff# café\n[integrations.one]\nurl = "{HOST}/x"\n'  # with the BOM some editors write
+    accepted = subprocess.run(argv, env=env, input=good.encode(), capture_output=True, timeout=HANG_GUARD)
+    argv, env = syncctl_command(db_path, ("apply", "-"), {"PYTHONIOENCODING": "utf-8"})
+    refused = subprocess.run(argv, env=env, input=b"# \xff\n", capture_output=True, timeout=HANG_GUARD)
+
+    assert accepted.returncode == 0 and b"1 unchanged" in accepted.stdout, accepted.stderr
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.decode().strip() == (
+        "syncctl: cannot read stdin: not UTF-8 (byte 2 is 0xff) (hint: TOML files are UTF-8: save it as UTF-8)")
+    assert dump(db_path) == before
+
+
+def one_line_of(result: Result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
 # -- 6. diff ---------------------------------------------------------------------------------
 
 
@@ -648,7 +756,7 @@ def test_diff_exit_codes(cli, db_path, tmp_path):
     without_extra = tmp_path / "w.toml"
     without_extra.write_text(f'[integrations.one]\nurl = "{HOST}/one"\ninterval = "15m"\n')
     prune_counts = cli("diff", str(without_extra), "--prune")
-    missing = run(str(tmp_path / "nowhere" / "x.db"), db_path, "diff", str(matching))
+    missing = run_syncctl(str(tmp_path / "nowhere" / "x.db"), "diff", str(matching))
 
     assert same.returncode == 0, f"diff exits 0 when the database matches: {same.stdout}{same.stderr}"
     assert differs.returncode == 1, f"diff exits 1 when it does not: {differs.stdout}{differs.stderr}"
@@ -701,6 +809,17 @@ def test_apply_json_shape(cli, db_path, tmp_path):
     assert done.json() == {**expected, "dry_run": False}, f"the plan carried out, as JSON: {done.stdout}"
     assert [r["name"] for r in query(db_path, "SELECT name FROM integrations ORDER BY name")] == [
         "new", "one", "same"], "the JSON plan was carried out"  # fmt: skip
+
+
+def test_export_leaves_out_the_default_client_auth(cli):
+    oauth = ("--auth", "oauth2", "--token-url", "https://id.example.com/t", "--client-id", "c",
+             "--client-secret", "${CS}")  # fmt: skip
+    ok(cli("add", "basic-default", "--url", f"{HOST}/a", *oauth), "add")
+    ok(cli("add", "in-body", "--url", f"{HOST}/b", *oauth, "--client-auth", "body"), "add")
+
+    exported = tomllib.loads(ok(cli("export"), "export").stdout)["integrations"]
+
+    assert "client_auth" not in exported["basic-default"] and exported["in-body"]["client_auth"] == "body"
 
 
 def test_round_trip_with_the_reach_options_auth_bodies_and_body_params(cli, tmp_path):

@@ -5,14 +5,12 @@ with empty values, `sync` progress, the demo's tidiness, and a clock set back.""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from syncctl.schedule import after_clock_set_back
-from tests.conftest import HANG_GUARD, base_env, query, require_tool, run_on_terminal
+from tests.helpers import HANG_GUARD, query, require_tool, run_on_terminal
 from tests.httpsources import HTTPSource, gated, json_body
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -69,17 +67,29 @@ def test_a_disabled_integration_says_how_to_resume_it_and_shows_no_next_sync(cli
     assert f"syncctl resume {LONG_ERROR_NAME}" in shown
 
 
-def test_show_into_a_pipe_closed_early_exits_0_quietly(cli, db_path):
+def test_show_into_a_pipe_closed_early_exits_0_quietly(cli, spawn):
     failing_integration(cli)
-    env = base_env(db_path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "syncctl", "show", LONG_ERROR_NAME], env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
+    proc = spawn("show", LONG_ERROR_NAME, text=False)
     proc.stdout.read(4)  # like `head -c 4`
     proc.stdout.close()
     assert proc.wait(timeout=HANG_GUARD) == 0
     assert proc.stderr.read() == b""
+
+
+@pytest.mark.parametrize("args", [("list", "--json"), ("history",), ("health",), ("export",), ("records", "a", "--json")])
+def test_output_to_a_full_device_is_named_as_such_not_a_bug(cli, db_path, args):
+    import subprocess
+
+    from tests.helpers import syncctl_command
+
+    assert cli("add", "a", "--url", "http://127.0.0.1:9/a").returncode == 0
+    argv, env = syncctl_command(db_path, args)
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(argv, env=env, stdout=full, stderr=subprocess.PIPE, text=True, timeout=HANG_GUARD)
+
+    assert done.returncode == 3, done.stderr
+    assert done.stderr == ("syncctl: cannot write standard output: No space left on device "
+                           "(hint: free space where the output goes, or send it elsewhere)\n")  # fmt: skip
 
 
 @pytest.mark.parametrize("args", [("list",), ("history",), ("show", LONG_ERROR_NAME), ("list", "--json")])
@@ -107,6 +117,31 @@ def test_edit_with_empty_values_goes_back_to_defaults_or_refuses(cli, db_path):
     refused = cli("edit", "a", "--url", "")
     assert refused.returncode == 2 and "invalid URL" in refused.stderr, refused
     assert query(db_path, "SELECT url FROM integrations")[0]["url"] == "http://127.0.0.1:9/a"
+
+
+def test_edit_with_one_empty_header_or_param_clears_them(cli, db_path):
+    assert cli("add", "a", "--url", "http://127.0.0.1:9/a", "--header", "Accept: application/json",
+               "--param", "limit=10", "--param", "q=x").returncode == 0  # fmt: skip
+
+    assert cli("edit", "a", "--header", "", "--param", "").returncode == 0
+
+    config = query(db_path, "SELECT json_extract(config, '$.headers') AS h, json_extract(config, '$.params') AS p"
+                            " FROM integrations")[0]  # fmt: skip
+    assert (config["h"] or "{}", config["p"] or "{}") == ("{}", "{}"), config
+
+
+def test_auth_beside_an_authorization_header_is_refused(cli, db_path):
+    both = ("--auth", "basic:u:${PASS}", "--header", "Authorization: Bearer ${TOKEN}")
+    refused = cli("add", "a", "--url", "http://127.0.0.1:9/a", *both)
+    assert refused.returncode == 2 and "--auth basic and an Authorization header" in refused.stderr, refused.stderr
+    assert cli("add", "a", "--url", "http://127.0.0.1:9/a", "--header", "Authorization: Bearer ${TOKEN}").returncode == 0
+    before = query(db_path, "SELECT config FROM integrations")
+
+    edited = cli("edit", "a", "--auth", "basic:u:${PASS}")
+
+    assert edited.returncode == 2 and "--header ''" in edited.stderr, edited.stderr
+    assert query(db_path, "SELECT config FROM integrations") == before
+    assert cli("edit", "a", "--auth", "basic:u:${PASS}", "--header", "").returncode == 0, "the hint's fix works"
 
 
 def test_a_running_sync_shows_in_list_and_show(cli, spawn, db_path, source):
@@ -181,14 +216,10 @@ def test_after_clock_set_back_no_schedule_waits_more_than_one_interval(next_at, 
 
 
 def test_after_the_clock_jumped_a_year_ahead_and_back_the_next_sync_is_within_one_interval(cli, db_path, source):
-    faketime = require_tool("faketime")
+    require_tool("faketime")  # a skip before anything is set up
     url = source.add("/items", json_body([{"id": 1}]))
     assert cli("add", "a", "--url", url, "--interval", "15m").returncode == 0
-    env = base_env(db_path) | {"TZ": "UTC", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
-    ahead = subprocess.run(
-        [faketime, "-f", "+365d", sys.executable, "-m", "syncctl", "run-due"], env=env,
-        capture_output=True, text=True, timeout=HANG_GUARD,
-    )
+    ahead = cli("run-due", at="+365d")
     assert ahead.returncode == 0, ahead
     parked = query(db_path, "SELECT next_sync_at FROM integrations")[0]["next_sync_at"]
     assert parked > "2027"

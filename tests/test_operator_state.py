@@ -44,6 +44,7 @@ def test_a_disabled_integration_gives_the_resume_hint_everywhere_never_the_retry
     [problem] = [p for p in health["problems"] if p["integration"] == "down"]
 
     assert listed["state"] == "disabled"
+    assert listed["next_sync_at"] is None and shown["next_sync_at"] is None, "no next sync, as list shows '-'"
     assert listed["last_hint"] == "a remote fault; then run: syncctl resume down", listed
     assert shown["last_hint"] == listed["last_hint"]
     assert problem["kind"] == "disabled"
@@ -54,4 +55,27 @@ def test_a_disabled_integration_gives_the_resume_hint_everywhere_never_the_retry
 
     assert cli("resume", "down").returncode == 0
     [resumed] = cli("list", "--json").json()
+    assert resumed["next_sync_at"] is not None, "active again: its next sync is known"
+    assert cli("pause", "down").returncode == 0
+    assert cli("list", "--json").json()[0]["next_sync_at"] is None, "paused: none either"
+    assert cli("resume", "down").returncode == 0
     assert "syncctl resume" not in (resumed["last_hint"] or ""), "an active integration is not told to resume"
+
+
+def test_an_integration_disabled_by_crash_recovery_is_not_promised_a_retry(cli, spawn, source):
+    import signal
+
+    from tests.helpers import HANG_GUARD
+    from tests.httpsources import hang
+
+    assert cli("add", "k", "--url", source.add("/slow", hang()), "--interval", "5m", "--max-retries", "0").returncode == 0
+    run = spawn("run-due")
+    source.wait_hits("/slow")
+    run.send_signal(signal.SIGKILL)  # the machine "restarted" mid-sync
+    run.wait(HANG_GUARD)
+
+    [listed] = cli("list", "--json").json()  # recovery finishes the log: the one allowed failure
+
+    assert listed["state"] == "disabled", listed
+    assert listed["last_hint"].startswith("nothing to fix if the machine restarted"), listed
+    assert listed["last_hint"].endswith("; then run: syncctl resume k") and "retr" not in listed["last_hint"], listed

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from syncctl.store import Store
-from tests.conftest import HANG_GUARD, Result, add, wait_for
+from tests.helpers import HANG_GUARD, Result, add, wait_for
 from tests.httpsources import HTTPSource, gated, json_body
 from tests.pgcluster import SECRET_PASSWORD, SECRET_USER
 

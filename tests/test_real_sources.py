@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import HANG_GUARD, query, require_tool, stored, wait_for
+from tests.helpers import HANG_GUARD, query, require_tool, stored, wait_for
 
 
 def free_port() -> int:

@@ -12,8 +12,6 @@ import re
 import secrets
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -23,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncctl.cli import main
-from tests.conftest import HANG_GUARD, base_env, query
+from tests.helpers import HANG_GUARD, query
 from tests.httpsources import (
     HTTPSource,
     closed_port,
@@ -390,15 +388,13 @@ def _run_main(argv: list[str]) -> int:
         [b"remove", b"\xff", b"--yes"],
     ],
 )
-def test_undecodable_arguments_in_a_real_process(db_path, store, argv):  # store: the database exists
+def test_undecodable_arguments_in_a_real_process(store, spawn, argv):  # store: the database exists
     """Spot checks in a subprocess (the real stdout/stderr encodings, no capture)."""
-    env = base_env(db_path)
-    env.pop("PYTHONIOENCODING", None)
-    proc = subprocess.run([sys.executable.encode(), b"-m", b"syncctl", *argv], env=env, capture_output=True,
-                          timeout=HANG_GUARD, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 2, proc.stderr  # bad input
-    assert b"Traceback" not in proc.stderr and b"internal error" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    proc = spawn(*argv, env={"PYTHONIOENCODING": None}, text=False)  # bytes in, bytes out
+    _, stderr = proc.communicate(timeout=HANG_GUARD)
+    assert proc.returncode == 2, stderr  # bad input
+    assert b"Traceback" not in stderr and b"internal error" not in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
 
 
 # -- property-based: JSON bodies -----------------------------------------------------------
@@ -463,7 +459,11 @@ def test_random_json_bodies_sync_idempotently(body, records_path, key, tmp_path_
 
     err = capfd.readouterr().err
     assert "Traceback" not in err and "internal error" not in err
+    # A random body may be refused (NaN, no records at the path): then both syncs fail
+    # alike, exit 1 and a FAILED log each; otherwise both succeed, exit 0.
     assert first in (0, 1) and second == first, err
+    statuses = [row["status"] for row in query(Path(db), "SELECT status FROM sync_logs ORDER BY id")]
+    assert statuses == ["SUCCESS" if first == 0 else "FAILED"] * 2, (statuses, err)
     assert after_second == after_first
     for _, data in after_first:
         json.loads(data, parse_constant=_refuse_constant)  # standard JSON only

@@ -4,11 +4,9 @@ locks, races, SIGKILL, SIGTERM/SIGINT, and time travel with Debian's faketime.""
 from __future__ import annotations
 
 import fcntl
-import math
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 
 from syncctl import liveness
 from syncctl.timeutil import format_ts, parse_ts
-from tests.conftest import HANG_GUARD, Result, base_env, query, require_tool, wait_for
+from tests.helpers import HANG_GUARD, Result, ceil_second, query, run_syncctl, wait_for
 from tests.httpsources import HTTPSource, drip, gated, hang_mid_body, json_body, send
 from tests.httpsources import hang as hang_before_headers
 
@@ -374,23 +372,7 @@ def test_sync_timeout_stops_a_source_that_drips_forever(cli, source, db_path):
 def faked(db_path: Path, moment: datetime, *args: str) -> Result:
     """Run syncctl with the wall clock set to ``moment`` (Debian's libfaketime; the clock
     keeps ticking from there). Monotonic time stays real, so timeouts behave."""
-    faketime = require_tool("faketime")
-    env = base_env(db_path)
-    env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
-    stamp = moment.astimezone(timezone.utc).strftime("@%Y-%m-%d %H:%M:%S")
-    proc = subprocess.run(
-        [faketime, "-f", stamp, sys.executable, "-m", "syncctl", *args],
-        env={**env, "TZ": "UTC"},
-        capture_output=True,
-        text=True,
-        timeout=HANG_GUARD,
-        stdin=subprocess.DEVNULL,
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-def ceil_second(moment: datetime) -> datetime:
-    return moment.replace(microsecond=0) + timedelta(seconds=math.ceil(moment.microsecond / 1e6))
+    return run_syncctl(db_path, *args, at=moment)
 
 
 def test_faketime_moves_syncctls_clock(db_path):

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 import pytest
 
 from syncctl.secrets import MIN_FRAGMENT, Secrets, is_credential_name, suggested_variable
-from tests.conftest import query
+from tests.helpers import query
 from tests.httpsources import HTTPSource, dynamic, json_body, send
 
 
@@ -130,6 +130,34 @@ def test_a_value_that_is_not_utf8_fails_before_any_request_and_is_redacted(cli, 
     assert source.requests == []
     stored = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
     assert "s3cr3t" not in result.stderr and b"s3cr3t" not in stored
+
+
+_LITERAL = "S3cretPw0rd"
+_APP = "[integrations.w]\n"
+REFUSALS = {
+    "scheme": (["add", "w", "--url", f"ftp://bob:{_LITERAL}@api.example.com/x"], None),
+    "port": (["add", "w", "--url", f"https://bob:{_LITERAL}@api.example.com:99999/x"], None),
+    "no host": (["add", "w", "--url", f"https://bob:{_LITERAL}@/x"], None),
+    "space": (["add", "w", "--url", f"https://bob:{_LITERAL} x@h/x"], None),
+    "not utf-8": (["add", "w", "--url", "https://h/x", "--header", f"X-Key: {_LITERAL}\udcff"], None),
+    "notify not utf-8": (["notify", "add", f"json://{_LITERAL}@hooks.example.com/\udcff"], None),
+    "toml url": (["apply", "-"], f'{_APP}url = "https://bob:{_LITERAL}@/x"\n'),
+    "toml type": (["apply", "-"], f'{_APP}url = "https://h/x"\nauth = "oauth2"\ntoken_url = "https://h/t"\n'
+                                  f'client_id = "c"\nclient_secret = ["{_LITERAL}"]\n'),
+    "toml header": (["apply", "-"], f'{_APP}url = "https://h/x"\nheaders = {{Authorization = ["Bearer {_LITERAL}"]}}\n'),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_a_refusal_never_repeats_a_literal_secret_and_creates_no_database(cli, db_path, case):
+    args, text = REFUSALS[case]
+
+    result = cli(*args, input=text)
+
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "internal error" not in result.stderr, result.stderr
+    assert "S3cret" not in result.stderr + result.stdout, result.stderr
+    assert not db_path.exists(), "a refused add or apply leaves no database behind"
 
 
 def test_a_url_password_basic_auth_cannot_send_fails_before_any_request(cli, db_path, source):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import query
+from tests.helpers import query
 from tests.httpsources import json_body
 
 

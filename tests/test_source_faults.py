@@ -17,7 +17,7 @@ from syncctl import fetch
 from syncctl.fetch import parse_retry_after
 from syncctl.schedule import MAX_INTERVAL
 from syncctl.timeutil import parse_ts, utcnow
-from tests.conftest import query
+from tests.helpers import query
 from tests.httpsources import (
     HTTPSource,
     json_body,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HANG_GUARD, add, require_tool, utc_ms
+from tests.helpers import HANG_GUARD, add, can_exchange, require_tool, utc_ms
 from tests.httpsources import json_body, send, text_body
 
 HOSTILE_ERROR = "<script>alert(1)</script>"
@@ -92,8 +92,18 @@ def populate(cli, db_path: Path, store, source) -> None:  # noqa: ANN001
 def written(directory: Path) -> dict[str, str]:
     """Every file in DIR (relative path: text); none left half-written or temporary."""
     files = {str(p.relative_to(directory)): p.read_text() for p in sorted(directory.rglob("*")) if p.is_file()}
-    assert not [name for name in files if Path(name).name.startswith(".")], files.keys()
-    return files
+    spares = {name: text for name, text in files.items() if name in (".index.html.spare", ".status.json.spare")}
+    for name, text in spares.items():  # the previous version, whole, kept for the next idle tick
+        live = files[name[1:].removesuffix(".spare")]
+        assert len(text) == len(live) and without_tick(text) == without_tick(live), name
+    assert not [name for name in files if Path(name).name.startswith(".") and name not in spares], files.keys()
+    return {name: text for name, text in files.items() if name not in spares}
+
+
+def without_tick(text: str) -> str:
+    """The page or status.json without what each tick changes."""
+    text = re.sub(r'<time id="tick"[^>]*>[^<]*</time>', "", text, count=1)
+    return re.sub(r'^\{"generated_at":[^\n]*\n', "", text, count=1)
 
 
 def identity(path: Path) -> tuple[int, int]:
@@ -214,6 +224,7 @@ def test_files_are_replaced_atomically_and_only_when_they_change(cli, db_path, s
     badges = {p.name: p for p in (out / "badges").iterdir()}
     before = {name: identity(p) for name, p in badges.items()}
     first_page = page.read_bytes()
+    before_first_idle_tick = identity(page)[0]
 
     # An idle tick: only the last tick's time changes; the badges are left alone.
     with open(page, "rb") as reader:  # a web server in the middle of sending the page
@@ -230,6 +241,25 @@ def test_files_are_replaced_atomically_and_only_when_they_change(cli, db_path, s
     assert (full / "index.html").read_bytes() == second_page
     spliced, rendered = json.loads(status_json.read_text()), json.loads((full / "status.json").read_text())
     assert {**spliced, "generated_at": None} == {**rendered, "generated_at": None}
+
+    # More idle ticks rewrite only the head of the version kept from the tick before and
+    # swap it in: a reader of the page still reads the page it opened, and the result is
+    # still exactly a full rendering.
+    inodes = [identity(page)[0]]
+    for _ in range(2):
+        held = page.read_bytes()
+        with open(page, "rb") as reader:
+            assert cli("run-due", "--status-dir", str(out)).returncode == 0
+            assert reader.read() == held
+        assert cli("status-page", str(full)).returncode == 0
+        assert page.read_bytes() == (full / "index.html").read_bytes() != held
+        spliced, rendered = json.loads(status_json.read_text()), json.loads((full / "status.json").read_text())
+        assert spliced["last_tick_at"] > re.search(r'<time id="tick" datetime="([^"]+)"', held.decode())[1]
+        assert {**spliced, "generated_at": None} == {**rendered, "generated_at": None}
+        inodes.append(identity(page)[0])
+    if can_exchange(tmp_path):  # two files take turns: nothing copied, nothing freed
+        assert inodes[2] == inodes[0] != inodes[1] == before_first_idle_tick
+    written(out)
 
     # status-page with nothing new since: the page is not rewritten either.
     page_id = identity(full / "index.html")
@@ -248,7 +278,8 @@ def test_files_are_replaced_atomically_and_only_when_they_change(cli, db_path, s
 
     # A removed integration's badge goes too (a green badge must not outlive it).
     assert cli("remove", "stock", "--yes").returncode == 0
-    assert cli("run-due", "--status-dir", str(out)).returncode in (0, 1)
+    sql(db_path, "UPDATE integrations SET next_sync_at = '2999-01-01T00:00:00.000Z' WHERE name = 'orders'")
+    assert cli("run-due", "--status-dir", str(out)).returncode == 0  # nothing due: an idle tick
     assert sorted(p.name for p in (out / "badges").iterdir()) == ["orders.json", "orders.svg"]
     written(out)  # no temporary left behind
 
@@ -488,3 +519,22 @@ def test_the_badges_render_in_their_colours(cli, db_path, store, source, browser
         assert all(abs(a - b) <= 30 for a, b in zip(seen["message"][:3], HEX[colour], strict=True)), (name, seen)
         assert all(abs(a - 0x55) <= 20 for a in seen["label"][:3]), (name, seen)  # the grey label
     tab.screenshot("badges")
+
+
+def test_paths_that_are_no_place_for_the_files_are_refused(cli, tmp_path, monkeypatch):
+    assert cli("add", "one", "--url", "http://127.0.0.1:9/x", "--interval", "manual").returncode == 0
+    fifo = tmp_path / "m.prom"
+    os.mkfifo(fifo)  # reading it would hang the tick; replacing /dev/null alike would be worse
+    refusals = {
+        ("run-due", "--metrics-file", str(fifo)): "it is not a regular file",
+        ("run-due", "--metrics-file", ""): "invalid --metrics-file ''",
+        ("run-due", "--status-dir", ""): "invalid --status-dir ''",  # never the current folder
+        ("status-page", ""): "invalid DIR ''",
+    }
+    for args, said in refusals.items():
+        result = cli(*args, cwd=tmp_path)
+        assert result.returncode == 2 and said in result.stderr, (args, result.stderr)
+    assert fifo.is_fifo() and sorted(p.name for p in tmp_path.iterdir() if p.name != "data") == ["m.prom"]
+    unset = cli("run-due", env={"SYNCCTL_STATUS_DIR": ""}, cwd=tmp_path)  # an empty variable: no page
+    assert (unset.returncode, unset.stderr) == (0, "") and not (tmp_path / "index.html").exists()
+

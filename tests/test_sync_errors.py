@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import add, stored
+from tests.helpers import add, stored
 from tests.httpsources import (
     HTTPSource,
     closed_port,
@@ -367,3 +367,26 @@ def test_the_secret_never_leaks_whatever_the_failure(cli, store, db_path):
     for log in json.loads(shown[1].stdout):
         if log["integration"] in ("html-echo", "text-echo", "preview-edge"):
             assert "***" in log["error_message"]  # redacted, not silently dropped
+
+
+# -- what a source writes never drives the operator's terminal ---------------------------------
+
+
+@pytest.mark.parametrize("how", ["4xx body", "graphql errors"])
+def test_control_characters_a_source_sends_never_reach_the_terminal_raw(cli, store, source, how):
+    hostile = "\x1b[2J\x1b[31mall is lost\x07\x00" + "A" * 5000
+    if how == "4xx body":
+        source.add("/x", text_body(hostile, 400))
+        add(store, "hostile", source.url("/x"))
+    else:
+        source.add("/x", json_body({"data": None, "errors": [{"message": hostile}]}))
+        assert cli("add", "hostile", "--url", source.url("/x"), "--body", '{"query": "{ x }"}').returncode == 0
+
+    line, row = failed_sync(cli, "hostile")
+
+    assert "all is lost" in line, line
+    for text in (line, row["error_message"]):
+        assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in text), repr(text[:80])
+    assert len(line) < 1000, "a source's text is cut, not a 5,000-character line"
+    listed = cli("history", "hostile")
+    assert "\x1b" not in listed.stdout + listed.stderr
