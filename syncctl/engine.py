@@ -370,14 +370,24 @@ class Engine:
         # A message may quote the source (its keys, its bytes): lone surrogates from a
         # "\ud800" escape are not UTF-8, and SQLite would refuse the whole log update.
         error = (_storable_text(error[0]), _storable_text(error[1]) if error[1] else error[1])
-        plan = (
+        schedule = (
             signal_plan(now)
             if signalled
             else outcome_plan(now, succeeded=False, rng=self.settings.rng, retry_after=retry_after)
         )
+        decided: list[Plan] = []  # what the transaction decided (its last try, should it retry)
+
+        def plan(integration: Integration, log: SyncLog) -> Plan:
+            decided[:] = [schedule(integration, log)]
+            return decided[0]
+
+        disabled_hint = resume_hint(integration.name, error[1])
         finished = self._finish(log_id, integration.id, Status.FAILED, now, count, error, plan,
-                                disabled_hint=resume_hint(integration.name, error[1]))
-        return self._result(integration, trigger, log_id, finished, Status.FAILED, count, error)
+                                disabled_hint=disabled_hint)
+        result = self._result(integration, trigger, log_id, finished, Status.FAILED, count, error)
+        if finished is not None and decided and decided[0].disable:
+            result.error_hint = disabled_hint  # no retry will come: say how to resume (issue 19)
+        return result
 
     def _finish(
         self,

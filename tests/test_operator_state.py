@@ -36,7 +36,10 @@ def test_a_running_sync_shows_in_list_and_show_with_its_start_pid_and_host(cli, 
 def test_a_disabled_integration_gives_the_resume_hint_everywhere_never_the_retry(cli, source):
     url = source.add("/down", json_body({"error": "maintenance"}, status=503))
     assert cli("add", "down", "--url", url, "--interval", "15m", "--max-retries", "0").returncode == 0
-    assert cli("run-due").returncode == 1  # a 503: "a remote fault; syncctl will retry", then disabled
+    tick = cli("run-due")  # a 503: "a remote fault; syncctl will retry", but this attempt disables it
+    assert tick.returncode == 1
+    assert "will retry" not in tick.stderr, "the tick that disables it must not promise a retry"
+    assert tick.stderr.count("(hint: a remote fault; then run: syncctl resume down)") == 2, tick.stderr
 
     [listed] = cli("list", "--json").json()
     shown = cli("show", "down", "--json").json()
