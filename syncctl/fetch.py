@@ -287,7 +287,6 @@ class Connector:
     def pages(self) -> Iterator[Page]:
         config = self.config
         pagination = config.pagination
-        secrets = self.secrets if self.secrets.values else None
         request = pagination.first()
         seen = {request}
         etag, modified = self.sent_validators
@@ -304,6 +303,8 @@ class Connector:
             if self.conditional:
                 self.validators = (response.headers.get("ETag"), response.headers.get("Last-Modified"))
             records, where = self._records(body)
+            # Asked per page: a token learnt during the sync (the first request fetched it) is a secret too.
+            secrets = self.secrets if self.secrets.values else None
             try:
                 pairs = keyed(records, config.key, secrets)
             except RecursionError:  # parsed, but too deep to encode again for storage

@@ -554,6 +554,21 @@ def test_records_echoing_a_token_held_from_an_earlier_run_are_redacted(cli, db_p
     assert record["seen_token"] == "[redacted]", f"a held token echoed in a record must be redacted: {record}"
 
 
+def test_an_echoed_token_is_redacted_even_when_no_variable_holds_a_secret(cli, db_path, oauth):
+    # A client secret of two characters is too short to redact (every "ab" in every record
+    # would go): the sync starts with no secret to scrub, then learns the access token.
+    server = oauth(client_secret="ab", echo_token=True, records=[{"id": 1, "n": 1}])
+    add_oauth(cli, "o", server)
+
+    result = cli("sync", "o", env={"CS": "ab", "SYNCCTL_SECRET_KEY": KEY})
+
+    assert result.returncode == 0, result.stderr
+    record = stored(db_path, "o")["1"]
+    assert record["seen_token"] == "[redacted]", f"the access token echoed in a record must be redacted: {record}"
+    table = query(db_path, "SELECT seen_token FROM o")
+    assert table == [{"seen_token": "[redacted]"}], f"nor stored in the data table: {table}"
+
+
 def test_check_never_shows_a_held_token_echoed_in_its_sample(cli, oauth):
     server = oauth(echo_token=True)
     add_oauth(cli, "o", server)
