@@ -112,14 +112,17 @@ _MAX_CUTS = 24
 def whole_spellings(value: str) -> set[str]:
     """How ``value`` itself may be written in a message or a response: raw, percent-encoded
     (nothing safe, and '/' safe; upper- and lowercase hex), form-encoded, its escaped
-    ``repr`` (``\\r``) and its JSON string escape."""
+    ``repr`` (``\\r``) and its JSON string escape, once and twice (a JSON body a source
+    quotes back inside a JSON error)."""
     # surrogateescape: a value that is not UTF-8 is refused, but its message is redacted too
     encoded = {quote(value, safe="", errors="surrogateescape"), quote(value, errors="surrogateescape"),
                quote_plus(value, errors="surrogateescape")}
     forms = {value, *encoded, *(_HEX.sub(lambda m: m.group().lower(), e) for e in encoded)}
     forms.add(repr(value)[1:-1])
-    forms.add(json.dumps(value)[1:-1])
-    forms.add(json.dumps(value, ensure_ascii=False)[1:-1])
+    for ascii_only in (True, False):
+        once = json.dumps(value, ensure_ascii=ascii_only)[1:-1]
+        forms.add(once)
+        forms.add(json.dumps(once, ensure_ascii=ascii_only)[1:-1])  # a JSON body quoted inside a JSON error
     return forms
 
 

@@ -628,6 +628,22 @@ def test_a_body_is_posted_as_json_with_variables_expanded_as_json_strings(cli, d
     assert request.body == {"q": tricky, "n": 5}, f"the variable is a JSON string, never structure: {request.raw!r}"
 
 
+def test_a_body_secret_quoted_back_inside_a_json_error_is_redacted(cli, db_path, oauth):
+    # The source quotes the request body it refused as a JSON string: the value's quote and
+    # backslash are escaped twice there, a spelling of its own.
+    server = api_server(oauth, lambda r: (400, {"error": "bad query", "request": r.raw.decode()}))
+    secret = 'Pa"ss\\word-Sekr3t-Tail-8812'
+    assert cli("add", "q", "--url", server.url("/api"), "--body", '{"q": "${Q}"}').returncode == 0
+
+    result = cli("sync", "q", env={"Q": secret})
+
+    assert result.returncode != 0, "the source refused the query"
+    assert "bad query" in result.stderr, f"the source's own words are shown: {result.stderr}"
+    history = cli("history", "q", "--json").stdout
+    for where, text in (("stderr", result.stderr), ("history", history)):
+        assert "Sekr3t-Tail-8812" not in text, f"no part of the secret in {where}: {text}"
+
+
 def test_a_body_from_a_file_is_read_once_when_given(cli, tmp_path, oauth):
     server = api_server(oauth, lambda r: (200, [{"id": 1}]))
     path = tmp_path / "query.json"
