@@ -246,7 +246,7 @@ class Connector:
         self.clock = clock
         self.rng = rng or random.Random()
         self.timeout = config.timeout
-        self.errors = Wording(secrets.redact, secrets.references, config.timeout)
+        self.errors = Wording(secrets.redact, secrets.references, config.timeout, posts_body=config.body is not None)
         integration_limiter = RateLimiter(config.rate_limit.per_second) if config.rate_limit else None
         self.limiters = [x for x in (global_limiter, integration_limiter) if x]
         # Expand every ${VAR} up front: a missing variable, or a value that cannot be

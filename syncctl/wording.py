@@ -22,10 +22,13 @@ class Wording:
     """One sync's error messages: redacted with its secrets, its credentials named by
     their ${VAR}s."""
 
-    def __init__(self, redact: Callable[[str], str], references: Callable[[], str], timeout: float) -> None:
+    def __init__(
+        self, redact: Callable[[str], str], references: Callable[[], str], timeout: float, *, posts_body: bool = False
+    ) -> None:
         self.redact = redact
         self.references = references
         self.timeout = timeout
+        self.posts_body = posts_body  # a refused request may be refusing its --body
 
     def show(self, url: str) -> str:
         """A URL fit for a message: no query string, no password, secrets redacted."""
@@ -145,7 +148,8 @@ class Wording:
                 retryable=code in RETRY_STATUSES,
                 retry_after=retry_after,
             )
-        return SyncError(what, "check the URL and the --param values")
+        asks = "the URL, the --param values and the --body" if self.posts_body else "the URL and the --param values"
+        return SyncError(what, f"check {asks}")
 
     def not_json(self, response: requests.Response, body: bytes, exc: ValueError) -> SyncError:
         ctype = response.headers.get("Content-Type", "no content type")

@@ -639,6 +639,7 @@ def test_a_body_secret_quoted_back_inside_a_json_error_is_redacted(cli, db_path,
 
     assert result.returncode != 0, "the source refused the query"
     assert "bad query" in result.stderr, f"the source's own words are shown: {result.stderr}"
+    assert "--body" in result.stderr, f"the hint names the body the source may be refusing: {result.stderr}"
     history = cli("history", "q", "--json").stdout
     for where, text in (("stderr", result.stderr), ("history", history)):
         assert "Sekr3t-Tail-8812" not in text, f"no part of the secret in {where}: {text}"
