@@ -255,17 +255,17 @@ class OAuth2:
         else:
             basic = (self.client_id, self.client_secret)
         answer = self.request(self.auth.token_url, form, basic)
+        for field in ("access_token", "refresh_token", "id_token"):  # secrets even in a refusal that quotes them
+            if isinstance(answer.get(field), str) and answer[field]:
+                self.secrets.add(answer[field])
         rotated = answer.get("refresh_token")
-        if isinstance(rotated, str) and rotated:
-            self.secrets.add(rotated)
-        else:
+        if not (isinstance(rotated, str) and rotated):
             rotated = None
         if "error" in answer or not isinstance(answer.get("access_token"), str) or not answer["access_token"]:
             if rotated and refresh_token and rotated != refresh_token and keep is not None:
                 keep(None, rotated)
             raise self._refused(answer)
         access = answer["access_token"]
-        self.secrets.add(access)
         return Token(access, self.keeper.clock() + timedelta(seconds=token_lifetime(answer.get("expires_in")))), (
             rotated or refresh_token)
 

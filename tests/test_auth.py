@@ -357,7 +357,8 @@ def test_scope_and_token_params_reach_the_token_endpoint(cli, oauth):
 
 def test_invalid_client_names_error_description_and_the_secret_variable_never_a_token(cli, db_path, oauth):
     decoy = "AT-decoy-token-in-a-refusal-0123456789"
-    server = oauth(refusal_extra={"access_token": decoy, "refresh_token": "RT-decoy-refresh-9876543210xyz"})
+    server = oauth(refusal_extra={"access_token": decoy, "refresh_token": "RT-decoy-refresh-9876543210xyz",
+                                  "error_description": f"client authentication failed (held: {decoy})"})
     add_oauth(cli, "o", server)
 
     result = cli("sync", "o", env={**env_of(), "CS": "a-wrong-secret-value-4242"})
