@@ -116,6 +116,17 @@ class Dialect:
         return ("SELECT 1 FROM pg_catalog.pg_class WHERE relname = ? AND relkind IN ('r', 'p', 'v', 'm', 'f')"
                 " AND relnamespace = current_schema()::regnamespace")  # fmt: skip
 
+    def own_table_sql(self) -> str:
+        """Whether ``?`` is a table syncctl made: a table (not a view) with the ``_key`` and
+        ``_synced_at`` columns every data table has. Anything else under a data table's
+        name is someone else's, never renamed or dropped."""
+        if self.name == "sqlite":
+            return ("SELECT 1 FROM sqlite_master m WHERE m.type = 'table' AND m.name = ?"
+                    " AND (SELECT count(*) FROM pragma_table_info(m.name) WHERE name IN ('_key', '_synced_at')) = 2")  # fmt: skip
+        return ("SELECT 1 FROM pg_catalog.pg_class c WHERE c.relname = ? AND c.relkind IN ('r', 'p')"
+                " AND c.relnamespace = current_schema()::regnamespace AND (SELECT count(*) FROM pg_catalog.pg_attribute a"
+                " WHERE a.attrelid = c.oid AND a.attname IN ('_key', '_synced_at') AND NOT a.attisdropped) = 2")  # fmt: skip
+
     def name_taken_sql(self) -> str:
         """Whether a new table may not take the name ``?``: a table, view or index has it
         (one namespace on both backends; on PostgreSQL sequences and types too)."""

@@ -540,7 +540,7 @@ class Store(RecordStore, NotifyStore, TokenStore):
                 "DELETE FROM records WHERE integration_id = ?", [integration_id]
             ).rowcount
             table = self.data_table(integration_id)
-            if table is not None and self._table_exists(table):
+            if table is not None and self._table_is_ours(table):  # never a view or table someone put in its place
                 self.conn.execute(f"DROP TABLE {quote(table)}")
             self.conn.execute("DELETE FROM data_columns WHERE integration_id = ?", [integration_id])
             self.conn.execute("DELETE FROM integrations WHERE id = ?", [integration_id])

@@ -144,7 +144,7 @@ class RecordStore:
                 problem = self.table_name_problem(name, integration_id)
                 if problem:
                     raise UsageError(f"--table {name}: {problem}", f"pick another name, e.g. --table {self.free_table_name(name)}")
-            exists = old is not None and self._table_exists(old)
+            exists = old is not None and self._table_is_ours(old)  # a view or table put in its place stays
             if old is not None and name is not None and exists:
                 self.conn.execute(f"ALTER TABLE {quote(old)} RENAME TO {quote(name)}")
             elif exists:  # its columns stay remembered: made again, it names them alike
@@ -166,6 +166,9 @@ class RecordStore:
 
     def _name_taken(self, name: str) -> bool:
         return self.conn.execute(self.dialect.name_taken_sql(), [name]).fetchone() is not None
+
+    def _table_is_ours(self, name: str) -> bool:
+        return self.conn.execute(self.dialect.own_table_sql(), [name]).fetchone() is not None
 
     def _table_exists(self, name: str) -> bool:
         return self.conn.execute(self.dialect.table_exists_sql(), [name]).fetchone() is not None

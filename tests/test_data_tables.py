@@ -645,6 +645,25 @@ def test_a_view_made_with_the_table_name_before_the_first_sync_fails_with_the_fi
     assert all_records(target, "crm") == []
 
 
+@pytest.mark.parametrize("theirs", ["CREATE VIEW crm AS SELECT 1 AS x",
+                                    "CREATE TABLE crm (_key TEXT, note TEXT)"])  # fmt: skip
+def test_a_view_or_table_put_in_the_tables_place_is_never_renamed_or_dropped(target, tcli, source, theirs):
+    assert tcli("add", "crm", "--url", source.add("/t", json_body([{"id": 1, "v": "a"}]))).returncode == 0
+    synced(tcli, "crm")
+    sql(target, "DROP TABLE crm")
+    sql(target, theirs)  # a dashboard author's own object under the data table's name
+
+    moved = tcli("edit", "crm", "--table", "crm_data")  # the fix the sync's refusal suggests
+
+    assert moved.returncode == 0, moved.stderr
+    assert table_exists(target, "crm"), "theirs is left alone"
+    assert sorted(rows(target, "crm_data")) == ["1"], "the records are in the new table"
+    removed = tcli("remove", "crm", "--yes")
+    assert removed.returncode == 0, removed.stderr
+    assert not table_exists(target, "crm_data"), "syncctl's own table is dropped"
+    assert table_exists(target, "crm"), "theirs is still there"
+
+
 # -- in step with live_records -------------------------------------------------------------------
 
 
