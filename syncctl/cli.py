@@ -339,13 +339,17 @@ def apply(
         store = state.store()
         _recover(store)
         plan = manifest.plan_for(store, document, prune=prune)
-    if plan.remove and not dry_run and not yes:
+    removals = plan.remove + [f"notify target {url}" for url in plan.notify_remove]
+    if removals and not dry_run and not yes:  # a removal is confirmed, whatever it removes
         if not (render.is_terminal(sys.stdin) and render.is_terminal(sys.stderr)) or file == "-":
             raise UsageError(
-                f"refusing to remove {', '.join(plan.remove)} without confirmation",
+                f"refusing to remove {', '.join(removals)} without confirmation",
                 f"check with: syncctl apply {file} --prune --dry-run; then add --yes",
             )
-        if not typer.confirm(f"Remove {', '.join(plan.remove)} with their logs and records?", err=True):
+        asked = f"Remove {', '.join(plan.remove)} with their logs and records?" if plan.remove else ""
+        if plan.notify_remove:
+            asked = f"{asked} Remove {', '.join(removals[len(plan.remove):])}?".lstrip()
+        if not typer.confirm(asked, err=True):
             raise typer.Exit(1)
     if not dry_run and not plan.empty:
         try:

@@ -556,6 +556,18 @@ def test_prune_refuses_without_yes_off_a_terminal(cli, db_path, source, tmp_path
     assert dump(db_path) == before, "nothing was removed (or changed)"
 
 
+def test_prune_refuses_to_remove_only_a_notify_target_without_yes_off_a_terminal(cli, db_path, source, tmp_path):
+    manifest_file = synced_pair(cli, source, tmp_path)
+    manifest_file.write_text(cli("export").stdout.split("[[notify]]")[0])  # both integrations, no target
+    before = dump(db_path)
+
+    refused = cli("apply", str(manifest_file), "--prune")
+
+    assert refused.returncode == 2, f"removing a target needs --yes too: {refused.stdout}"
+    assert "json://127.0.0.1:9/old-hook" in refused.stderr and "--yes" in refused.stderr, refused.stderr
+    assert dump(db_path) == before, "the target was not removed"
+
+
 def test_prune_on_a_terminal_asks_and_no_keeps_everything(cli, db_path, source, tmp_path):
     manifest_file = synced_pair(cli, source, tmp_path)
     before = dump(db_path)
