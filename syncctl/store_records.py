@@ -206,8 +206,10 @@ class RecordStore:
         changes = layout.plan(batch, timestamps=self.dialect.timestamps)
         self._check_width(len(layout.columns) + sum(c.change == "added" for c in changes))
         visible = tables.seen_by_readers(changes, self.dialect.type_name)
-        if visible and write.freeze and not write.created:  # the sync that makes the table makes it whole
-            raise write.frozen_error(visible, self.dialect.type_name)
+        if write.freeze and not write.created:  # the sync that makes the table makes it whole
+            refused = tables.refused_when_frozen(visible, layout)
+            if refused:
+                raise write.frozen_error(refused, self.dialect.type_name)
         retyped = self._change_columns(integration_id, name, layout, changes, stamp)
         if retyped:  # values written under the old type are written again from the records
             self._fill_table(integration_id, name, layout)

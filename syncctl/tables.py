@@ -337,6 +337,17 @@ def seen_by_readers(changes: list[Change], type_name: Callable[[str], str]) -> l
     return [c for c in changes if c.change == "added" or type_name(c.type) != type_name(c.before or "null")]
 
 
+def refused_when_frozen(visible: list[Change], layout: Layout) -> list[Change]:
+    """The changes ``--schema freeze`` refuses of a table laid out as ``layout``: columns
+    added or widened. A column of only nulls taking its first type holds no value to
+    narrow (spec §15: null never decides a type), and a table with no data columns yet
+    (its first sync saw no records) takes them from the first sync that brings records,
+    as that first sync would have: both are reported, neither refused."""
+    if not layout.columns:
+        return []
+    return [c for c in visible if c.change != "typed"]
+
+
 def describe(changes: list[Change], type_name: Callable[[str], str]) -> str:
     """A sync's schema changes as its log's warning: ``new columns: humidity INTEGER;
     temp_c widened INTEGER → REAL``."""

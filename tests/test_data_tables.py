@@ -394,6 +394,40 @@ def test_freeze_lets_the_first_sync_make_the_table_from_all_its_pages(target, tc
     assert tcli("sync", "paged").returncode == 1, "a later sync is frozen"
 
 
+def test_freeze_lets_columns_come_to_a_table_made_by_an_empty_first_sync(target, tcli, source):
+    body = {"value": []}
+    url = source.add("/e", dynamic(lambda handler: (200, body["value"])))
+    assert tcli("add", "empty", "--url", url, "--schema", "freeze").returncode == 0
+    synced(tcli, "empty")  # no records yet: a table of _key and _synced_at only
+
+    body["value"] = [{"id": 1, "v": "a"}]
+    first_records = tcli("sync", "empty")
+
+    assert first_records.returncode == 0, f"the first records give the table its columns: {first_records.stderr}"
+    assert rows(target, "empty")["1"]["v"] == "a"
+    assert {c["column"] for c in history(tcli, "empty")[0]["schema_changes"]} == {"id", "v"}, "said, not silent"
+    body["value"] = [{"id": 1, "v": "a", "later": 1}]
+    assert tcli("sync", "empty").returncode == 1, "from then on the schema is frozen"
+
+
+def test_freeze_lets_a_column_of_nulls_take_its_first_type(target, tcli, source):
+    t = TYPES[backend(target)]
+    body = {"value": [{"id": 1, "score": None}]}
+    url = source.add("/n", dynamic(lambda handler: (200, body["value"])))
+    assert tcli("add", "nulls", "--url", url, "--schema", "freeze").returncode == 0
+    synced(tcli, "nulls")
+
+    body["value"] = [{"id": 1, "score": 7}]
+    typed = tcli("sync", "nulls")
+
+    assert typed.returncode == 0, f"null never decided a type: nothing to narrow or widen: {typed.stderr}"
+    assert columns(target, "nulls")["score"] == t["integer"] and rows(target, "nulls")["1"]["score"] == 7
+    [change] = history(tcli, "nulls")[0]["schema_changes"]
+    assert change["change"] == "typed", "reported as typed"
+    body["value"] = [{"id": 1, "score": 7.5}]
+    assert tcli("sync", "nulls").returncode == 1, "a widening after that is refused"
+
+
 def test_schema_json_lists_each_column_with_its_type_field_and_when_it_was_added(target, tcli, source):
     body = {"value": [{"id": 1, "station": {"name": "Uccle"}, "temp": 20}]}
     url = source.add("/s", dynamic(lambda handler: (200, body["value"])))
