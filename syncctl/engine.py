@@ -94,13 +94,9 @@ class SyncNotes:
             found.append(_warning(name, *whole_body_warning(*self.whole_body_arrays[0])))
         if self.hashed:
             found.append(_warning(name, *hashed_warning(self.hashed, config.key)))
-        if self.table is not None and self.table.changes and not self.table.created:
-            from syncctl.tables import describe
-
-            found.append(
-                f"warning: the columns of table {integration.data_table} changed: "
-                f"{describe(self.table.changes, self.type_name)} (see them with: syncctl schema {name})"
-            )
+        schema = self.schema_warning(integration)
+        if schema:
+            found.append(schema)
         if connector.graphql_errors:
             found.append(f"warning: the source answered with records and errors: {'; '.join(connector.graphql_errors[:3])}")
         found += connector.auth_warnings
@@ -110,6 +106,17 @@ class SyncNotes:
                 f"syncctl edit {name} --max-pages N"
             )
         return "; ".join(found) or None
+
+
+    def schema_warning(self, integration: Integration) -> str | None:
+        """What the sync changed of its table's columns (spec §15: never silent), carried
+        by its log's hint whether it succeeded or failed after the change was committed."""
+        if self.table is None or not self.table.changes or self.table.created:
+            return None
+        from syncctl.tables import describe
+
+        return (f"warning: the columns of table {integration.data_table} changed: "
+                f"{describe(self.table.changes, self.type_name)} (see them with: syncctl schema {integration.name})")
 
 
 def _warning(name: str, problem: str, option: str) -> str:
@@ -283,13 +290,13 @@ class Engine:
             except Cancelled:
                 signalled = cancel.reason not in (None, "timeout")
                 error = interrupted_by(cancel.reason) if signalled else self._timeout()
-                return self._fail(log_id, integration, trigger, count, error, None, signalled=signalled)
+                return self._fail(log_id, integration, trigger, count, error, None, signalled=signalled, notes=notes)
             except SyncError as exc:
                 if time.monotonic() >= deadline:
-                    return self._fail(log_id, integration, trigger, count, self._timeout(), None)
+                    return self._fail(log_id, integration, trigger, count, self._timeout(), None, notes=notes)
                 hint = exc.hint.replace("{name}", integration.name) if exc.hint else None
                 error = (secrets.redact(exc.message), secrets.redact(hint) if hint else None)
-                return self._fail(log_id, integration, trigger, count, error, exc.retry_after)
+                return self._fail(log_id, integration, trigger, count, error, exc.retry_after, notes=notes)
             except DatabaseError:
                 raise  # the environment refused a write: the runner reports and logs it
             except Exception as exc:  # a bug must not stop the other syncs: record it
@@ -297,7 +304,7 @@ class Engine:
                     secrets.redact(f"internal error: {type(exc).__name__}: {exc}"),
                     "please report this as a syncctl bug, with the integration's config",
                 )
-                return self._fail(log_id, integration, trigger, count, error, None)
+                return self._fail(log_id, integration, trigger, count, error, None, notes=notes)
         warning = notes.warning(integration, connector)
         now = self.now()
         finished = self._finish(
@@ -364,12 +371,18 @@ class Engine:
         retry_after: float | None,
         *,
         signalled: bool = False,
+        notes: SyncNotes | None = None,
     ) -> SyncResult:
-        """Record a failed attempt; one interrupted by a signal is rescheduled, not counted."""
+        """Record a failed attempt; one interrupted by a signal is rescheduled, not counted.
+        Columns its committed pages changed are said in its hint after the fix."""
         now = self.now()
         # A message may quote the source (its keys, its bytes): lone surrogates from a
         # "\ud800" escape are not UTF-8, and SQLite would refuse the whole log update.
         error = (_storable_text(error[0]), _storable_text(error[1]) if error[1] else error[1])
+        disabled_hint = resume_hint(integration.name, error[1])
+        schema = notes.schema_warning(integration) if notes is not None else None
+        if schema:
+            error = (error[0], f"{error[1]}; {schema}" if error[1] else schema)
         schedule = (
             signal_plan(now)
             if signalled
@@ -381,7 +394,6 @@ class Engine:
             decided[:] = [schedule(integration, log)]
             return decided[0]
 
-        disabled_hint = resume_hint(integration.name, error[1])
         finished = self._finish(log_id, integration.id, Status.FAILED, now, count, error, plan,
                                 disabled_hint=disabled_hint)
         result = self._result(integration, trigger, log_id, finished, Status.FAILED, count, error)

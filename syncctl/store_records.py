@@ -74,19 +74,25 @@ class RecordStore:
         if table is None:
             self._upsert(integration_id, records, stamp, cursor)
             return
-        with self.transaction():
-            self._upsert(integration_id, records, stamp, cursor)
-            if objects is None:
-                objects = [json.loads(data) for _, data in records]
-            try:
-                self._write_table(integration_id, table, [k for k, _ in records], objects, stamp)
-            except SyncError:
-                raise
-            except Exception as exc:
-                fault = self._table_fault(exc)
-                if fault is None:
+        noted, created = len(table.changes), table.created
+        try:
+            with self.transaction():
+                self._upsert(integration_id, records, stamp, cursor)
+                if objects is None:
+                    objects = [json.loads(data) for _, data in records]
+                try:
+                    self._write_table(integration_id, table, [k for k, _ in records], objects, stamp)
+                except SyncError:
                     raise
-                raise _table_error(table.table, *fault) from None  # no query: PostgreSQL's transaction is aborted
+                except Exception as exc:
+                    fault = self._table_fault(exc)
+                    if fault is None:
+                        raise
+                    raise _table_error(table.table, *fault) from None  # no query: PostgreSQL's transaction is aborted
+        except BaseException:
+            del table.changes[noted:]  # rolled back: this page changed no column, made no table
+            table.created = created
+            raise
 
     # -- data tables (spec §15) ------------------------------------------------------------
 

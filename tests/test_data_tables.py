@@ -380,6 +380,31 @@ def test_freeze_keeps_the_earlier_pages_of_a_sync_it_fails(target, tcli, source)
         "the table follows the records: page 1 written, page 2 not")
 
 
+def test_a_failed_sync_that_changed_columns_says_so_after_its_fix(target, tcli, source):
+    pages = {1: [{"id": 1, "v": 1}], 2: []}
+    broken = {"page 2": False}
+
+    def answer(h):  # noqa: ANN001, ANN202
+        page = int(h.query.get("p", "1"))
+        return (404, {"error": "gone"}) if page == 2 and broken["page 2"] else (200, pages[page])
+
+    url = source.add("/p", dynamic(answer))
+    assert tcli("add", "paged", "--url", url, "--paginate", "page:p").returncode == 0
+    synced(tcli, "paged")
+    pages[1] = [{"id": 1, "v": 1, "humidity": 80}]  # page 1 adds a column and is committed
+    broken["page 2"] = True
+
+    failed = tcli("sync", "paged")
+
+    assert failed.returncode == 1
+    [log, _] = history(tcli, "paged")
+    assert log["status"] == "FAILED" and "404" in log["error_message"]
+    assert log["error_hint"].startswith("check the URL path"), f"the fix comes first: {log['error_hint']}"
+    assert "humidity" in log["error_hint"], f"the column page 1 added is said (spec §15): {log['error_hint']}"
+    assert [c["column"] for c in log["schema_changes"]] == ["humidity"]
+    assert rows(target, "paged")["1"]["humidity"] == 80, "page 1's row, with its new column"
+
+
 def test_freeze_lets_the_first_sync_make_the_table_from_all_its_pages(target, tcli, source):
     pages = {1: [{"id": 1, "v": 1}], 2: [{"id": 2, "v": 2.5, "extra": "x"}], 3: []}
     url = source.add("/p", dynamic(lambda h: (200, pages[int(h.query.get("p", "1"))])))
