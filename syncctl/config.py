@@ -404,6 +404,21 @@ def _parse_deletes(text: str) -> Deletes:
         raise UsageError(f"invalid --deletes {text!r}", "use keep, mark or remove") from None
 
 
+MAX_BODY_DEPTH = 64  # levels of arrays and objects a --body may have (each is expanded recursively)
+
+
+def _depth(value: Any) -> int:
+    """How many levels of arrays and objects ``value`` nests (without recursing)."""
+    deepest, level = 0, [(value, 0)]
+    while level:
+        item, depth = level.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth + 1)
+            if depth + 1 <= MAX_BODY_DEPTH:  # enough to know it is too deep
+                level.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def _parse_body(text: str) -> Any:
     """``--body JSON`` or ``--body @FILE`` (read now, stored in the config)."""
     source = "--body"
@@ -416,10 +431,16 @@ def _parse_body(text: str) -> Any:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise UsageError(f"cannot read --body @{path}: {reason}", "pass a JSON file: --body @query.json") from None
         source = f"--body @{path}"
+    too_deep = UsageError(f"{source} is nested more than {MAX_BODY_DEPTH} levels deep",
+                          "a request body needs a few levels: check the JSON")  # fmt: skip
     try:
         body = json.loads(text)
     except ValueError as exc:
         raise UsageError(f"{source} is not valid JSON: {exc}", "e.g. --body '{\"query\": \"{ items { id } }\"}'") from None
+    except RecursionError:
+        raise too_deep from None
+    if _depth(body) > MAX_BODY_DEPTH:
+        raise too_deep
     if isinstance(body, str):
         check_references(body, "--body")
     else:

@@ -192,6 +192,9 @@ def parse(text: str, source: str) -> Document:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{source}: invalid TOML: {exc}", "fix the file at that line (TOML: https://toml.io)") from None
+    except RecursionError:  # the parser recurses per level of arrays and inline tables
+        raise UsageError(f"{source}: invalid TOML: arrays or inline tables nested too deeply",
+                         "an integrations file needs a few levels at most: fix the file") from None  # fmt: skip
     for key in data:
         if key not in ("integrations", "notify"):
             raise settings.unknown_key(key, source, ["integrations", "notify"])

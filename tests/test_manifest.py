@@ -387,6 +387,10 @@ BAD = {
     "header-name-colon": ('[integrations.zzz]\nurl = "http://a/z"\nheaders = {"X-Trace:Id" = "abc"}\n', "X-Trace:Id"),
     "param-name-equals": ('[integrations.zzz]\nurl = "http://a/z"\nparams = {"f[a=b]" = "1"}\n', "f[a=b]"),
     "wrong-type": ('[integrations.zzz]\nurl = "http://a/z"\ntimeout = "soon"\n', "not text"),
+    "nested-too-deeply": ('[integrations.zzz]\nurl = "http://a/z"\nx = ' + "[" * 2000 + "]" * 2000 + "\n",
+                          "nested too deeply"),
+    "body-too-deep": ('[integrations.zzz]\nurl = "http://a/z"\nbody = \'\'\'' + "[" * 5000 + "]" * 5000 + "\'\'\'\n",
+                      "nested more than 64 levels"),
 }  # fmt: skip
 
 
