@@ -279,6 +279,8 @@ def _read_manifest(path: str) -> Any:
     from syncctl import manifest
 
     source = "stdin" if path == "-" else path
+    if not path:  # '' would read the current folder
+        raise UsageError("invalid FILE '': no path", "pass a TOML file written by syncctl export, or - for stdin")
     try:  # bytes: the locale's encoding (a C locale: ASCII) says nothing about a TOML file's
         raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as exc:
@@ -307,6 +309,8 @@ def export(
     if output is None:
         sys.stdout.write(text)
         return
+    if not output:
+        raise UsageError("invalid -o '': no path", "pass a file to write, or leave -o out to write to stdout")
     from syncctl import files
 
     try:  # atomically, leaving no temporary file behind when it fails (-o naming a folder)

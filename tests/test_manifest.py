@@ -342,6 +342,19 @@ def test_export_to_a_folder_is_refused_and_leaves_nothing_behind(cli, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("data")) == ["out"]
 
 
+@pytest.mark.parametrize("args", [("export", "-o", ""), ("apply", ""), ("diff", "")])
+def test_an_empty_path_is_refused_in_one_line(cli, db_path, args):
+    ok(cli("add", "one", "--url", f"{HOST}/one"), "add")
+    before = dump(db_path)
+
+    result = cli(*args)
+
+    assert result.returncode == 2, f"{args}: exit 2, not {result.returncode}: {result.stderr}"
+    assert "''" in result.stderr and "no path" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "internal error" not in result.stderr
+    assert dump(db_path) == before
+
+
 def test_round_trip_with_duplicate_notification_targets(cli, db_path):
     """notify add accepts one URL twice (spec §17: the round trip holds on any database)."""
     ok(cli("add", "plain", "--url", f"{HOST}/plain"), "add")
