@@ -281,7 +281,7 @@ class OAuth2:
 
         text = source_text(f"{error}: {description}" if isinstance(description, str) and description else error, 300)
         grant = "refresh-token" if self.auth.refresh_token else "client-credentials"
-        if error == "invalid_client" or error == "unauthorized_client":
+        if error in ("invalid_client", "unauthorized_client", "HTTP 401", "HTTP 403"):  # a bare 401: the client
             hint = (f"check the client id and secret ({_variables(self.auth.client_secret)}) and --client-auth "
                     f"(now {self.auth.client_auth})")  # fmt: skip
         elif error == "invalid_grant" and self.auth.refresh_token:

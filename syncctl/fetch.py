@@ -520,7 +520,7 @@ class Connector:
                                          **_environment(url, own_credentials=auth is not None))  # fmt: skip
         except requests.RequestException as exc:
             self._check_cancel()
-            raise self.errors.transport(exc, url) from None
+            raise self.errors.transport(exc, url, token_endpoint=True) from None
         finally:
             _active.cancel = None
         try:
@@ -538,6 +538,8 @@ class Connector:
             answer = json.loads(body)
         except ValueError:
             answer = None
+        if not isinstance(answer, dict) and response.status_code in (401, 403):
+            answer = {}  # a bare refusal of the client: judged below like invalid_client
         if not isinstance(answer, dict):
             raise SyncError(
                 f"the token endpoint {self.errors.show(url)} answered HTTP {response.status_code} without a JSON object",

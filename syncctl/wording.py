@@ -39,9 +39,16 @@ class Wording:
         return self.redact(urlunsplit((parts.scheme, netloc, parts.path, "", "")))
 
     def transport(
-        self, exc: requests.RequestException, url: str, encoding: str | None = None
+        self, exc: requests.RequestException, url: str, encoding: str | None = None, *, token_endpoint: bool = False
     ) -> SyncError:
-        """What went wrong below HTTP; ``encoding`` is the body's Content-Encoding label."""
+        """What went wrong below HTTP; ``encoding`` is the body's Content-Encoding label;
+        ``token_endpoint``: the request was for an OAuth2 token (named so, fixed in --token-url)."""
+        error = self._transport(exc, url, encoding, "--token-url" if token_endpoint else "the URL")
+        if token_endpoint:
+            error.message = f"the token endpoint: {error.message}"
+        return error
+
+    def _transport(self, exc: requests.RequestException, url: str, encoding: str | None, the_url: str) -> SyncError:
         host = urlsplit(url).hostname or url
         text = self.redact(str(exc))
         malformed = malformed_head(exc)
@@ -89,14 +96,14 @@ class Wording:
             ):
                 return SyncError(
                     f"cannot resolve host {host}",
-                    "check the host name in the URL and this machine's DNS",
+                    f"check the host name in {the_url} and this machine's DNS",
                     retryable=True,
                 )
             if "refused" in text.lower():
                 port = urlsplit(url).port or (443 if url.startswith("https") else 80)
                 return SyncError(
                     f"connection refused by {bracketed(host)}:{port}",
-                    "is the service running? check the host and port in the URL",
+                    f"is the service running? check the host and port in {the_url}",
                     retryable=True,
                 )
             if "reset" in text.lower() or "aborted" in text.lower():
@@ -107,11 +114,11 @@ class Wording:
                 )
             return SyncError(
                 f"cannot connect to {host}: {first_line(text)}",
-                "check the URL and the network",
+                f"check {the_url} and the network",
                 retryable=True,
             )
         return SyncError(
-            f"request to {host} failed: {first_line(text)}", "check the URL and the integration's options"
+            f"request to {host} failed: {first_line(text)}", f"check {the_url} and the integration's options"
         )
 
     def status(self, response: requests.Response, excerpt: str = "", retry_after: float | None = None) -> SyncError:

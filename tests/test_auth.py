@@ -374,6 +374,37 @@ def test_invalid_client_names_error_description_and_the_secret_variable_never_a_
     assert server.resource_auth == [], "the resource is not asked without a token"
 
 
+def test_a_token_endpoint_that_cannot_be_reached_is_named_with_token_url_in_the_hint(cli, oauth, source):
+    from tests.httpsources import closed_port
+
+    server = oauth()
+    port = closed_port()
+    assert cli("add", "o", "--url", server.url("/items"), "--auth", "oauth2", "--token-url",
+               f"http://127.0.0.1:{port}/token", "--client-id", "app", "--client-secret", "${CS}").returncode == 0  # fmt: skip
+
+    result = cli("sync", "o", env=env_of())
+
+    assert result.returncode == 1
+    assert "the token endpoint: connection refused" in result.stderr, result.stderr
+    assert "check the host and port in --token-url" in result.stderr, f"the option to fix: {result.stderr}"
+    assert server.resource_auth == [], "the source was not asked"
+
+
+def test_a_bare_401_from_the_token_endpoint_names_the_client_credentials(cli, oauth, source):
+    from tests.httpsources import text_body
+
+    server = oauth()
+    token_url = source.add("/token", text_body("Unauthorized", status=401))
+    assert cli("add", "o", "--url", server.url("/items"), "--auth", "oauth2", "--token-url", token_url,
+               "--client-id", "app", "--client-secret", "${CS}").returncode == 0  # fmt: skip
+
+    result = cli("sync", "o", env=env_of())
+
+    assert result.returncode == 1
+    assert "HTTP 401" in result.stderr, f"what the endpoint said: {result.stderr}"
+    assert "check the client id and secret (${CS})" in result.stderr, f"the client's credentials: {result.stderr}"
+
+
 # -- OAuth2: refresh tokens with rotation ------------------------------------------------------
 
 
