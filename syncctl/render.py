@@ -415,6 +415,12 @@ def config_rows(cfg: IntegrationConfig) -> list[tuple[str, str]]:
     """``show``'s lines for an integration's settings (secrets as their ${VAR})."""
     rows = [("header", _styled(f"{name}: {value}", None)) for name, value in cfg.headers.items()]
     rows += [("param", _styled(f"{name}={value}", None)) for name, value in cfg.params.items()]
+    if cfg.auth is not None:
+        rows.append(("auth", _styled(auth_text(cfg.auth), None)))
+    if cfg.method != "GET" or cfg.body is not None:
+        rows.append(("method", cfg.method))
+    if cfg.body is not None:
+        rows.append(("body", _styled(json.dumps(cfg.body, ensure_ascii=False), None)))
     rows += [
         ("records path", cfg.records_path or "(auto)"),
         ("key", cfg.key),
@@ -433,6 +439,21 @@ def config_rows(cfg: IntegrationConfig) -> list[tuple[str, str]]:
     rows.append(("max staleness", human_duration(cfg.max_staleness) if cfg.max_staleness else "three intervals"))
     rows.append(("min records", str(cfg.min_records)))
     return rows
+
+
+def auth_text(auth: Any) -> str:
+    """How ``show`` words an integration's --auth (secrets as their ${VAR})."""
+    if auth.kind == "basic":
+        return auth.text
+    parts = [f"oauth2 {auth.grant.replace('_', ' ')} at {auth.token_url}", f"client {auth.client_id}",
+             f"secret {auth.client_secret}" if auth.client_secret else "no secret",
+             f"client auth {auth.client_auth}"]  # fmt: skip
+    if auth.refresh_token:
+        parts.append(f"refresh token {auth.refresh_token}")
+    if auth.scopes:
+        parts.append(f"scope {' '.join(auth.scopes)}")
+    parts += [f"token param {k}={v}" for k, v in auth.token_params]
+    return "; ".join(parts)
 
 
 def freshness(integration: Integration, now: datetime) -> str:

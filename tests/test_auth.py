@@ -677,6 +677,21 @@ def test_a_body_secret_quoted_back_inside_a_json_error_is_redacted(cli, db_path,
         assert "Sekr3t-Tail-8812" not in text, f"no part of the secret in {where}: {text}"
 
 
+def test_show_lists_the_auth_method_and_body_a_hint_sends_the_admin_to(cli, oauth):
+    server = oauth()
+    add_oauth(cli, "o", server, "--scope", "read:items", "--body", '{"query": "{ items { id } }"}')
+
+    shown = cli("show", "o")
+
+    assert shown.returncode == 0, shown.stderr
+    lines = {line.split(None, 1)[0]: line.split(None, 1)[1] for line in shown.stdout.splitlines() if line.strip()
+             and line.split(None, 1)[0] in ("auth", "method", "body")}  # fmt: skip
+    assert lines.get("method") == "POST", shown.stdout
+    assert lines.get("body") == '{"query": "{ items { id } }"}', shown.stdout
+    assert server.token_url in lines.get("auth", "") and "${CS}" in lines["auth"] and "read:items" in lines["auth"]
+    assert SECRET not in shown.stdout, "the secret only as its ${VAR}"
+
+
 def test_a_body_from_a_file_is_read_once_when_given(cli, tmp_path, oauth):
     server = api_server(oauth, lambda r: (200, [{"id": 1}]))
     path = tmp_path / "query.json"
