@@ -76,6 +76,7 @@ class SyncNotes:
     hashed: int = 0
     whole_body_arrays: list[tuple[str, int]] = field(default_factory=list)
     table: TableWrite | None = None  # what the sync changed of its data table's columns
+    tokens: Any = None  # the OAuth2 token keeper (its warnings: stored tokens it could not use)
 
     def see(self, page: Page) -> None:
         self.hashed += page.hashed
@@ -99,7 +100,7 @@ class SyncNotes:
             found.append(schema)
         if connector.graphql_errors:
             found.append(f"warning: the source answered with records and errors: {'; '.join(connector.graphql_errors[:3])}")
-        found += connector.auth_warnings
+        found += self.token_warnings
         if config.pagination.paginated and not connector.complete and not connector.not_modified:
             found.append(
                 f"warning: stopped at --max-pages {config.max_pages} with more pages to fetch: "
@@ -107,6 +108,16 @@ class SyncNotes:
             )
         return "; ".join(found) or None
 
+
+    @property
+    def token_warnings(self) -> list[str]:
+        return list(self.tokens.warnings) if self.tokens is not None else []
+
+    def failure_warnings(self, integration: Integration) -> str | None:
+        """What a FAILED log's hint says after its fix: columns its committed pages
+        changed, and stored tokens it could not use (often why a refresh was refused)."""
+        found = [w for w in (self.schema_warning(integration), *self.token_warnings) if w]
+        return "; ".join(found) or None
 
     def schema_warning(self, integration: Integration) -> str | None:
         """What the sync changed of its table's columns (spec §15: never silent), carried
@@ -260,10 +271,11 @@ class Engine:
         notes.table, notes.type_name = table, self.store.dialect.type_name
         with deadlines.watching(cancel, deadline):  # a cancel ends blocked reads at once
             try:
+                notes.tokens = self._tokens(integration)
                 connector = Connector(
                     integration.url,
                     config,
-                    tokens=self._tokens(integration),
+                    tokens=notes.tokens,
                     session=self.session,
                     secrets=secrets,
                     deadline=deadline,
@@ -374,15 +386,15 @@ class Engine:
         notes: SyncNotes | None = None,
     ) -> SyncResult:
         """Record a failed attempt; one interrupted by a signal is rescheduled, not counted.
-        Columns its committed pages changed are said in its hint after the fix."""
+        What the sync noticed (:meth:`SyncNotes.failure_warnings`) follows the fix in its hint."""
         now = self.now()
         # A message may quote the source (its keys, its bytes): lone surrogates from a
         # "\ud800" escape are not UTF-8, and SQLite would refuse the whole log update.
         error = (_storable_text(error[0]), _storable_text(error[1]) if error[1] else error[1])
         disabled_hint = resume_hint(integration.name, error[1])
-        schema = notes.schema_warning(integration) if notes is not None else None
-        if schema:
-            error = (error[0], f"{error[1]}; {schema}" if error[1] else schema)
+        noted = notes.failure_warnings(integration) if notes is not None else None
+        if noted:
+            error = (error[0], f"{error[1]}; {noted}" if error[1] else noted)
         schedule = (
             signal_plan(now)
             if signalled

@@ -279,11 +279,6 @@ class Connector:
     def redact(self, text: str) -> str:
         return self.secrets.redact(text)
 
-    @property
-    def auth_warnings(self) -> list[str]:
-        keeper = getattr(self.auth, "keeper", None)
-        return list(keeper.warnings) if keeper is not None else []
-
     def pages(self) -> Iterator[Page]:
         config = self.config
         pagination = config.pagination

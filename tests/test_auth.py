@@ -473,6 +473,21 @@ def test_a_different_secret_key_ignores_stored_tokens_with_a_warning(cli, oauth)
     assert "SYNCCTL_SECRET_KEY" in (newest["error_hint"] or ""), f"a warning in the log: {newest}"
 
 
+def test_a_sync_failing_after_a_key_change_says_the_stored_tokens_were_ignored(cli, oauth):
+    server = oauth(expires_in=30)  # rotates: the variable's token is spent after the first sync
+    seed = server.new_refresh_token()
+    add_oauth(cli, "o", server, refresh=True)
+    assert cli("sync", "o", env=env_of(RT=seed)).returncode == 0
+
+    result = cli("sync", "o", env=env_of(OTHER_KEY, RT=seed))
+
+    assert result.returncode == 1 and "invalid_grant" in result.stderr, result.stderr
+    newest = logs(cli, "o")[0]
+    assert newest["status"] == "FAILED"
+    assert "another SYNCCTL_SECRET_KEY" in (newest["error_hint"] or ""), f"why the old token was used: {newest}"
+    assert "another SYNCCTL_SECRET_KEY" in result.stderr, result.stderr
+
+
 def test_invalid_grant_names_the_variable_and_says_reauthorise(cli, db_path, oauth):
     server = oauth(expires_in=30)
     seed = server.new_refresh_token()

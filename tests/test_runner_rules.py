@@ -70,7 +70,6 @@ class FakeConnector:
     complete: bool = True
     not_modified: bool = False
     graphql_errors: list[str] = field(default_factory=list)
-    auth_warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
