@@ -684,11 +684,15 @@ def check_text(report: CheckReport, fix_prefix: str) -> None:
 def schema_json(integration: Integration, table: str | None, columns: list[Any], type_name: Any) -> dict[str, Any]:
     """``schema --json`` (spec §15): the data table and each column, with the field it
     holds and when it was added (``_key`` and ``_synced_at`` first, with no field)."""
+    from syncctl.tables import KEY_COLUMN, SYNCED_COLUMN
+
+    own = (KEY_COLUMN, SYNCED_COLUMN)  # a field's column never has these names (it gets _2…)
     return {
         "integration": integration.name,
         "table": table,
         "columns": [
-            {"name": c.name, "type": type_name(c.type), "path": c.dotted if c.path else None, "added_at": c.added_at}
+            {"name": c.name, "type": type_name(c.type), "path": None if c.name in own else c.dotted,
+             "added_at": c.added_at}
             for c in columns
         ],
     }

@@ -479,6 +479,17 @@ def test_schema_json_lists_each_column_with_its_type_field_and_when_it_was_added
     assert "station.name" in text.stdout, "the field a column comes from"
 
 
+def test_schema_json_gives_a_field_with_an_empty_name_its_path(target, tcli, source):
+    assert tcli("add", "odd", "--url", source.add("/o", json_body([{"id": 1, "": "blank"}]))).returncode == 0
+    synced(tcli, "odd")
+
+    listed = tcli("schema", "odd", "--json").json()["columns"]
+
+    [blank] = [c for c in listed if c["name"] not in ("_key", "_synced_at", "id")]
+    assert blank["path"] == "", f"the field's path is its (empty) name, not null as for _key: {blank}"
+    assert rows(target, "odd")["1"][blank["name"]] == "blank"
+
+
 def test_long_field_names_fit_63_bytes_and_stay_distinct(target, tcli, source):
     long_a, long_b = "a" * 70, "a" * 70 + "b"
     nested = {"p" * 40: {"q" * 40: 1}}
