@@ -24,7 +24,7 @@ from syncctl.errors import SyncError, UsageError
 from syncctl.health import Kind
 from syncctl.models import Integration
 from syncctl.runlock import Holder
-from syncctl.secrets import Secrets, check_references
+from syncctl.secrets import Secrets, check_references, holds_reference
 from syncctl.store import Store
 
 EVENTS = ("failing", "disabled", "recovered", "stale", "stuck", "schema")  # schema: a data table changed (§15)
@@ -66,6 +66,14 @@ def validate_target(url: str, after: int) -> str:
     if not _SCHEME.match(url) or any(c.isspace() for c in url):
         raise UsageError(f"invalid notification URL {url!r}", hint)
     check_references(url, "notification URL")
+    userinfo = re.split(r"[/?#]", url.split("://", 1)[-1], maxsplit=1)[0].rpartition("@")[0]
+    user, colon, password = userinfo.partition(":")
+    if colon and password and not holds_reference(password):  # as add refuses one in --url
+        scheme = url.split("://", 1)[0]
+        raise UsageError(
+            "the notification URL holds a password; syncctl stores secrets only as ${VAR} references",
+            f"write it as {scheme}://{user or 'user'}:${{NOTIFY_PASSWORD}}@… and export NOTIFY_PASSWORD where syncctl runs",
+        )
     from apprise import NotificationManager
 
     scheme = url.split("://", 1)[0].lower()
