@@ -124,6 +124,31 @@ def keeper_for(integration_id: int, store: Store, env: Any, cache: dict[Any, Tok
     return TokenKeeper(integration_id, store, vault_from(env), cache, liveness.owner_token(), clock)
 
 
+def origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port: where credentials may go (an integration's own origin only)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def outdated_tokens(old_url: str, old: Auth | None, new_url: str, new: Auth | None) -> str | None:
+    """What of an integration's stored OAuth2 tokens a change of its settings outdates:
+    ``"all"`` when the token endpoint or client changed, or OAuth2 was turned off (its
+    refresh token must never reach another endpoint); ``"access"`` when the access token
+    was granted under other settings (scope, token params, client secret or auth, refresh
+    token) or would go to another origin; None when both still hold."""
+    if old is None or old.kind != "oauth2":
+        return None
+    if new is None or new.kind != "oauth2" or (new.token_url, new.client_id) != (old.token_url, old.client_id):
+        return "all"
+    granted = ("client_secret", "scopes", "token_params", "client_auth", "refresh_token")
+    if any(getattr(new, f) != getattr(old, f) for f in granted) or origin(new_url) != origin(old_url):
+        return "access"
+    return None
+
+
 class OAuth2:
     """``Authorization: Bearer <access token>``, the token obtained from ``token_url`` and
     renewed 60 s before it expires, or once after the source answers 401."""

@@ -260,6 +260,10 @@ class _Options:
             value = getattr(given, f.name)
             if value is not None:
                 setattr(merged, f.name, None if value in ("", [], [""]) else value)
+        if given.auth is not None and given.auth.strip() != "oauth2":  # leaving OAuth2: its settings go with it
+            for setting in SETTINGS:
+                if setting.part_of == "oauth2" and getattr(given, setting.name) is None:
+                    setattr(merged, setting.name, None)
         return merged
 
     def given(self) -> bool:

@@ -26,6 +26,7 @@ import backoff
 import requests
 
 from syncctl import wording
+from syncctl.auth import origin
 from syncctl.config import IntegrationConfig
 from syncctl.errors import SyncError, with_retry_promise
 from syncctl.pagination import BODY_PARAM, PageSeen
@@ -264,7 +265,7 @@ class Connector:
         self.method = config.method
         self.body = _expand_body(config.body, secrets) if config.body is not None else None
         self.secret_body = config.body is not None and uses_secret(json.dumps(config.body))
-        self.origin = _origin(self.url)
+        self.origin = origin(self.url)
         self.auth = _auth(config, secrets, tokens, self._token_request)
         # Conditional requests only where one request is the whole answer: no pages, and
         # no cursor that changes the query from one sync to the next.
@@ -442,7 +443,7 @@ class Connector:
         for _ in range(MAX_REDIRECTS + 1):
             self._check_cancel()
             headers = {**self.headers, **(extra_headers or {})}
-            if _origin(url) != self.origin:
+            if origin(url) != self.origin:
                 for name in self.secret_headers:
                     headers.pop(name, None)
                 if body is not None and self.secret_body:  # a body cannot lose a part: it is not sent
@@ -645,12 +646,6 @@ def _utcnow() -> Any:
     from syncctl.timeutil import utcnow
 
     return utcnow()
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -37,6 +37,7 @@ class Setting:
     check: bool = False  # `check` takes it too
     short: str | None = None
     toml: str | None = None
+    part_of: str | None = None  # "oauth2": meaningful only with --auth oauth2 (dropped by edit --auth basic:…/'')
 
     @property
     def key(self) -> str:
@@ -69,18 +70,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("schema", "--schema", "evolve|freeze", "New fields add columns, or fail the sync [default: evolve]."),
     Setting("auth", "--auth", "basic:USER:PASSWORD|oauth2", "HTTP Basic (the password as ${VAR}) or OAuth2.",
             secrets=True, check=True),
-    Setting("token_url", "--token-url", "URL", "OAuth2: the token endpoint.", check=True),
-    Setting("client_id", "--client-id", "ID", "OAuth2: the client id.", secrets=True, check=True),
+    Setting("token_url", "--token-url", "URL", "OAuth2: the token endpoint.", check=True, part_of="oauth2"),
+    Setting("client_id", "--client-id", "ID", "OAuth2: the client id.", secrets=True, check=True, part_of="oauth2"),
     Setting("client_secret", "--client-secret", "${VAR}", "OAuth2: the client secret, as ${VAR}.", secrets=True,
-            check=True),
+            check=True, part_of="oauth2"),
     Setting("scope", "--scope", "SCOPE", "OAuth2: a scope to ask for (repeatable).", repeatable=True, check=True,
-            toml="scopes"),
+            toml="scopes", part_of="oauth2"),
     Setting("token_param", "--token-param", "KEY=VALUE", "OAuth2: a field added to the token request (repeatable).",
-            repeatable=True, secrets=True, check=True, toml="token_params"),
+            repeatable=True, secrets=True, check=True, toml="token_params", part_of="oauth2"),
     Setting("client_auth", "--client-auth", "basic|body", "OAuth2: client credentials as HTTP Basic or in the "
-            "form body [default: basic].", check=True),
+            "form body [default: basic].", check=True, part_of="oauth2"),
     Setting("refresh_token", "--refresh-token", "${VAR}", "OAuth2: a refresh token, as ${VAR} (the refresh-token "
-            "grant; a rotated one is kept, encrypted).", secrets=True, check=True),
+            "grant; a rotated one is kept, encrypted).", secrets=True, check=True, part_of="oauth2"),
     Setting("method", "--method", "GET|POST", "The request method [default: GET; POST with --body].", check=True),
     Setting("body", "--body", "JSON|@FILE", "A JSON body to POST (read from FILE with @); ${VAR} in its strings.",
             secrets=True, check=True),

@@ -424,9 +424,14 @@ class Store(RecordStore, NotifyStore, TokenStore):
     ) -> None:
         """Replace the URL and config; logs, records and schedule stay. The validators of
         conditional requests are forgotten (the same response may now hold other
-        records); ``cursor``, when given, decides the new incremental cursor from the
+        records), and so are OAuth2 tokens the change outdates (``auth.outdated_tokens``); ``cursor``, when given, decides the new incremental cursor from the
         records as they are in this transaction (None forgets it)."""
         with self.transaction():
+            before = self.get_by_id(integration_id, lock=True)
+            if before is not None and before.config.auth is not None:
+                from syncctl.auth import outdated_tokens
+
+                self.forget_tokens(integration_id, outdated_tokens(before.url, before.config.auth, url, config.auth))
             self.conn.execute(
                 "UPDATE integrations SET url = ?, config = ?, etag = NULL, last_modified = NULL,"
                 " updated_at = ? WHERE id = ?",

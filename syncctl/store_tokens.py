@@ -65,7 +65,14 @@ class TokenStore:
                 (integration_id, owner),
             )
 
-    def forget_tokens(self, integration_id: int) -> None:
-        """Drop what is stored (a chain the endpoint refused, settings that changed)."""
+    def forget_tokens(self, integration_id: int, which: str | None) -> None:
+        """Drop what settings that changed outdate: ``"all"`` (the refresh chain too),
+        ``"access"`` (the access token only), None (nothing)."""
+        if which is None:
+            return
         with self.transaction():
-            self.conn.execute("DELETE FROM oauth_tokens WHERE integration_id = ?", [integration_id])
+            if which == "all":
+                self.conn.execute("DELETE FROM oauth_tokens WHERE integration_id = ?", [integration_id])
+            else:
+                self.conn.execute("UPDATE oauth_tokens SET access_token = NULL, expires_at = NULL"
+                                  " WHERE integration_id = ?", [integration_id])  # fmt: skip

@@ -405,6 +405,65 @@ def test_a_bare_401_from_the_token_endpoint_names_the_client_credentials(cli, oa
     assert "check the client id and secret (${CS})" in result.stderr, f"the client's credentials: {result.stderr}"
 
 
+def test_changing_the_oauth2_settings_outdates_the_held_token(cli, oauth):
+    server = oauth()
+    add_oauth(cli, "o", server, "--scope", "read")
+    assert cli("sync", "o", env=env_of()).returncode == 0
+
+    assert cli("edit", "o", "--scope", "admin").returncode == 0
+    rescoped = cli("sync", "o", env=env_of())
+
+    assert rescoped.returncode == 0, rescoped.stderr
+    assert server.grants["client_credentials"] == 2, "the token granted for 'read' is not used for 'admin'"
+    assert server.token_requests[-1].form.get("scope") == "admin"
+    assert cli("edit", "o", "--client-id", "a-wrong-client").returncode == 0
+    checked = cli("check", "o", env=env_of())
+    assert checked.returncode != 0 and "invalid_client" in checked.stdout + checked.stderr, (
+        f"check tries the new client, not the old client's token: {checked.stdout}{checked.stderr}")
+
+
+def test_a_held_token_never_goes_to_the_new_origin_of_an_edited_url(cli, oauth):
+    server, other = oauth(), oauth()
+    add_oauth(cli, "o", server)
+    assert cli("sync", "o", env=env_of()).returncode == 0
+    held = server.issued_access[-1]
+
+    assert cli("edit", "o", "--url", other.url("/items")).returncode == 0
+    cli("sync", "o", env=env_of())  # the token endpoint is still the first server's
+
+    assert f"Bearer {held}" not in other.resource_auth, f"the old origin's token went to the new one: {other.resource_auth}"
+    # A new token for the new origin, then one more after its 401 (it knows only its own tokens).
+    assert server.grants["client_credentials"] == 3, server.grants
+
+
+def test_a_scope_change_keeps_the_rotated_refresh_chain(cli, oauth):
+    server = oauth(expires_in=3600)
+    seed = server.new_refresh_token()
+    add_oauth(cli, "o", server, refresh=True)
+    assert cli("sync", "o", env=env_of(RT=seed)).returncode == 0  # the seed is spent: the chain holds the new one
+
+    assert cli("edit", "o", "--scope", "read").returncode == 0
+    result = cli("sync", "o", env=env_of(RT=seed))
+
+    assert result.returncode == 0, f"the stored chain still works: {result.stderr}"
+    assert server.grants["refresh_token"] == 2 and dict(server.errors) == {}, "a refresh, from the chain, no reuse"
+
+
+@pytest.mark.parametrize("auth", ["basic:alice:${PW}", ""])
+def test_edit_auth_away_from_oauth2_drops_its_settings(cli, oauth, auth):
+    server = oauth(client_auth="body")
+    add_oauth(cli, "o", server, "--scope", "read", "--client-auth", "body")
+    assert cli("sync", "o", env=env_of()).returncode == 0
+
+    switched = cli("edit", "o", "--auth", auth)
+
+    assert switched.returncode == 0, f"no OAuth2 option has to be cleared by hand: {switched.stderr}"
+    exported = cli("export", "o").stdout
+    assert "token_url" not in exported and "client_id" not in exported and "scopes" not in exported, exported
+    back = cli("edit", "o", "--auth", "oauth2")
+    assert back.returncode == 2 and "--token-url" in back.stderr, "turned on again, it asks for its options"
+
+
 # -- OAuth2: refresh tokens with rotation ------------------------------------------------------
 
 
