@@ -311,6 +311,8 @@ def _refuse_literal_secret(name: str, value: str, what: str) -> None:
         if what == "header":
             scheme = value.split()[0] if len(value.split()) > 1 and value.split()[0].isalpha() else ""
             example = f"'{name}: {scheme + ' ' if scheme else ''}${{{variable}}}'"
+        elif what == "--body field":
+            example = f'"{name}": "${{{variable}}}" in the body (expanded as a JSON string)'
         else:
             example = f"{name}=${{{variable}}}"
         raise UsageError(
@@ -449,6 +451,17 @@ def _parse_body(text: str) -> Any:
         check_references(body, "--body")
     else:
         check_references(json.dumps(body), "--body")
+    level = [body]  # a field named like a credential holds a ${VAR}, as a header or param must
+    while level:
+        item = level.pop()
+        if isinstance(item, dict):
+            for name, value in item.items():
+                if isinstance(value, str):
+                    _refuse_literal_secret(name, value, "--body field")
+                else:
+                    level.append(value)
+        elif isinstance(item, list):
+            level.extend(item)
     return body
 
 

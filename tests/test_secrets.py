@@ -141,6 +141,8 @@ REFUSALS = {
     "space": (["add", "w", "--url", f"https://bob:{_LITERAL} x@h/x"], None),
     "not utf-8": (["add", "w", "--url", "https://h/x", "--header", f"X-Key: {_LITERAL}\udcff"], None),
     "notify not utf-8": (["notify", "add", f"json://{_LITERAL}@hooks.example.com/\udcff"], None),
+    "body field": (["add", "w", "--url", "https://h/x", "--body", f'{{"variables": {{"api_key": "{_LITERAL}"}}}}'], None),
+    "toml body field": (["apply", "-"], f"{_APP}url = \"https://h/x\"\nbody = '{{\"password\": \"{_LITERAL}\"}}'\n"),
     "notify password": (["notify", "add", f"mailtos://bob:{_LITERAL}@example.com"], None),
     "toml notify password": (["apply", "-"], f'[[notify]]\nurl = "json://bob:{_LITERAL}@127.0.0.1:9/x"\n'),
     "toml url": (["apply", "-"], f'{_APP}url = "https://bob:{_LITERAL}@/x"\n'),
