@@ -79,8 +79,10 @@ def from_database(integration: Integration) -> Desired:
 
 def entry(desired: Desired) -> dict[str, Any]:
     """What ``export`` writes for one integration: the keys not at their default."""
-    defaults = _default_form(desired.name)
-    return {k: v for k, v in desired.form().items() if k == "url" or defaults.get(k) != v}
+    defaults, form = _default_form(desired.name), desired.form()
+    if form.get("body") is not None:
+        defaults["method"] = "POST"  # --body implies POST (spec §16)
+    return {k: v for k, v in form.items() if k == "url" or defaults.get(k) != v}
 
 
 def _desired(name: str, table: Any, where: str) -> Desired:
