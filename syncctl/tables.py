@@ -41,6 +41,9 @@ OWN_TABLES = frozenset({
     "notify_outbox", "run_due_ticks", "schema_steps", "syncctl_meta", "data_columns", "oauth_tokens",
 })  # fmt: skip
 RESERVED_PREFIXES = ("sqlite_", "pg_")
+# PostgreSQL's system columns: a field named like one gets ``_2`` as a clash would, on both
+# backends, so one integrations file names its columns alike everywhere.
+SYSTEM_COLUMNS = frozenset({"tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"})
 TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _TABLE_HINT = "use --table NAME with a lowercase SQL name ([a-z_][a-z0-9_]{0,62}), or --table off"
 
@@ -306,7 +309,7 @@ class Layout:
         """What storing ``batch`` (see :func:`flatten_columns`) changes: new columns (named
         now, in the order their fields were first seen) and widened ones."""
         changes: list[Change] = []
-        taken = {KEY_COLUMN, SYNCED_COLUMN, *self.names}
+        taken = {KEY_COLUMN, SYNCED_COLUMN, *SYSTEM_COLUMNS, *self.names}
         for path, values in batch.items():
             seen = observed_type(values, timestamps=timestamps)
             column = self.columns.get(path)

@@ -158,6 +158,7 @@ def test_the_default_table_name_and_the_column_naming_rule(target, tcli, source)
         "userId": 4,
         "_key": "mine",
         "_synced_at": "theirs",
+        "xmin": 5,  # one of PostgreSQL's system columns
     }
     url = source.add("/obs", json_body([record]))
     assert tcli("add", "weather-eu", "--url", url).returncode == 0
@@ -169,12 +170,12 @@ def test_the_default_table_name_and_the_column_naming_rule(target, tcli, source)
     assert data_table(target, "a.b-c") == "a_b_c", "default: - and . become _"
     assert list(columns(target, "weather_eu")) == [
         "_key", "_synced_at", "id", "created_at", "temp_c", "station__name", "station__geo__lat",
-        "station__geo__deep", "tags", "_2fa", "user_id", "user_id_2", "_key_2", "_synced_at_2",
-    ], "snake_case, a__b__c up to three levels, clashes get _2 in the order first seen"
+        "station__geo__deep", "tags", "_2fa", "user_id", "user_id_2", "_key_2", "_synced_at_2", "xmin_2",
+    ], "snake_case, a__b__c up to three levels, clashes (PostgreSQL's system columns too) get _2 in the order first seen"
     [row] = sql(target, f"SELECT * FROM {q('weather_eu')}")
     assert row["_key"] == "1", "_key is the record key"
     assert (row["user_id"], row["user_id_2"]) == (3, 4), "the first field seen keeps the plain name"
-    assert (row["_key_2"], row["_synced_at_2"]) == ("mine", "theirs"), "fields named _key/_synced_at get _2"
+    assert (row["_key_2"], row["_synced_at_2"], row["xmin_2"]) == ("mine", "theirs", 5), "fields named _key/_synced_at get _2"
     assert row["station__name"] == "Uccle", "a nested field's value"
     deep, tags = row["station__geo__deep"], row["tags"]
     if backend(target) == "sqlite":
