@@ -10,6 +10,7 @@ runner and engine may ask them without loading psycopg.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,9 @@ _PG_STALE_AT = (  # as SQLite's: max(60, NULL) is NULL there, greatest(60, NULL)
     f"(coalesce(last_success_at, created_at) + CASE WHEN {_PG_LIMIT} IS NULL THEN NULL"
     f" ELSE make_interval(secs => greatest(60, {_PG_LIMIT})) END)"
 )
+
+
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")  # a JSON text's \u0000 escape, not an escaped backslash's
 
 
 def _sqlite_ms(moment: str) -> str:
@@ -133,6 +137,22 @@ class Dialect:
         if self.name == "sqlite":
             return "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view', 'index') AND name = ?"
         return "SELECT 1 FROM pg_catalog.pg_class WHERE relname = ? AND relnamespace = current_schema()::regnamespace"
+
+    def storable_page(self, records: list[tuple[str, str]], objects: list[Any] | None) -> tuple[list, list | None]:
+        """A page's (key, JSON) pairs and parsed records as this backend can store them.
+        PostgreSQL's text and jsonb cannot hold the NUL character (U+0000): there each one,
+        in a key, a string or a field name, is stored as U+FFFD. SQLite stores it as sent."""
+        if self.name != "postgres" or not any("\\u0000" in data or "\x00" in key for key, data in records):
+            return records, objects
+        import json
+
+        stored, parsed = [], list(objects) if objects is not None else None
+        for i, (key, data) in enumerate(records):
+            clean = _NUL_ESCAPE.sub(r"\1\\ufffd", data)
+            if parsed is not None and clean != data:
+                parsed[i] = json.loads(clean)
+            stored.append((key.replace("\x00", "\ufffd"), clean))
+        return stored, parsed
 
     def storable(self, value: Any, logical: str) -> Any:
         """A record's value as the driver stores it in a column of type ``logical``."""

@@ -71,6 +71,7 @@ class RecordStore:
         With ``table``, the integration's data table gets the same rows in the same
         transaction (``objects``: the records as parsed, in the order of ``records``)."""
         stamp = format_ts(now)
+        records, objects = self.dialect.storable_page(records, objects)
         if table is None:
             self._upsert(integration_id, records, stamp, cursor)
             return

@@ -814,6 +814,21 @@ def test_remove_drops_the_table(target, tcli, source):
     assert tcli("add", "gone", "--url", url).returncode == 0, "the name is free again"
 
 
+def test_a_nul_character_is_stored_as_each_backend_can(target, tcli, source):
+    page = [{"id": "k\u00001", "note": "a\u0000b", "odd\u0000key": 1, "literal": "\\u0000 stays"}]
+    assert tcli("add", "nul", "--url", source.add("/n", json_body(page))).returncode == 0
+
+    result = tcli("sync", "nul")
+
+    assert result.returncode == 0 and "internal error" not in result.stderr, result.stderr
+    nul = "\u0000" if backend(target) == "sqlite" else "\ufffd"  # PostgreSQL's text cannot hold U+0000
+    records = live(target, "nul")
+    assert records == {f"k{nul}1": {"id": f"k{nul}1", "note": f"a{nul}b", f"odd{nul}key": 1, "literal": "\\u0000 stays"}}
+    [row] = rows(target, "nul").values()
+    assert row["note"] == f"a{nul}b" and row["literal"] == "\\u0000 stays", row
+    assert sorted(rows(target, "nul")) == sorted(records), "the table is live_records"
+
+
 def test_records_that_are_not_objects_go_into_a_value_column(target, tcli, source):
     url = source.add("/bare", json_body([10, 20, 30]))
     assert tcli("add", "numbers", "--url", url).returncode == 0
