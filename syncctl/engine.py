@@ -126,8 +126,12 @@ class SyncNotes:
             return None
         from syncctl.tables import describe
 
-        return (f"warning: the columns of table {integration.data_table} changed: "
-                f"{describe(self.table.changes, self.type_name)} (see them with: syncctl schema {integration.name})")
+        return columns_warning(integration.data_table, integration.name, describe(self.table.changes, self.type_name))
+
+
+def columns_warning(table: str | None, name: str, described: str) -> str:
+    """The words of a sync's schema changes in its log's hint (spec §15)."""
+    return f"warning: the columns of table {table} changed: {described} (see them with: syncctl schema {name})"
 
 
 def _warning(name: str, problem: str, option: str) -> str:
@@ -182,6 +186,12 @@ def recover_orphans(
             message = (f"interrupted: process {log.pid} ended before the sync finished "
                        "(killed, or the machine restarted)")
             hint = INTERRUPTED_HINT
+        disabled_hint = resume_hint(log.integration, hint)
+        if log.schema_changes:  # its committed pages changed the columns: said, as by a sync that fails
+            from syncctl.tables import Change, describe
+
+            listed = [Change(c["column"], c["change"], c["type"], c.get("from")) for c in log.schema_changes]
+            hint += "; " + columns_warning(store.data_table(log.integration_id), log.integration, describe(listed, str))
         done = store.finish_sync(
             log.id,
             integration_id=log.integration_id,
@@ -191,7 +201,7 @@ def recover_orphans(
             error_message=message,
             error_hint=hint,
             plan=outcome_plan(now, succeeded=False, rng=rng),
-            disabled_hint=resume_hint(log.integration, hint),
+            disabled_hint=disabled_hint,
         )
         if done is not None:
             recovered.append(log)

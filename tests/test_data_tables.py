@@ -406,6 +406,40 @@ def test_a_failed_sync_that_changed_columns_says_so_after_its_fix(target, tcli, 
     assert rows(target, "paged")["1"]["humidity"] == 80, "page 1's row, with its new column"
 
 
+def test_a_killed_sync_that_changed_columns_says_so_once_recovered(target, tcli, source):
+    import signal
+
+    from tests.helpers import spawn_syncctl
+    from tests.httpsources import send, stall
+
+    pages = {1: [{"id": 1, "v": 1}], 2: []}
+    hang_on_page_2 = {"on": False}
+
+    def answer(handler):  # noqa: ANN001, ANN202
+        page = int(handler.query.get("p", "1"))
+        if page == 2 and hang_on_page_2["on"]:
+            stall(handler, 3600)
+            return
+        send(handler, 200, json.dumps(pages[page]).encode())
+
+    url = source.add("/p", answer)
+    assert tcli("add", "paged", "--url", url, "--paginate", "page:p").returncode == 0
+    synced(tcli, "paged")
+    pages[1] = [{"id": 1, "v": 1, "humidity": 80}]  # page 1 adds a column and is committed
+    hang_on_page_2["on"] = True
+    before = source.count("/p")
+    proc = spawn_syncctl(target, "sync", "paged")
+    source.wait_hits("/p", before + 2)  # page 2 asked: page 1 is stored
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+
+    [log, _] = history(tcli, "paged")  # history ends the dead sync's log first
+
+    assert log["status"] == "FAILED" and "interrupted" in log["error_message"], log
+    assert "humidity" in (log["error_hint"] or ""), f"the column the killed sync added is said: {log['error_hint']}"
+    assert rows(target, "paged")["1"]["humidity"] == 80
+
+
 def test_freeze_lets_the_first_sync_make_the_table_from_all_its_pages(target, tcli, source):
     pages = {1: [{"id": 1, "v": 1}], 2: [{"id": 2, "v": 2.5, "extra": "x"}], 3: []}
     url = source.add("/p", dynamic(lambda h: (200, pages[int(h.query.get("p", "1"))])))
