@@ -43,7 +43,7 @@ class TableWrite:
 
     def frozen_error(self, changes: list[Change], type_name: Any) -> SyncError:
         fields = ", ".join(
-            f"{c.path if isinstance(c.path, str) else '.'.join(c.path)} ({type_name(c.type)}"
+            f"{tables.dotted(c.path)} ({type_name(c.type)}"
             + (f", was {type_name(c.before)})" if c.before else ")")
             for c in changes
         )

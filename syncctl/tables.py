@@ -274,7 +274,15 @@ class Column:
 
     @property
     def dotted(self) -> str:
-        return self.path if isinstance(self.path, str) else ".".join(self.path)
+        return dotted(self.path)
+
+
+def dotted(path: Path) -> str:
+    """A field's path as ``schema`` shows it: ``station.name``; a ``.`` or ``\\`` inside a
+    field's own name is escaped with ``\\`` (``a\\.b`` is the field "a.b", ``a.b`` the
+    field b of a), so no two columns show the same path."""
+    parts = (path,) if isinstance(path, str) else path
+    return ".".join(p.replace("\\", "\\\\").replace(".", "\\.") for p in parts)
 
 
 @dataclass(frozen=True)

@@ -525,6 +525,17 @@ def test_schema_json_gives_a_field_with_an_empty_name_its_path(target, tcli, sou
     assert rows(target, "odd")["1"][blank["name"]] == "blank"
 
 
+def test_schema_paths_tell_a_dotted_name_from_a_nested_field(target, tcli, source):
+    page = [{"id": 1, "a.b": 1, "a": {"b": 2}}]
+    assert tcli("add", "dots", "--url", source.add("/d", json_body(page))).returncode == 0
+    synced(tcli, "dots")
+
+    listed = {c["name"]: c["path"] for c in tcli("schema", "dots", "--json").json()["columns"]}
+
+    assert listed["a_b"] == "a\\.b", f"the field named 'a.b', its dot escaped: {listed}"
+    assert listed["a__b"] == "a.b", f"the field b of a: {listed}"
+
+
 def test_long_field_names_fit_63_bytes_and_stay_distinct(target, tcli, source):
     long_a, long_b = "a" * 70, "a" * 70 + "b"
     nested = {"p" * 40: {"q" * 40: 1}}
