@@ -5,9 +5,10 @@ transaction per page, swept together, removed together. A mixin of
 
 from __future__ import annotations
 
+
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -75,7 +76,7 @@ class RecordStore:
         if table is None:
             self._upsert(integration_id, records, stamp, cursor)
             return
-        noted, created = len(table.changes), table.created
+        noted, created = list(table.changes), table.created
         try:
             with self.transaction():
                 self._upsert(integration_id, records, stamp, cursor)
@@ -91,7 +92,7 @@ class RecordStore:
                         raise
                     raise _table_error(table.table, *fault) from None  # no query: PostgreSQL's transaction is aborted
         except BaseException:
-            del table.changes[noted:]  # rolled back: this page changed no column, made no table
+            table.changes[:] = noted  # rolled back: this page changed no column, made no table
             table.created = created
             raise
 
@@ -342,7 +343,12 @@ class RecordStore:
         them for the targets subscribed to ``schema`` (not a table's creation)."""
         if not changes:
             return
-        write.changes += changes
+        for change in changes:  # one entry per column for the whole sync: how it began, its final type
+            earlier = next((i for i, c in enumerate(write.changes) if c.column == change.column), None)
+            if earlier is None:
+                write.changes.append(change)
+            else:
+                write.changes[earlier] = replace(write.changes[earlier], type=change.type)
         if write.log_id is not None:
             listed = [c.to_json(self.dialect.type_name) for c in write.changes]
             self.conn.execute("UPDATE sync_logs SET schema_changes = ? WHERE id = ?", (dumps(listed), write.log_id))

@@ -449,7 +449,10 @@ def test_freeze_lets_the_first_sync_make_the_table_from_all_its_pages(target, tc
 
     assert {k: (r["v"], r["extra"]) for k, r in rows(target, "paged").items()} == {"1": (1, None), "2": (2.5, "x")}
     [first] = history(tcli, "paged")
-    assert {c["column"] for c in first["schema_changes"]} >= {"id", "v", "extra"}
+    listed = {c["column"]: (c["change"], c["type"]) for c in first["schema_changes"]}
+    assert len(first["schema_changes"]) == len(listed), f"one entry per column: {first['schema_changes']}"
+    assert listed["v"] == ("added", TYPES[backend(target)]["real"]), "added, with its type at the end of the sync"
+    assert {"id", "v", "extra"} <= set(listed)
     pages[2] = [{"id": 2, "v": 2.5, "extra": "x", "later": True}]
     assert tcli("sync", "paged").returncode == 1, "a later sync is frozen"
 
