@@ -140,11 +140,28 @@ def _judge(report: CheckReport, config: IntegrationConfig) -> None:
         report.problems.append(Problem(*hashed_warning(
             missing, config.key, of=report.records, candidate=candidates[0] if candidates else None
         )))
+    if report.first_records:
+        _judge_keys(report, config.key)
     if report.source_errors:  # a sync succeeds with them as its warning (spec §16)
         report.problems.append(Problem(f"the source answered with records and errors: {'; '.join(report.source_errors)}"))
     detected = report.detected_pagination
     if detected and not config.pagination.paginated:
         report.problems.append(Problem(f"the response points at a next page ({detected})", f"--paginate {detected}"))
+
+
+def _judge_keys(report: CheckReport, key: str) -> None:
+    """Records of the first page sharing their key: a sync keeps only the last of each."""
+    from syncctl.models import dumps
+    from syncctl.records import record_key, shared_key_warning, shared_keys
+
+    records = report.first_records
+    texts = [dumps(r) for r in records]
+    shared = shared_keys([(record_key(r, key), text) for r, text in zip(records, texts, strict=True)])
+    if shared:
+        distinct = len(set(texts))  # a key that tells apart every record that differs
+        unique = [k for k in _KEY_CANDIDATES if k != key and all(has_key(r, k) for r in records)
+                  and len({record_key(r, k) for r in records}) == distinct]  # fmt: skip
+        report.problems.append(Problem(*shared_key_warning(shared, key, unique[0] if unique else None)))
 
 
 def report_json(report: CheckReport) -> dict[str, Any]:

@@ -74,12 +74,16 @@ class SyncNotes:
     """What a sync noticed that makes a success look wrong (spec §11: warnings)."""
 
     hashed: int = 0
+    shared: int = 0  # records stored over another of their page with the same key
     whole_body_arrays: list[tuple[str, int]] = field(default_factory=list)
     table: TableWrite | None = None  # what the sync changed of its data table's columns
     tokens: Any = None  # the OAuth2 token keeper (its warnings: stored tokens it could not use)
 
     def see(self, page: Page) -> None:
+        from syncctl.records import shared_keys
+
         self.hashed += page.hashed
+        self.shared += shared_keys(page.records)
         if page.whole_body and page.arrays and not self.whole_body_arrays:
             self.whole_body_arrays = page.arrays
 
@@ -87,7 +91,7 @@ class SyncNotes:
 
     def warning(self, integration: Integration, connector: Connector) -> str | None:
         """The hint a SUCCESS log carries, or None."""
-        from syncctl.records import hashed_warning, whole_body_warning
+        from syncctl.records import hashed_warning, shared_key_warning, whole_body_warning
 
         name, config = integration.name, integration.config
         found = []
@@ -95,6 +99,8 @@ class SyncNotes:
             found.append(_warning(name, *whole_body_warning(*self.whole_body_arrays[0])))
         if self.hashed:
             found.append(_warning(name, *hashed_warning(self.hashed, config.key)))
+        if self.shared:
+            found.append(_warning(name, *shared_key_warning(self.shared, config.key)))
         schema = self.schema_warning(integration)
         if schema:
             found.append(schema)

@@ -203,6 +203,24 @@ def hashed_warning(missing: int, key_field: str, of: int | None = None, candidat
     )
 
 
+def shared_keys(pairs: list[tuple[str, str]]) -> int:
+    """How many of a page's (key, JSON) pairs are stored over another of the page with the
+    same key and other content (the last one seen is kept). Identical records are not
+    counted: nothing of them is lost."""
+    keys = len({key for key, _ in pairs})
+    return 0 if keys == len(pairs) else len(set(pairs)) - keys
+
+
+def shared_key_warning(shared: int, key_field: str, candidate: str | None = None) -> tuple[str, str]:
+    """(what is wrong, the option that fixes it): records that share their key with
+    another of their page, so only the last of them is stored."""
+    return (
+        f"{shared} records had the same {key_field!r} as another record of their page and were stored over "
+        "it (only the last is kept)",
+        f"--key {candidate or 'FIELD'}",
+    )
+
+
 # -- incremental cursors -----------------------------------------------------------------
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")

@@ -201,6 +201,23 @@ def test_records_without_the_key_are_keyed_by_a_stable_hash(cli, store, source, 
     assert len(set(first)) == 3 and all(key not in ("", "None", "null") for key in first)
 
 
+def test_records_sharing_their_key_in_a_page_warn_with_the_key_to_use(cli, store, source, db_path):
+    body = [{"uuid": f"u{i}", "id": i % 2, "v": i} for i in range(6)] + [{"uuid": "u5", "id": 1, "v": 5}]
+    source.add("/dupes", json_body(body))  # --key id is not unique; the last record repeats one exactly
+    add(store, "dupes", source.url("/dupes"))
+
+    result = cli("sync", "dupes")
+    checked = cli("check", "dupes", "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(stored(db_path, "dupes")) == ["0", "1"], "the last of each key is kept"
+    hint = cli("history", "dupes", "--json").json()[0]["error_hint"] or ""
+    assert "4 records had the same 'id' as another record of their page" in hint, hint
+    assert "syncctl edit dupes --key FIELD" in hint, hint
+    fixes = [p["fix"] for p in checked.json()["problems"]]
+    assert "--key uuid" in fixes, f"check names a key that is unique: {fixes}"
+
+
 def test_a_second_sync_adds_no_duplicates_and_updates_changed_records(cli, store, source, db_path):
     source.add("/users", json_body(
         {"data": [{"id": 1, "name": "Ada"}, {"id": 2, "name": "Bob"}]}
